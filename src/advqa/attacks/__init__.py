@@ -63,7 +63,8 @@ def get_attack(name: str, **parameters) -> Attack:
     unknown = sorted(set(parameters) - set(accepted))
     if unknown:
         valid = ", ".join(p for p in accepted if p != "self")
-        raise ValueError(f"{cls.name} does not take {', '.join(unknown)}; valid parameters: {valid}")
+        raise ValueError(
+            f"{cls.name} does not take {', '.join(unknown)}; valid parameters: {valid}")
     return cls(**parameters)
 
 

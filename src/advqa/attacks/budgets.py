@@ -190,6 +190,9 @@ def make_budget(norm: str, eps: float, **options) -> Budget:
 
 def distances(images: torch.Tensor, adversarial: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-sample L0 (changed pixel positions), L1, L2 and L∞ of ``adversarial − images``."""
+    if images.shape != adversarial.shape:
+        raise ValueError(f"cannot compare images of shape {tuple(images.shape)} with "
+                         f"adversarial images of shape {tuple(adversarial.shape)}")
     delta = (adversarial - images).detach()
     changed_pixels = (delta.abs().sum(dim=1) > 0) if delta.dim() == 4 else delta != 0
     return {

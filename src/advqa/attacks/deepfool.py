@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from advqa.attacks.base import Attack
-from advqa.attacks.budgets import flat, per_sample
+from advqa.attacks.budgets import per_sample
 from advqa.attacks.objectives import ClassifierObjective
 
 

@@ -4,10 +4,9 @@ Normalisation lives inside the returned module, so attacks and metrics never
 see model-specific preprocessing.
 """
 
+from advqa.models.classifier import Classifier, ModelInfo
 from advqa.models.registry import (
-    Classifier,
     MissingWeightsError,
-    ModelInfo,
     UnknownModelError,
     list_models,
     load_classifier,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from advqa.models.classifier import Classifier, ModelInfo
+from advqa.models.classifier import Classifier
 
 
 class UnknownModelError(KeyError):

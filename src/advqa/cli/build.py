@@ -1,0 +1,105 @@
+"""``advqa build``: an AdvDB-style dataset of references, AEs and a manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advqa.cli.common import CommandError, add_model_options, load_model, name_list, number_list
+
+GRIDS = ("demo", "table2", "full")
+
+
+def add_build_options(parser, *, default_out: str | None) -> None:
+    parser.add_argument("--source", default="imagenet",
+                        help="named sample set (imagenet, photos, mnist, fashion-mnist, cifar10), "
+                        "an image folder, a NIPS 2017 dev-set folder or an IDX folder")
+    parser.add_argument("--labels", type=Path, default=None, help="labels CSV for a folder source")
+    parser.add_argument("--out", type=Path, default=default_out, required=default_out is None,
+                        help="study directory to write (resumed if it exists)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--batch-size", type=int, default=8, help="references per work unit")
+    parser.add_argument("--keep-failed", action="store_true",
+                        help="keep AEs that do not fool the model, flagged success=False")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_model_options(parser)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "build", help="generate AEs over attacks × norms × strengths (AdvDB-style)",
+        description="Attack every source image with every cell of a grid, filter AEs that "
+        "do not fool the model, and write PNGs plus manifest.{parquet,csv}. Re-running "
+        "resumes: finished work is skipped.")
+    add_build_options(parser, default_out=None)
+    grid = parser.add_argument_group("grid (default: the paper's Table 2)")
+    grid.add_argument("--grid", choices=GRIDS, default="table2",
+                      help="named grid: demo (reduced), table2 (paper), full (table2 + C&W)")
+    grid.add_argument("--config", type=Path, default=None, help="grid file, TOML or JSON")
+    grid.add_argument("--attacks", type=name_list, default=None, help="e.g. pgd,fgsm")
+    grid.add_argument("--norms", type=name_list, default=["linf"], help="e.g. linf,l2")
+    grid.add_argument("--strengths", type=number_list, default=None,
+                      help="eps / overshoot / kappa values, e.g. 1/255,4/255")
+    grid.add_argument("--steps", type=int, default=10, help="iterations of iterative attacks")
+    parser.set_defaults(handler=run)
+
+
+def choose_grid(arguments):
+    from advqa.study import full_grid, grid_from_options, load_grid, table2_grid
+    from advqa.study.grid import demo_grid
+
+    if arguments.config is not None:
+        return load_grid(arguments.config)
+    if arguments.attacks:
+        if not arguments.strengths:
+            raise CommandError("--attacks needs --strengths")
+        settings = {"steps": arguments.steps} if arguments.steps else {}
+        grid = []
+        for attack in arguments.attacks:
+            extra = {} if attack in ("fgsm", "deepfool") else settings
+            grid += grid_from_options([attack], arguments.norms, arguments.strengths, **extra)
+        return grid
+    return {"demo": demo_grid, "table2": table2_grid, "full": full_grid}[arguments.grid]()
+
+
+def load_samples(arguments):
+    from advqa.data import load_folder, load_source
+
+    if arguments.labels is not None:
+        samples = load_folder(arguments.source, labels=arguments.labels)
+    else:
+        samples = load_source(arguments.source)
+    if arguments.limit is not None:
+        if arguments.limit < 1:
+            raise CommandError("--limit must be >= 1")
+        samples = samples[: arguments.limit]
+    return samples
+
+
+def build(arguments, grid):
+    from advqa.study import build_dataset
+
+    model = load_model(arguments)
+    samples = load_samples(arguments)
+    if len(samples) == 0:
+        raise CommandError(f"no readable images in {arguments.source}")
+    return build_dataset(samples, model, grid, arguments.out, batch_size=arguments.batch_size,
+                         keep_failed=arguments.keep_failed, seed=arguments.seed,
+                         progress=not arguments.no_progress)
+
+
+def print_summary(summary) -> None:
+    manifest = summary.manifest
+    print(f"\n{len(manifest)} AEs kept in {summary.output / 'manifest.parquet'} "
+          f"({summary.skipped_units}/{summary.attempted} units resumed, "
+          f"{summary.seconds:.0f} s)")
+    if len(manifest):
+        print(summary.success_table().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if summary.failures:
+        print(f"{len(summary.failures)} failures listed in {summary.output / 'failures.csv'}")
+
+
+def run(arguments) -> int:
+    summary = build(arguments, choose_grid(arguments))
+    print_summary(summary)
+    return 0

@@ -1,0 +1,52 @@
+"""The ``advqa`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+import advqa
+from advqa.cli import attack, build, models, run
+from advqa.cli.common import CommandError
+
+SUBCOMMANDS = (models, attack, build, run)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="advqa",
+        description="Make adversarial examples and judge them the way people see them.")
+    top.add_argument("--version", action="version", version=f"advqa {advqa.__version__}")
+    subparsers = top.add_subparsers(title="commands", metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.register(subparsers)
+    return top
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    if not hasattr(arguments, "handler"):
+        parser().print_help()
+        return 2
+    warnings.showwarning = show_warning
+    from advqa.attacks import UnknownAttackError
+    from advqa.models import MissingWeightsError, UnknownModelError
+
+    try:
+        return arguments.handler(arguments)
+    except (CommandError, UnknownAttackError, UnknownModelError, MissingWeightsError,
+            FileNotFoundError, ValueError) as error:
+        print(f"advqa: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("advqa: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Images for adversarial-quality experiments, as float tensors in ``[0, 1]``.
+
+Every loader returns a :class:`SampleSet` of :class:`Sample` objects holding
+float32 ``(C, H, W)`` RGB (or one-channel grayscale) images at native size, with
+0-based integer labels where the source has them. Files that cannot be read are
+skipped with an :class:`ImageLoadWarning` and listed in ``SampleSet.failures``.
+
+Sources
+-------
+load_samples, list_sample_sets
+    Named sets that ship with installed packages (no network needed).
+load_folder, load_nips2017
+    Image folders, with an optional labels CSV, and the NIPS 2017 layout.
+load_idx, idx_samples
+    MNIST-style IDX files.
+load_source
+    Any of the above from one string.
+
+Images
+------
+read_image, save_png, quantize
+    Decoding, atomic lossless writing and the 8-bit grid PNG files store.
+resize_center_crop, preprocess
+    Classifier-ready square batches.
+"""
+
+from advqa.data.folder import find_images, is_nips2017_layout, load_folder, load_nips2017
+from advqa.data.idx import (
+    IdxFormatError,
+    find_idx_files,
+    idx_samples,
+    idx_splits,
+    load_idx,
+    read_idx,
+)
+from advqa.data.io import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    atomic_write_bytes,
+    encode_png,
+    quantize,
+    read_image,
+    save_png,
+)
+from advqa.data.named import (
+    FASHION_MNIST_DIRECTORY,
+    UnknownSampleSetError,
+    list_sample_sets,
+    load_samples,
+)
+from advqa.data.samples import ImageLoadWarning, LoadFailure, Sample, SampleSet
+from advqa.data.sources import load_source
+from advqa.data.transforms import preprocess, resize_center_crop
+
+__all__ = [
+    "FASHION_MNIST_DIRECTORY",
+    "IMAGE_SUFFIXES",
+    "IdxFormatError",
+    "ImageLoadWarning",
+    "ImageReadError",
+    "LoadFailure",
+    "Sample",
+    "SampleSet",
+    "UnknownSampleSetError",
+    "atomic_write_bytes",
+    "encode_png",
+    "find_idx_files",
+    "find_images",
+    "idx_samples",
+    "idx_splits",
+    "is_nips2017_layout",
+    "list_sample_sets",
+    "load_folder",
+    "load_idx",
+    "load_nips2017",
+    "load_samples",
+    "load_source",
+    "preprocess",
+    "quantize",
+    "read_idx",
+    "read_image",
+    "resize_center_crop",
+    "save_png",
+]

@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny seeded CNN for fast exact checks, and the real default model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    """A small CIFAR-sized CNN; random but seeded, enough for exact comparisons."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4))
+        self.head = nn.Linear(16 * 16, classes)
+
+    def forward(self, images):
+        return self.head(self.features(images - 0.5).flatten(1))
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    torch.manual_seed(0)
+    return TinyNet().eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_batch(tiny_model):
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(6, 3, 16, 16, generator=generator)
+    with torch.no_grad():
+        labels = tiny_model(images).argmax(1)
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    from advqa.models import load_classifier
+
+    return load_classifier("efficientnet-lite0", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def imagenet_batch(default_model):
+    """The 20 labelled ImageNet samples, preprocessed for the default model."""
+    from advqa.data import load_samples, preprocess, quantize
+
+    samples = load_samples("imagenet")
+    info = default_model.info
+    images = quantize(preprocess(samples, size=info.input_size, resize=info.resize_size))
+    return images, torch.tensor(samples.labels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advqa.cli.common import CommandError, add_model_options, load_model, name_list, number_list
+from advqa.study.store import write_table
 
 GRIDS = ("demo", "table2", "full")
 
@@ -93,8 +94,10 @@ def print_summary(summary) -> None:
     print(f"\n{len(manifest)} AEs kept in {summary.output / 'manifest.parquet'} "
           f"({summary.skipped_units}/{summary.attempted} units resumed, "
           f"{summary.seconds:.0f} s)")
-    if len(manifest):
-        print(summary.success_table().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if len(summary.attempts):
+        table = summary.success_table()
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        write_table(table, summary.output / "summary")
     if summary.failures:
         print(f"{len(summary.failures)} failures listed in {summary.output / 'failures.csv'}")
 

@@ -46,17 +46,21 @@ class BuildSummary:
 
     output: Path
     manifest: pd.DataFrame
+    attempts: pd.DataFrame
     attempted: int
     skipped_units: int
     failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
     def success_table(self) -> pd.DataFrame:
-        """Kept AEs and success rate per attack and norm."""
-        table = self.manifest.groupby(["attack", "norm"]).agg(
-            aes=("id", "size"), success_rate=("success", "mean"),
+        """Per attack, norm and strength: AEs tried, fooled, and median distances of those kept."""
+        keys = ["attack", "norm", "strength"]
+        tried = self.attempts.groupby(keys).agg(tried=("id", "size"), fooled=("success", "sum"))
+        kept = self.manifest.groupby(keys).agg(
             median_l2=("l2", "median"), median_linf=("linf", "median"))
-        return table.reset_index()
+        table = tried.join(kept).reset_index()
+        table["success_rate"] = table.fooled / table.tried
+        return table[[*keys, "tried", "fooled", "success_rate", "median_l2", "median_linf"]]
 
 
 def unit_key(spec: AttackSpec, names: list[str], model_name: str, seed: int) -> str:
@@ -250,11 +254,12 @@ def build_dataset(
         ledger.record(key, spec.describe(), rows)
         write_table(manifest_frame(ledger.rows(), keep_failed), output / "manifest")
     bar.close()
+    attempts = manifest_frame(ledger.rows(), keep_failed=True)
     manifest = manifest_frame(ledger.rows(), keep_failed)
     write_table(manifest, output / "manifest")
     ledger.close()
     atomic_write_bytes(output / "failures.csv",
                        pd.DataFrame(failures, columns=["path", "unit", "reason"])
                        .to_csv(index=False).encode())
-    return BuildSummary(output, manifest, len(units), skipped, failures,
+    return BuildSummary(output, manifest, attempts, len(units), skipped, failures,
                         time.perf_counter() - started)

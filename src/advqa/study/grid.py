@@ -86,7 +86,7 @@ def demo_grid() -> list[AttackSpec]:
     for attack, strengths in TABLE2.items():
         settings = {} if attack in ("fgsm", "deepfool") else {"steps": 10}
         grid += expand(attack, ("l2", "linf"), strengths[::2], **settings)
-    return grid + expand("cw", ["l2"], [0.0], steps=30, binary_search_steps=2)
+    return grid + expand("cw", ["l2"], [0.0], steps=40, binary_search_steps=2)
 
 
 def grid_from_options(attacks, norms, strengths, **settings) -> list[AttackSpec]:

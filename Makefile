@@ -1,0 +1,44 @@
+# Two entry points for a fresh Debian machine; each sets itself up first.
+#   make demo   the default study (runs/demo)
+#   make test   lint + the whole test suite
+# Set-up: a .venv at the repository root, pip install of advqa with the extras
+# the target needs, and the Debian data package for Fashion-MNIST.
+
+VENV ?= .venv
+BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system demo test lint bench clean
+
+$(PYTHON):
+	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
+
+# Re-install only when the project's dependencies change.
+$(VENV)/.installed-%: pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[$*]'
+	touch $@
+
+system:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
+	fi
+
+setup: system $(VENV)/.installed-test
+
+demo: system $(VENV)/.installed-test
+	$(VENV)/bin/advqa run
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: system $(VENV)/.installed-test lint
+	$(VENV)/bin/pytest
+
+bench: system $(VENV)/.installed-dev
+	$(PYTHON) benchmarks/pgd_throughput.py --markdown
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

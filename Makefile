@@ -32,7 +32,7 @@ demo: system $(VENV)/.installed-test
 	$(VENV)/bin/advqa run
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check .
 
 test: system $(VENV)/.installed-test lint
 	$(VENV)/bin/pytest

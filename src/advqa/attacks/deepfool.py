@@ -84,9 +84,9 @@ class DeepFool(Attack):
             still = logits.argmax(dim=1) == labels[active]
             if not still.any():
                 break
-            active, current, logits = active[still], current, logits[still]
-            own = logits.gather(1, labels[active, None])
-            gaps = logits.gather(1, others[active]) - own
+            active, logits = active[still], logits[still]
+            gaps = logits.gather(1, others[active]) - logits.gather(1, labels[active, None])
+            # One backward pass per candidate class: w_k = ∇(Z_k − Z_y).
             gradients = torch.stack(
                 [torch.autograd.grad(gaps[:, k].sum(), current, retain_graph=k < count - 1)[0]
                  for k in range(count)], dim=1)[still]

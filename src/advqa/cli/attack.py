@@ -57,7 +57,7 @@ def attack_folder(attack, model, samples, output: Path, batch_size: int) -> int:
     from tqdm.auto import tqdm
 
     from advqa.data import encode_png, preprocess, quantize
-    from advqa.study.build import attack_quantised
+    from advqa.study.build import attack_quantised, fooled
     from advqa.study.store import atomic_write_bytes, write_table
 
     records = []
@@ -76,7 +76,8 @@ def attack_folder(attack, model, samples, output: Path, batch_size: int) -> int:
             records.append({
                 "image": sample.name, "label": sample.label, "clean_prediction": int(clean[index]),
                 "adversarial_prediction": int(predicted[index]),
-                "success": bool(predicted[index] != labels[index]), "steps": int(steps[index]),
+                "success": fooled(int(clean[index]), int(predicted[index]), int(labels[index])),
+                "steps": int(steps[index]),
                 **{name: float(values[index]) for name, values in measured.items()}})
     write_table(pd.DataFrame(records), output / "results")
     failures = [{"path": f.path, "reason": f.reason} for f in samples.failures]

@@ -4,7 +4,8 @@ References are resized and centre-cropped to the classifier's input, quantised
 to 8 bits and saved; the *saved* reference is what gets attacked. Each AE is
 quantised to 8 bits before its prediction and distances are measured, so the
 manifest describes exactly the PNG on disk. AEs that do not fool the model are
-filtered, as in the paper, unless ``keep_failed`` is set.
+filtered, as in the paper, unless ``keep_failed`` is set; references the model
+already misclassifies give no successful AEs.
 
 Work unit = (grid cell, fixed chunk of references). Chunks never change
 between runs, so a resumed build computes every unit exactly as an
@@ -53,14 +54,18 @@ class BuildSummary:
     seconds: float = 0.0
 
     def success_table(self) -> pd.DataFrame:
-        """Per attack, norm and strength: AEs tried, fooled, and median distances of those kept."""
+        """Per grid cell: AEs tried, references correct, fooled, median distances of those kept."""
         keys = ["attack", "norm", "strength"]
-        tried = self.attempts.groupby(keys).agg(tried=("id", "size"), fooled=("success", "sum"))
+        attempts = self.attempts.assign(correct=self.attempts.clean_correct.fillna(True))
+        tried = attempts.groupby(keys).agg(
+            tried=("id", "size"), correct=("correct", "sum"), fooled=("success", "sum"))
         kept = self.manifest.groupby(keys).agg(
             median_l2=("l2", "median"), median_linf=("linf", "median"))
         table = tried.join(kept).reset_index()
-        table["success_rate"] = table.fooled / table.tried
-        return table[[*keys, "tried", "fooled", "success_rate", "median_l2", "median_linf"]]
+        # The success rate counts only references the model classified correctly.
+        table["success_rate"] = table.fooled / table.correct.clip(lower=1)
+        columns = ["tried", "correct", "fooled", "success_rate", "median_l2", "median_linf"]
+        return table[[*keys, *columns]]
 
 
 def unit_key(spec: AttackSpec, names: list[str], model_name: str, seed: int) -> str:
@@ -129,6 +134,12 @@ def prepare_references(samples: SampleSet, model, output: Path, batch_size: int)
     return References(samples, images, paths, true_labels, clean, labels)
 
 
+def fooled(clean: int, predicted: int, label: int) -> bool:
+    """An AE succeeds when it flips a *correct* prediction; a reference the model
+    already gets wrong yields no adversarial example, whatever the attack did."""
+    return clean == label and predicted != label
+
+
 def unit_rows(references: References, model, spec, chunk, outcome, parameters) -> list[dict]:
     _, prediction, measured, steps = outcome
     rows = []
@@ -153,7 +164,7 @@ def unit_rows(references: References, model, spec, chunk, outcome, parameters) -
             "clean_class": class_name(model, clean),
             "adversarial_class": class_name(model, predicted),
             "clean_correct": None if true_label is None else clean == true_label,
-            "success": predicted != int(references.labels[index]),
+            "success": fooled(clean, predicted, int(references.labels[index])),
             **{key: float(measured[key][position]) for key in ("l0", "l1", "l2", "linf")},
             "steps": int(steps[position]),
         })

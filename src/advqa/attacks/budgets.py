@@ -28,17 +28,24 @@ import math
 
 import torch
 
+from advqa.norms import distances, flat, per_sample
+
+__all__ = [
+    "L0",
+    "L1",
+    "L2",
+    "NORMS",
+    "Budget",
+    "Linf",
+    "distances",
+    "flat",
+    "make_budget",
+    "per_sample",
+    "project_l1_ball",
+]
+
 NORMS = ("linf", "l2", "l1", "l0")
 TINY = 1e-12
-
-
-def flat(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.reshape(tensor.shape[0], -1)
-
-
-def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape (N,) to broadcast against an (N, ...) tensor."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 class Budget:
@@ -186,18 +193,3 @@ def make_budget(norm: str, eps: float, **options) -> Budget:
     if key not in budgets:
         raise ValueError(f"unknown norm {norm!r}; valid norms: {', '.join(NORMS)}")
     return budgets[key](eps, **options)
-
-
-def distances(images: torch.Tensor, adversarial: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-sample L0 (changed pixel positions), L1, L2 and L∞ of ``adversarial − images``."""
-    if images.shape != adversarial.shape:
-        raise ValueError(f"cannot compare images of shape {tuple(images.shape)} with "
-                         f"adversarial images of shape {tuple(adversarial.shape)}")
-    delta = (adversarial - images).detach()
-    changed_pixels = (delta.abs().sum(dim=1) > 0) if delta.dim() == 4 else delta != 0
-    return {
-        "l0": flat(changed_pixels).sum(dim=1),
-        "l1": flat(delta).abs().sum(dim=1),
-        "l2": flat(delta).norm(p=2, dim=1),
-        "linf": flat(delta).abs().amax(dim=1),
-    }

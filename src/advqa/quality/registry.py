@@ -1,0 +1,138 @@
+"""Every score is a :class:`Metric`; ``get_metric(name)`` is the only way callers reach one."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+INFINITY = math.inf
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a caller must know about a metric without running it.
+
+    Attributes
+    ----------
+    name : str
+    full_reference : bool
+        Needs the reference image.
+    higher_is_better : bool
+    range : (float, float)
+        The values the metric takes in practice (its natural range).
+    differentiable : bool
+        Gradients w.r.t. the distorted image are meaningful.
+    description : str
+    needs_model : bool
+        Needs a classifier (``get_metric(name, model=...)``).
+    """
+
+    name: str
+    full_reference: bool
+    higher_is_better: bool
+    range: tuple[float, float]
+    differentiable: bool
+    description: str
+    needs_model: bool = False
+
+
+class UnknownMetricError(KeyError):
+    """A metric name that is not in the registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Metric(nn.Module):
+    """A scored metric: ``metric(distorted, reference=None)`` → (N,) scores."""
+
+    def __init__(self, info: MetricInfo, function, **options):
+        super().__init__()
+        self.info = info
+        self.function = function
+        self.options = options
+
+    def forward(self, distorted: torch.Tensor, reference: torch.Tensor | None = None):
+        if not self.info.full_reference:
+            return self.function(distorted, **self.options)
+        if reference is None:
+            raise ValueError(f"{self.info.name} is full-reference: pass reference=")
+        return self.function(reference, distorted, **self.options)
+
+    def extra_repr(self) -> str:
+        return f"name={self.info.name!r}, options={self.options!r}"
+
+
+# name → (info, "module:function"); modules are imported only when asked for.
+_ENTRIES: dict[str, tuple[MetricInfo, str]] = {}
+
+
+def register(info: MetricInfo, target: str) -> None:
+    """Add a metric; ``target`` is ``"package.module:function"``."""
+    _ENTRIES[info.name] = (info, target)
+
+
+def _fr(name, higher, low, high, differentiable, description, target):
+    register(MetricInfo(name, True, higher, (low, high), differentiable, description), target)
+
+
+def _nr(name, low, high, description, target):
+    register(MetricInfo(name, False, False, (low, high), True, description), target)
+
+
+_fr("psnr", True, 0.0, INFINITY, True, "peak signal-to-noise ratio, dB",
+    "advqa.quality.classical:psnr")
+_fr("ssim", True, 0.0, 1.0, True, "SSIM on luma, as Wang's ssim.m",
+    "advqa.quality.classical:ssim")
+_fr("ms_ssim", True, 0.0, 1.0, True, "multi-scale SSIM on luma",
+    "advqa.quality.classical:ms_ssim")
+_fr("cw_ssim", True, 0.0, 1.0, True, "complex wavelet SSIM", "advqa.quality.cw_ssim:cw_ssim")
+_fr("fsim", True, 0.0, 1.0, True, "feature similarity (FSIMc on colour)",
+    "advqa.quality.classical:fsim")
+_fr("gmsd", False, 0.0, 0.35, True, "gradient magnitude similarity deviation",
+    "advqa.quality.classical:gmsd")
+_fr("vif", True, 0.0, 1.0, True, "visual information fidelity, pixel domain",
+    "advqa.quality.classical:vif")
+_fr("vsi", True, 0.0, 1.0, True, "visual saliency-induced index",
+    "advqa.quality.classical:vsi")
+_fr("mad", False, 0.0, 200.0, True, "most apparent distortion", "advqa.quality.mad:mad")
+_nr("niqe", 0.0, 100.0, "naturalness image quality evaluator", "advqa.quality.niqe:niqe")
+_nr("brisque", 0.0, 100.0, "BRISQUE, LIVE-trained SVR", "advqa.quality.brisque:brisque")
+_nr("piqe", 0.0, 100.0, "perception-based image quality evaluator", "advqa.quality.piqe:piqe")
+_fr("l0", False, 0.0, INFINITY, False, "changed pixel positions", "advqa.quality.lp:l0")
+_fr("l1", False, 0.0, INFINITY, True, "L1 distance", "advqa.quality.lp:l1")
+_fr("l2", False, 0.0, INFINITY, True, "L2 distance", "advqa.quality.lp:l2")
+_fr("linf", False, 0.0, 1.0, True, "L∞ distance", "advqa.quality.lp:linf")
+_fr("advdss", True, 0.0, 1.0, True, "AdvDSS: saliency + exponent SSIM (ours)",
+    "advqa.quality.advdss:advdss")
+register(MetricInfo("aeqa", True, True, (0.0, 1.0), True,
+                    "AEQA: AdvDSS × JS divergence of the classifier (ours)", needs_model=True),
+         "advqa.quality.aeqa:aeqa_metric")
+
+
+def list_metrics() -> list[MetricInfo]:
+    """Every registered metric, in registry order."""
+    return [info for info, _ in _ENTRIES.values()]
+
+
+def get_metric(name: str, **options) -> Metric:
+    """The metric called ``name``, with keyword options (e.g. ``data_range``, ``model``).
+
+    Raises
+    ------
+    UnknownMetricError
+        For an unknown name; the message lists the valid ones.
+    """
+    if name not in _ENTRIES:
+        raise UnknownMetricError(
+            f"unknown metric {name!r}; valid names: {', '.join(_ENTRIES)}")
+    info, target = _ENTRIES[name]
+    if info.needs_model and options.get("model") is None:
+        raise ValueError(f"{name} needs a classifier: get_metric({name!r}, model=...)")
+    module_name, function_name = target.split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    return Metric(info, function, **options)

@@ -1,0 +1,83 @@
+"""One input validator shared by every quality metric, and the colour conversions they use."""
+
+from __future__ import annotations
+
+import torch
+
+# ITU-R BT.601 luma as MATLAB's rgb2ycbcr computes it: RGB in [0, 1], Y in [16, 235].
+YCBCR_LUMA = (65.481, 128.553, 24.966)
+YCBCR_OFFSET = 16.0
+# MATLAB's rgb2gray weights (NIQE, BRISQUE and MAD reference code convert with it).
+GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+
+def check_images(images: torch.Tensor, *, data_range: float = 1.0, name: str = "images",
+                 min_size: int = 1, clamp: bool = False) -> torch.Tensor:
+    """Validate an (N, C, H, W) batch with C in {1, 3} and values in [0, data_range].
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        Floating-point batch.
+    data_range : float
+        Largest admissible value (1.0 or 255.0 typically).
+    name : str
+        How the error messages call the tensor.
+    min_size : int
+        Smallest admissible height and width, e.g. a metric's window size.
+    clamp : bool
+        Clamp out-of-range values instead of raising (NaN always raises).
+
+    Returns
+    -------
+    torch.Tensor
+        ``images`` (clamped if asked).
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be an (N, C, H, W) tensor with C = 1 or 3, got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be floating point, got {images.dtype}")
+    if torch.isnan(images).any():
+        raise ValueError(f"{name} contain NaN")
+    if min(images.shape[-2:]) < min_size:
+        raise ValueError(f"{name} are {images.shape[-2]}×{images.shape[-1]}, smaller than the "
+                         f"{min_size}×{min_size} this metric needs")
+    if clamp:
+        return images.clamp(0, data_range)
+    low, high = images.min().item(), images.max().item()
+    if low < 0 or high > data_range:
+        raise ValueError(f"{name} must lie in [0, {data_range:g}], found [{low:.4g}, {high:.4g}]; "
+                         "pass clamp=True to clamp them")
+    return images
+
+
+def check_pair(reference: torch.Tensor, distorted: torch.Tensor, **options):
+    """Validate a reference and a distorted batch of the same shape."""
+    if reference.shape != distorted.shape:
+        raise ValueError(f"reference shape {tuple(reference.shape)} and distorted shape "
+                         f"{tuple(distorted.shape)} differ")
+    reference = check_images(reference, name="reference", **options)
+    distorted = check_images(distorted, name="distorted", **options)
+    return reference, distorted
+
+
+def ycbcr_luma(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """BT.601 luma Y on MATLAB's 0–255 scale (16–235 for RGB); one channel is taken as Y.
+
+    Single-channel input is rescaled to 0–255 and otherwise used as it is.
+    """
+    scaled = images / data_range
+    if images.shape[1] == 1:
+        return scaled * 255.0
+    weights = scaled.new_tensor(YCBCR_LUMA).view(1, 3, 1, 1)
+    return (scaled * weights).sum(dim=1, keepdim=True) + YCBCR_OFFSET
+
+
+def gray(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """MATLAB ``rgb2gray`` on a 0–255 scale; one-channel input is only rescaled."""
+    scaled = images / data_range * 255.0
+    if images.shape[1] == 1:
+        return scaled
+    weights = scaled.new_tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)
+    return (scaled * weights).sum(dim=1, keepdim=True)

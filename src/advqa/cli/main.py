@@ -7,10 +7,10 @@ import sys
 import warnings
 
 import advqa
-from advqa.cli import attack, build, models, run
+from advqa.cli import attack, build, metrics, models, run, score
 from advqa.cli.common import CommandError
 
-SUBCOMMANDS = (models, attack, build, run)
+SUBCOMMANDS = (models, metrics, attack, build, score, run)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,10 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = show_warning
     from advqa.attacks import UnknownAttackError
     from advqa.models import MissingWeightsError, UnknownModelError
+    from advqa.quality import UnknownMetricError
 
     try:
         return arguments.handler(arguments)
-    except (CommandError, UnknownAttackError, UnknownModelError, MissingWeightsError,
+    except (CommandError, UnknownAttackError, UnknownModelError, UnknownMetricError,
+            MissingWeightsError,
             FileNotFoundError, ValueError) as error:
         print(f"advqa: error: {error}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from advqa.cli.build import add_build_options, build, print_summary
+from advqa.cli.common import name_list
+from advqa.cli.score import print_score_summary
 
 
 def register(subparsers) -> None:
@@ -10,14 +12,18 @@ def register(subparsers) -> None:
         "run", help="the default study: sample ImageNet photos × EfficientNet-Lite0",
         description="Build the default study into runs/demo: the 20 labelled ImageNet "
         "sample photos attacked on EfficientNet-Lite0 over a reduced grid (about 5 minutes "
-        "on 2 CPU cores), or the paper's full Table 2 grid with --full.")
+        "on 2 CPU cores), or the paper's full Table 2 grid with --full; then score every AE "
+        "with AdvDSS, AEQA, the offline IQA baselines and the Lp norms.")
     add_build_options(parser, default_out="runs/demo")
     parser.add_argument("--full", action="store_true",
                         help="the paper's Table 2 grid plus C&W instead of the reduced grid")
+    parser.add_argument("--metrics", type=name_list, default=None,
+                        help="metrics to score the AEs with (default: all offline ones)")
     parser.set_defaults(handler=run)
 
 
 def run(arguments) -> int:
+    from advqa.quality.scoring import DEFAULT_METRICS, score_study
     from advqa.study import full_grid
     from advqa.study.grid import demo_grid
 
@@ -25,4 +31,8 @@ def run(arguments) -> int:
     print(f"advqa run: {len(grid)} grid cells on {arguments.source} with {arguments.model}")
     summary = build(arguments, grid)
     print_summary(summary)
+    if len(summary.manifest):
+        scores = score_study(summary.output, arguments.metrics or DEFAULT_METRICS,
+                             progress=not arguments.no_progress)
+        print_score_summary(summary.output, scores)
     return 0

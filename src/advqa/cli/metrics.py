@@ -1,0 +1,27 @@
+"""``advqa metrics``: every quality metric and what it is."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "metrics", help="list quality metrics",
+        description="List the quality metrics: full-reference or not, which direction is "
+        "better, natural range, differentiable or not.")
+    parser.set_defaults(handler=run)
+
+
+def run(arguments) -> int:
+    from advqa.quality import list_metrics
+
+    print(f"{'name':<9} {'kind':<4} {'better':<7} {'range':<13} {'grad':<5} description")
+    for info in list_metrics():
+        kind = "FR" if info.full_reference else "NR"
+        better = "higher" if info.higher_is_better else "lower"
+        low, high = info.range
+        span = f"[{low:g}, {high:g}]"
+        gradient = "yes" if info.differentiable else "no"
+        model = " (needs --model)" if info.needs_model else ""
+        print(f"{info.name:<9} {kind:<4} {better:<7} {span:<13} {gradient:<5} "
+              f"{info.description}{model}")
+    return 0

@@ -1,0 +1,74 @@
+"""``advqa score``: score a study's AEs, or one reference/distorted pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advqa.cli.common import CommandError, name_list
+
+
+def register(subparsers) -> None:
+    from advqa.quality.scoring import DEFAULT_METRICS
+
+    parser = subparsers.add_parser(
+        "score", help="score a study's AEs (or one image pair) with quality metrics",
+        description="With --study (or --manifest), add one score per metric to every AE "
+        "and write scores.{parquet,csv} and scored_manifest.{parquet,csv}; re-running "
+        "resumes. With REFERENCE and DISTORTED, print the scores of that pair.")
+    parser.add_argument("reference", nargs="?", type=Path, help="reference image")
+    parser.add_argument("distorted", nargs="?", type=Path, help="distorted image")
+    parser.add_argument("--study", type=Path, default=None, help="study directory")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="a study's manifest.parquet (its directory is the study)")
+    parser.add_argument("--metrics", type=name_list, default=list(DEFAULT_METRICS),
+                        help="comma-separated metric names (see `advqa metrics`)")
+    parser.add_argument("--model", default=None,
+                        help="classifier for aeqa (default: the study's model)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=run)
+
+
+def score_pair(arguments) -> int:
+    from advqa.data import read_image
+    from advqa.quality import get_metric
+
+    reference = read_image(arguments.reference)[None]
+    distorted = read_image(arguments.distorted)[None]
+    for name in arguments.metrics:
+        options = {}
+        if name == "aeqa":
+            from advqa.models import load_classifier
+
+            options["model"] = load_classifier(arguments.model or "efficientnet-lite0")
+        metric = get_metric(name, **options)
+        value = metric(distorted, reference) if metric.info.full_reference else metric(distorted)
+        print(f"{name:<9} {value.item():.6g}")
+    return 0
+
+
+def run(arguments) -> int:
+    study = arguments.study or (arguments.manifest.parent if arguments.manifest else None)
+    if study is None:
+        if arguments.reference is None or arguments.distorted is None:
+            raise CommandError("give --study DIR, --manifest FILE, or REFERENCE DISTORTED")
+        return score_pair(arguments)
+    from advqa.models import load_classifier
+    from advqa.quality.scoring import score_study
+
+    model = load_classifier(arguments.model) if arguments.model else None
+    scores = score_study(study, arguments.metrics, model=model,
+                         batch_size=arguments.batch_size, progress=not arguments.no_progress)
+    print_score_summary(study, scores)
+    return 0
+
+
+def print_score_summary(study: Path, scores) -> None:
+    import pandas as pd
+
+    manifest = pd.read_parquet(study / "scored_manifest.parquet")
+    columns = [c for c in scores.columns if c != "id"]
+    table = manifest.groupby(["attack", "norm"])[columns].mean()
+    print(f"\nmean scores per attack and norm ({len(manifest)} AEs; "
+          f"{study / 'scored_manifest.parquet'})")
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))

@@ -1,0 +1,143 @@
+"""Score a study directory: one column per metric for every AE of its manifest.
+
+Scores live in the study's ``ledger.sqlite`` (table ``scores``: id, metric,
+value, error), written one batch per transaction, so a killed run resumes
+without recomputing finished (AE, metric) pairs. After each metric the
+results are exported atomically as ``scores.{parquet,csv}`` (id plus one
+column per metric) and ``scored_manifest.{parquet,csv}`` (the manifest with
+those columns). A batch on which a metric fails is recorded with the error
+and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from advqa.data import read_image
+from advqa.quality.registry import get_metric
+from advqa.study.store import write_table
+
+DEFAULT_METRICS = ("advdss", "aeqa", "psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "vsi",
+                   "mad", "cw_ssim", "niqe", "brisque", "piqe", "l0", "l1", "l2", "linf")
+
+
+class ScoreStore:
+    """The ``scores`` table of a study ledger."""
+
+    def __init__(self, path: Path):
+        self.connection = sqlite3.connect(path)
+        with self.connection:
+            self.connection.execute(
+                "CREATE TABLE IF NOT EXISTS scores (id TEXT NOT NULL, metric TEXT NOT NULL, "
+                "value REAL, error TEXT, PRIMARY KEY (id, metric))")
+
+    def done(self, metric: str) -> set[str]:
+        query = "SELECT id FROM scores WHERE metric = ?"
+        return {row[0] for row in self.connection.execute(query, (metric,))}
+
+    def record(self, metric: str, ids: list[str], values: list[float | None],
+               error: str | None = None) -> None:
+        with self.connection:
+            self.connection.executemany(
+                "INSERT OR REPLACE INTO scores (id, metric, value, error) VALUES (?, ?, ?, ?)",
+                [(i, metric, v, error) for i, v in zip(ids, values, strict=True)])
+
+    def table(self) -> pd.DataFrame:
+        rows = self.connection.execute("SELECT id, metric, value, error FROM scores").fetchall()
+        return pd.DataFrame(rows, columns=["id", "metric", "value", "error"])
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def load_pairs(study: Path, rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    references = torch.stack([read_image(study / path) for path in rows.reference_path])
+    adversarial = torch.stack([read_image(study / path) for path in rows.adversarial_path])
+    return references, adversarial
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def score_batch(metric, references, adversarial) -> tuple[list[float | None], str | None]:
+    with torch.no_grad():
+        values = metric(adversarial, references) if metric.info.full_reference \
+            else metric(adversarial)
+    values = [finite_or_none(float(v)) for v in values.cpu()]
+    error = "non-finite score" if any(v is None for v in values) else None
+    return values, error
+
+
+def study_model(study: Path, model):
+    """The classifier AEQA needs: the given one, else the study's own."""
+    if model is not None:
+        return model
+    from advqa.models import load_classifier
+
+    return load_classifier(json.loads((study / "study.json").read_text())["model"])
+
+
+def export(study: Path, manifest: pd.DataFrame, store: ScoreStore, metrics) -> pd.DataFrame:
+    long = store.table()
+    long = long[long.metric.isin(metrics)]
+    wide = long.pivot(index="id", columns="metric", values="value").reindex(
+        index=manifest.id, columns=list(metrics)).reset_index()
+    write_table(wide, study / "scores")
+    # The Lp metrics recompute the manifest's own distance columns: keep one copy.
+    base = manifest.drop(columns=[name for name in metrics if name in manifest.columns])
+    write_table(base.merge(wide, on="id", how="left"), study / "scored_manifest")
+    return wide
+
+
+def score_study(study: str | Path, metrics=DEFAULT_METRICS, *, model=None,
+                batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+    """Add one score per metric to every AE of a study; returns the wide score table.
+
+    Parameters
+    ----------
+    study : path
+        A study directory written by ``advqa build`` (``manifest.parquet`` inside).
+    metrics : sequence of str
+        Registry names; no-reference metrics score the AE alone.
+    model : nn.Module, optional
+        Classifier for ``aeqa``; defaults to the study's model.
+    batch_size : int
+        AEs per batch (and per transaction).
+    """
+    study = Path(study)
+    manifest_path = study / "manifest.parquet"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"no manifest.parquet in {study}; run `advqa build` first")
+    manifest = pd.read_parquet(manifest_path)
+    scorers = {}
+    for name in metrics:
+        options = {"model": study_model(study, model)} if name == "aeqa" else {}
+        scorers[name] = get_metric(name, **options)
+    store = ScoreStore(study / "ledger.sqlite")
+    try:
+        for name, metric in scorers.items():
+            todo = manifest[~manifest.id.isin(store.done(name))]
+            batches = range(0, len(todo), batch_size)
+            for start in tqdm(batches, desc=name, unit="batch", disable=not progress):
+                rows = todo.iloc[start:start + batch_size]
+                try:
+                    values, error = score_batch(metric, *load_pairs(study, rows))
+                except Exception as failure:  # one bad batch must not end a long run
+                    warnings.warn(f"{name} failed on {list(rows.id)}: {failure}", stacklevel=2)
+                    values, error = [None] * len(rows), f"{type(failure).__name__}: {failure}"
+                store.record(name, list(rows.id), values, error)
+            wide = export(study, manifest, store, list(scorers))
+        errors = store.table().dropna(subset=["error"])
+        write_table(errors, study / "score_failures")
+    finally:
+        store.close()
+    return wide

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def run(arguments) -> int:
-    from advqa.quality.scoring import DEFAULT_METRICS, score_study
+    from advqa.quality.scoring import default_metrics, score_study
     from advqa.study import full_grid
     from advqa.study.grid import demo_grid
 
@@ -32,7 +32,7 @@ def run(arguments) -> int:
     summary = build(arguments, grid)
     print_summary(summary)
     if len(summary.manifest):
-        scores = score_study(summary.output, arguments.metrics or DEFAULT_METRICS,
+        scores = score_study(summary.output, arguments.metrics or default_metrics(),
                              progress=not arguments.no_progress)
         print_score_summary(summary.output, scores)
     return 0

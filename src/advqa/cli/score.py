@@ -8,8 +8,6 @@ from advqa.cli.common import CommandError, name_list
 
 
 def register(subparsers) -> None:
-    from advqa.quality.scoring import DEFAULT_METRICS
-
     parser = subparsers.add_parser(
         "score", help="score a study's AEs (or one image pair) with quality metrics",
         description="With --study (or --manifest), add one score per metric to every AE "
@@ -20,8 +18,9 @@ def register(subparsers) -> None:
     parser.add_argument("--study", type=Path, default=None, help="study directory")
     parser.add_argument("--manifest", type=Path, default=None,
                         help="a study's manifest.parquet (its directory is the study)")
-    parser.add_argument("--metrics", type=name_list, default=list(DEFAULT_METRICS),
-                        help="comma-separated metric names (see `advqa metrics`)")
+    parser.add_argument("--metrics", type=name_list, default=None,
+                        help="comma-separated metric names (see `advqa metrics`); "
+                        "default: every study metric available offline")
     parser.add_argument("--model", default=None,
                         help="classifier for aeqa (default: the study's model)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -48,6 +47,9 @@ def score_pair(arguments) -> int:
 
 
 def run(arguments) -> int:
+    from advqa.quality.scoring import default_metrics
+
+    arguments.metrics = arguments.metrics or default_metrics()
     study = arguments.study or (arguments.manifest.parent if arguments.manifest else None)
     if study is None:
         if arguments.reference is None or arguments.distorted is None:

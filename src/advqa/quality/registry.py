@@ -119,6 +119,15 @@ def list_metrics() -> list[MetricInfo]:
     return [info for info, _ in _ENTRIES.values()]
 
 
+def is_available(name: str) -> bool:
+    """Whether the metric's code imports here (optional packages, unfinished ports)."""
+    module_name, function_name = _ENTRIES[name][1].split(":")
+    try:
+        return hasattr(importlib.import_module(module_name), function_name)
+    except ImportError:
+        return False
+
+
 def get_metric(name: str, **options) -> Metric:
     """The metric called ``name``, with keyword options (e.g. ``data_range``, ``model``).
 

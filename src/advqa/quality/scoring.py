@@ -22,11 +22,16 @@ import torch
 from tqdm.auto import tqdm
 
 from advqa.data import read_image
-from advqa.quality.registry import get_metric
+from advqa.quality.registry import get_metric, is_available
 from advqa.study.store import write_table
 
-DEFAULT_METRICS = ("advdss", "aeqa", "psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "vsi",
-                   "mad", "cw_ssim", "niqe", "brisque", "piqe", "l0", "l1", "l2", "linf")
+STUDY_METRICS = ("advdss", "aeqa", "psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "vsi",
+                 "mad", "cw_ssim", "niqe", "brisque", "piqe", "l0", "l1", "l2", "linf")
+
+
+def default_metrics() -> list[str]:
+    """The study metrics whose code is available offline here."""
+    return [name for name in STUDY_METRICS if is_available(name)]
 
 
 class ScoreStore:
@@ -98,7 +103,7 @@ def export(study: Path, manifest: pd.DataFrame, store: ScoreStore, metrics) -> p
     return wide
 
 
-def score_study(study: str | Path, metrics=DEFAULT_METRICS, *, model=None,
+def score_study(study: str | Path, metrics=None, *, model=None,
                 batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
     """Add one score per metric to every AE of a study; returns the wide score table.
 
@@ -106,14 +111,16 @@ def score_study(study: str | Path, metrics=DEFAULT_METRICS, *, model=None,
     ----------
     study : path
         A study directory written by ``advqa build`` (``manifest.parquet`` inside).
-    metrics : sequence of str
-        Registry names; no-reference metrics score the AE alone.
+    metrics : sequence of str, optional
+        Registry names (default: :func:`default_metrics`); no-reference metrics
+        score the AE alone.
     model : nn.Module, optional
         Classifier for ``aeqa``; defaults to the study's model.
     batch_size : int
         AEs per batch (and per transaction).
     """
     study = Path(study)
+    metrics = default_metrics() if metrics is None else list(metrics)
     manifest_path = study / "manifest.parquet"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"no manifest.parquet in {study}; run `advqa build` first")

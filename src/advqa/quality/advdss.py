@@ -36,9 +36,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from advqa.quality.filters import separable_valid
 from advqa.quality.validate import check_pair, ycbcr_luma
 
 WINDOW_SIZE = 11
@@ -91,21 +91,12 @@ def gaussian_window(size: int = WINDOW_SIZE, sigma: float = WINDOW_SIGMA, *, dev
     return (weights / weights.sum()).to(dtype)
 
 
-def local_mean(images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' Gaussian filtering of single-channel maps."""
-    images = F.conv2d(images, window.view(1, 1, 1, -1))
-    return F.conv2d(images, window.view(1, 1, -1, 1))
-
-
 def structure_map(a: torch.Tensor, b: torch.Tensor,
                   exponents: tuple[float, float, float] = (1.0, 0.48, 0.48)) -> torch.Tensor:
     """``max(l,0)^λ1 · c^λ2 · max(s,0)^λ3`` over 'valid' 11×11 Gaussian windows."""
     window = gaussian_window(device=a.device, dtype=a.dtype)
     # One filtering pass over the five stacked moments instead of five passes.
-    stacked = torch.cat([a, b, a * a, b * b, a * b], dim=1)
-    count = stacked.shape[0]
-    moments = local_mean(stacked.reshape(-1, 1, *a.shape[-2:]), window)
-    moments = moments.reshape(count, 5, *moments.shape[-2:])
+    moments = separable_valid(torch.cat([a, b, a * a, b * b, a * b], dim=1), window)
     mean_a, mean_b = moments[:, 0], moments[:, 1]
     variance_a = (moments[:, 2] - mean_a**2).clamp_min(0)
     variance_b = (moments[:, 3] - mean_b**2).clamp_min(0)

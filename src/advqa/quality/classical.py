@@ -8,7 +8,8 @@ the inputs match what that code expects.
 - ``psnr``: MSE over all channels, as MATLAB's ``psnr`` on RGB.
 - ``ssim``: Wang et al.'s ``ssim.m`` — on BT.601 luma (0–255), 11×11 Gaussian
   σ = 1.5, K = (0.01, 0.03), automatic downsampling by
-  ``max(1, round(min(H, W)/256))``.
+  ``max(1, round(min(H, W)/256))``; ``downsample=False`` gives the older
+  ``ssim_index.m``, which never downsamples.
 - ``ms_ssim``: Wang, Simoncelli & Bovik's ``msssim.m`` on luma, five scales.
 - ``fsim``: Zhang et al.'s FSIMc on RGB (FSIM on one channel).
 - ``gmsd``: Xue et al.'s GMSD (lower is better).
@@ -45,12 +46,12 @@ def psnr(reference, distorted, *, data_range=1.0, clamp=False):
     return piq.psnr(distorted, reference, data_range=1.0, reduction="none")
 
 
-def ssim(reference, distorted, *, data_range=1.0, clamp=False):
-    """SSIM of Wang et al. (2004) as ``ssim.m`` computes it on luma."""
+def ssim(reference, distorted, *, data_range=1.0, clamp=False, downsample=True):
+    """SSIM of Wang et al. (2004) as ``ssim.m`` (or, undownsampled, ``ssim_index.m``) on luma."""
     reference, distorted = _pair(reference, distorted, data_range, clamp, min_size=11)
     luma_reference, luma_distorted = ycbcr_luma(reference), ycbcr_luma(distorted)
-    return piq.ssim(luma_distorted, luma_reference, data_range=255.0, downsample=True,
-                    reduction="none")
+    return piq.ssim(luma_distorted, luma_reference, data_range=255.0,
+                    downsample=bool(downsample), reduction="none")
 
 
 def ms_ssim(reference, distorted, *, data_range=1.0, clamp=False):

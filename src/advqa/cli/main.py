@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return arguments.handler(arguments)
     except (CommandError, UnknownAttackError, UnknownModelError, UnknownMetricError,
-            MissingWeightsError,
+            MissingWeightsError, ImportError,
             FileNotFoundError, ValueError) as error:
         print(f"advqa: error: {error}", file=sys.stderr)
         return 2

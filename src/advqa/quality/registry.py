@@ -69,11 +69,26 @@ class Metric(nn.Module):
 
 # name → (info, "module:function"); modules are imported only when asked for.
 _ENTRIES: dict[str, tuple[MetricInfo, str]] = {}
+# Metrics with weights are built once by a factory, not wrapped per call.
+_FACTORIES: dict[str, str] = {}
+LEARNED_FACTORY = "advqa.quality.learned:load_learned_metric"
+PYIQA_PREFIX = "pyiqa:"
 
 
 def register(info: MetricInfo, target: str) -> None:
     """Add a metric; ``target`` is ``"package.module:function"``."""
     _ENTRIES[info.name] = (info, target)
+
+
+def register_factory(info: MetricInfo, target: str) -> None:
+    """Add a metric built by ``target(name, **options)``, which returns the Metric itself."""
+    _ENTRIES[info.name] = (info, target)
+    _FACTORIES[info.name] = target
+
+
+def _load(target: str):
+    module_name, function_name = target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
 
 
 def _fr(name, higher, low, high, differentiable, description, target):
@@ -103,6 +118,12 @@ _fr("mad", False, 0.0, 200.0, True, "most apparent distortion", "advqa.quality.m
 _nr("niqe", 0.0, 100.0, "naturalness image quality evaluator", "advqa.quality.niqe:niqe")
 _nr("brisque", 0.0, 100.0, "BRISQUE, LIVE-trained SVR", "advqa.quality.brisque:brisque")
 _nr("piqe", 0.0, 100.0, "perception-based image quality evaluator", "advqa.quality.piqe:piqe")
+register_factory(MetricInfo("lpips", True, False, (0.0, 1.0), True,
+                            "LPIPS v0.1, VGG16 (piq; weights on disk)"), LEARNED_FACTORY)
+register_factory(MetricInfo("dists", True, False, (0.0, 1.0), True,
+                            "DISTS distance (piq; weights on disk)"), LEARNED_FACTORY)
+register_factory(MetricInfo("pieapp", True, False, (0.0, INFINITY), True,
+                            "PieAPP error (piq; weights on disk)"), LEARNED_FACTORY)
 _fr("l0", False, 0.0, INFINITY, False, "changed pixel positions", "advqa.quality.lp:l0")
 _fr("l1", False, 0.0, INFINITY, True, "L1 distance", "advqa.quality.lp:l1")
 _fr("l2", False, 0.0, INFINITY, True, "L2 distance", "advqa.quality.lp:l2")
@@ -120,28 +141,38 @@ def list_metrics() -> list[MetricInfo]:
 
 
 def is_available(name: str) -> bool:
-    """Whether the metric's code imports here (optional packages, unfinished ports)."""
-    module_name, function_name = _ENTRIES[name][1].split(":")
+    """Whether the metric can run here: its code imports and its weights are on disk."""
     try:
-        return hasattr(importlib.import_module(module_name), function_name)
-    except ImportError:
+        _load(_ENTRIES[name][1])
+    except (ImportError, AttributeError):
         return False
+    if name in _FACTORIES:
+        from advqa.quality.learned import list_learned_metrics
+
+        return any(row.info.name == name and not row.missing for row in list_learned_metrics())
+    return True
 
 
 def get_metric(name: str, **options) -> Metric:
     """The metric called ``name``, with keyword options (e.g. ``data_range``, ``model``).
+
+    ``lpips``, ``dists`` and ``pieapp`` load their weights from disk once, here;
+    ``pyiqa:<name>`` reaches any pyiqa metric when that optional package is installed.
 
     Raises
     ------
     UnknownMetricError
         For an unknown name; the message lists the valid ones.
     """
+    if name.startswith(PYIQA_PREFIX):
+        return _load(LEARNED_FACTORY)(name, **options)
     if name not in _ENTRIES:
         raise UnknownMetricError(
-            f"unknown metric {name!r}; valid names: {', '.join(_ENTRIES)}")
+            f"unknown metric {name!r}; valid names: {', '.join(_ENTRIES)}, "
+            f"{PYIQA_PREFIX}<name> (optional pyiqa)")
     info, target = _ENTRIES[name]
+    if name in _FACTORIES:
+        return _load(target)(name, **options)
     if info.needs_model and options.get("model") is None:
         raise ValueError(f"{name} needs a classifier: get_metric({name!r}, model=...)")
-    module_name, function_name = target.split(":")
-    function = getattr(importlib.import_module(module_name), function_name)
-    return Metric(info, function, **options)
+    return Metric(info, _load(target), **options)

@@ -1,0 +1,561 @@
+"""Learned perceptual metrics from local weight files only: LPIPS, DISTS, PieAPP, ``pyiqa:<name>``.
+
+``piq``'s ``LPIPS()``, ``DISTS()`` and ``PieAPP()`` download their weights when constructed;
+this module never calls those constructors. It looks for the very files they would download
+(same file names) in ``$ADVQA_WEIGHTS_DIR`` and then in torch hub's checkpoint folder
+(``torch.hub.get_dir()/checkpoints``, where ``torch.hub.load_state_dict_from_url`` and
+torchvision would have saved them), loads them with ``torch.load(weights_only=True)`` and
+assembles piq's modules exactly as piq 0.8.0's constructors do. Missing files raise
+:class:`~advqa.models.MissingWeightsError` naming each file, its URL and where to put it.
+
+* ``lpips``: ``vgg16-397923af.pth`` (torchvision's VGG16) and ``lpips_weights.pt`` (piq; the
+  v0.1 VGG linear layers, also accepted in the layout of the ``lpips`` package's
+  ``weights/v0.1/vgg.pth``). A distance, lower is better, about [0, 1]; images ≥ 32×32.
+* ``dists``: ``vgg16-397923af.pth`` and ``dists_weights.pt`` (piq). 1 − DISTS similarity,
+  lower is better, [0, 1]; piq resizes images whose short side exceeds 256 to 256.
+* ``pieapp``: ``PieAPPv0.1.pth`` (piq). Perceptual error, lower is better, unbounded (≥ 0 in
+  practice); images ≥ 64×64, 64×64 patches at stride 27.
+
+``pyiqa:<name>`` wraps ``pyiqa.create_metric(name)``. pyiqa is licensed for non-commercial
+use only (PolyForm Noncommercial 1.0.0), so it is never a dependency of advqa: it is imported
+only inside :class:`PyIQAMetric`. Its constructors and some of its forward passes fetch
+weights; :class:`PyIQAMetric` runs them with downloads refused (torch hub's and pyiqa's
+download functions, the Hugging Face hub in offline mode, and outgoing IP connections, all
+patched for the duration of the call, which makes it unsafe to use from several threads at
+once). A file pyiqa asks for that sits in ``$ADVQA_WEIGHTS_DIR`` is copied to the place pyiqa
+expects (pyiqa's cache, ``torch.hub.get_dir()/pyiqa``, or torch hub's checkpoints); any
+other request raises :class:`~advqa.models.MissingWeightsError` naming the file, its URL and
+its destination. Note that pyiqa loads its checkpoints with ``weights_only=False``: only put
+files from sources you trust there.
+
+Every metric takes RGB images in [0, data_range] (grey images are repeated to three
+channels) and returns (N,) scores; ``metric.info`` is a
+:class:`~advqa.quality.registry.MetricInfo` (full-reference? higher is better? range?).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from advqa.models.registry import (
+    MissingWeightsError,
+    load_state_dict,
+    resolve_device,
+    weight_directories,
+)
+from advqa.quality.registry import MetricInfo
+from advqa.quality.validate import check_images, check_pair
+
+INFINITY = math.inf
+PIQ_VERSION = "0.8.0"
+# Layers and channel counts that piq 0.8.0's LPIPS/DISTS constructors hard-code.
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+LPIPS_CHANNELS = (64, 128, 256, 512, 512)
+DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
+PIQ_METRICS = ("lpips", "dists", "pieapp")
+PYIQA_PREFIX = "pyiqa:"
+PYIQA_INSTALL = ("`pip install pyiqa` (optional; pyiqa is licensed for non-commercial use only, "
+                 "PolyForm Noncommercial 1.0.0, and advqa never depends on it)")
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A weight file a metric needs: its name on disk, where it is published, what it is."""
+
+    name: str
+    url: str
+    description: str
+
+    def find(self) -> Path | None:
+        """The first copy in :func:`~advqa.models.registry.weight_directories`, if any."""
+        for directory in weight_directories():
+            if (directory / self.name).is_file():
+                return directory / self.name
+        return None
+
+
+@dataclass(frozen=True)
+class LearnedMetricEntry:
+    """One row of :func:`list_learned_metrics`."""
+
+    info: MetricInfo
+    files: tuple[WeightFile, ...]
+    missing: tuple[WeightFile, ...]
+
+
+def _piq():
+    try:
+        import piq
+    except ImportError as error:
+        raise ImportError(f"LPIPS, DISTS and PieAPP need piq: pip install piq=={PIQ_VERSION}"
+                          ) from error
+    return piq
+
+
+def _file_from_url(url: str, description: str) -> WeightFile:
+    return WeightFile(Path(urlparse(url).path).name, url, description)
+
+
+def weight_files(name: str) -> tuple[WeightFile, ...]:
+    """The files ``lpips``, ``dists`` or ``pieapp`` needs, as piq would download them."""
+    if name not in PIQ_METRICS:
+        raise ValueError(f"unknown learned metric {name!r}; valid names: "
+                         f"{', '.join(PIQ_METRICS)}, {PYIQA_PREFIX}<name>")
+    from torchvision.models import VGG16_Weights
+
+    piq = _piq()
+    # piq calls vgg16(pretrained=True), i.e. torchvision's IMAGENET1K_V1 weights.
+    vgg = _file_from_url(VGG16_Weights.IMAGENET1K_V1.url, "torchvision VGG16 ImageNet backbone")
+    if name == "lpips":
+        return vgg, _file_from_url(piq.LPIPS._weights_url, "piq LPIPS linear-layer weights")
+    if name == "dists":
+        return vgg, _file_from_url(piq.DISTS._weights_url, "piq DISTS alpha/beta weights")
+    return (_file_from_url(piq.PieAPP._weights_url, "piq PieAPP network weights"),)
+
+
+def missing_weights_message(label: str, missing: tuple[WeightFile, ...]) -> str:
+    places = " or ".join(str(directory) for directory in weight_directories())
+    lines = [f"{label} needs weight files that are not on this machine "
+             "(advqa never downloads at run time):"]
+    lines += [f"  - {file.name!r} ({file.description}) from {file.url}" for file in missing]
+    lines.append(f"Searched {places}. On a machine with internet, download each URL and copy "
+                 "the file into one of those folders (or point ADVQA_WEIGHTS_DIR at its folder).")
+    return "\n".join(lines)
+
+
+def _locate(name: str) -> dict[str, Path]:
+    files = weight_files(name)
+    found = {file.name: file.find() for file in files}
+    missing = tuple(file for file in files if found[file.name] is None)
+    if missing:
+        raise MissingWeightsError(missing_weights_message(name, missing))
+    return found
+
+
+# ---------------------------------------------------------------- reading the weight files
+def _bad_file(path: Path, expected: str, detail: str) -> ValueError:
+    return ValueError(f"weight file {path} does not look like {expected}: {detail}")
+
+
+def _vgg16_features(path: Path) -> nn.Sequential:
+    from torchvision.models import vgg
+
+    from advqa.models.torchvision_zoo import check_hash_prefix
+
+    check_hash_prefix(path)
+    state = load_state_dict(path)
+    if not isinstance(state, dict):
+        raise _bad_file(path, "a VGG16 state dict", f"it holds a {type(state).__name__}")
+    if any(key.startswith("features.") for key in state):
+        state = {key[len("features."):]: value for key, value in state.items()
+                 if key.startswith("features.")}
+    features = vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
+    try:
+        features.load_state_dict(state)
+    except RuntimeError as error:
+        raise _bad_file(path, "torchvision's VGG16 weights", str(error)) from error
+    return features
+
+
+def _lpips_weights(path: Path) -> list[torch.Tensor]:
+    """piq's ``lpips_weights.pt`` (a list of five tensors) or the ``lpips`` package's
+    ``weights/v0.1/vgg.pth`` (a dict ``lin{i}.model.{0,1}.weight``)."""
+    loaded = load_state_dict(path)
+    if isinstance(loaded, dict):
+        tensors = []
+        for index in range(len(LPIPS_CHANNELS)):
+            keys = [key for key in loaded
+                    if key.startswith(f"lin{index}.") and key.endswith("weight")]
+            if len(keys) != 1:
+                raise _bad_file(path, "LPIPS linear weights", f"no unique lin{index} weight")
+            tensors.append(loaded[keys[0]])
+    elif isinstance(loaded, (list, tuple)):
+        tensors = list(loaded)
+    else:
+        raise _bad_file(path, "LPIPS linear weights", f"it holds a {type(loaded).__name__}")
+    sizes = tuple(t.numel() if isinstance(t, torch.Tensor) else None for t in tensors)
+    if sizes != LPIPS_CHANNELS:
+        raise _bad_file(path, "LPIPS linear weights",
+                        f"sizes {sizes}, expected {LPIPS_CHANNELS}")
+    return [t.detach().float().reshape(1, -1, 1, 1) for t in tensors]
+
+
+def _dists_weights(path: Path) -> list[torch.Tensor]:
+    loaded = load_state_dict(path)
+    total = sum(DISTS_CHANNELS)
+    if not isinstance(loaded, dict) or not {"alpha", "beta"} <= set(loaded):
+        raise _bad_file(path, "DISTS weights", "no 'alpha' and 'beta' entries")
+    parts = []
+    for key in ("alpha", "beta"):
+        if loaded[key].numel() != total:
+            raise _bad_file(path, "DISTS weights",
+                            f"{key} has {loaded[key].numel()} values, expected {total}")
+        # As piq: per-layer weights are the alpha (then beta) tensor split by channels.
+        parts.extend(torch.split(loaded[key].float().reshape(1, total, 1, 1),
+                                 DISTS_CHANNELS, dim=1))
+    return parts
+
+
+def _pieapp_state(path: Path) -> dict:
+    state = load_state_dict(path)
+    if not isinstance(state, dict) or "ref_score_subtract.weight" not in state:
+        raise _bad_file(path, "PieAPP weights", "no 'ref_score_subtract.weight'")
+    state = dict(state)
+    if state["ref_score_subtract.weight"].dim() == 1:
+        # piq fixes the published file the same way ("small bug in original weights").
+        state["ref_score_subtract.weight"] = state["ref_score_subtract.weight"].unsqueeze(1)
+    return state
+
+
+# --------------------------------------------------------- assembling piq's modules offline
+def _piq_content_loss(cls, features: nn.Module, weights: list[torch.Tensor], **options):
+    """Instance of piq ``cls`` (LPIPS or DISTS) built as its constructor would, without the
+    download: ``ContentLoss.__init__`` with a ready feature extractor."""
+    from piq.perceptual import VGG16_LAYERS, ContentLoss
+
+    module = cls.__new__(cls)
+    ContentLoss.__init__(module, feature_extractor=features,
+                         layers=[VGG16_LAYERS[layer] for layer in VGG_LAYERS],
+                         weights=weights, reduction="none", **options)
+    return module
+
+
+def build_piq_lpips(vgg_path: Path, lpips_path: Path) -> nn.Module:
+    """piq's ``LPIPS()`` (reduction 'none') from local files."""
+    return _piq_content_loss(_piq().LPIPS, _vgg16_features(vgg_path), _lpips_weights(lpips_path),
+                             replace_pooling=False, distance="mse", normalize_features=True)
+
+
+def build_piq_dists(vgg_path: Path, dists_path: Path) -> nn.Module:
+    """piq's ``DISTS()`` (reduction 'none') from local files."""
+    return _piq_content_loss(_piq().DISTS, _vgg16_features(vgg_path), _dists_weights(dists_path),
+                             replace_pooling=True, normalize_features=False,
+                             allow_layers_weights_mismatch=True)
+
+
+def build_piq_pieapp(path: Path, *, stride: int = 27) -> nn.Module:
+    """piq's ``PieAPP()`` (reduction 'none', data range 1) from a local file."""
+    from torch.nn.modules.loss import _Loss
+
+    piq = _piq()
+    module = piq.PieAPP.__new__(piq.PieAPP)
+    _Loss.__init__(module, reduction="none")
+    module.model = piq.pieapp.PieAPPModel()
+    try:
+        module.model.load_state_dict(_pieapp_state(path))
+    except RuntimeError as error:
+        raise _bad_file(path, "piq's PieAPP weights", str(error)) from error
+    for parameter in module.model.parameters():
+        parameter.requires_grad_(False)
+    module.data_range = 1.0
+    module.stride = stride
+    module.enable_grad = False
+    return module
+
+
+# ------------------------------------------------------------------------- the adapters
+class LearnedMetric(nn.Module):
+    """A learned metric: ``metric(distorted, reference=None)`` → (N,) scores.
+
+    Inputs are RGB (or grey, repeated to RGB) in [0, data_range]; ``info`` describes the
+    scores and ``files`` the weight files that were loaded.
+    """
+
+    def __init__(self, info: MetricInfo, backend: nn.Module, *, data_range: float = 1.0,
+                 clamp: bool = False, min_size: int = 1, files: tuple[Path, ...] = ()):
+        super().__init__()
+        self.info = info
+        self.backend = backend.eval()
+        self.data_range = data_range
+        self.clamp = clamp
+        self.min_size = min_size
+        self.files = files
+        for parameter in self.backend.parameters():
+            parameter.requires_grad_(False)
+
+    def _inputs(self, distorted, reference):
+        options = dict(data_range=self.data_range, clamp=self.clamp, min_size=self.min_size)
+        if self.info.full_reference:
+            if reference is None:
+                raise ValueError(f"{self.info.name} is full-reference: pass reference=")
+            reference, distorted = check_pair(reference, distorted, **options)
+        else:
+            distorted = check_images(distorted, name="distorted", **options)
+            reference = None
+        return [None if x is None else _rgb01(x, self.data_range) for x in (distorted, reference)]
+
+    def score(self, distorted: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        return self.backend(distorted, reference)
+
+    def forward(self, distorted: torch.Tensor, reference: torch.Tensor | None = None):
+        distorted, reference = self._inputs(distorted, reference)
+        return self.score(distorted, reference).reshape(len(distorted))
+
+    def extra_repr(self) -> str:
+        return f"name={self.info.name!r}, files={[str(f) for f in self.files]!r}"
+
+
+def _rgb01(images: torch.Tensor, data_range: float) -> torch.Tensor:
+    images = images / data_range if data_range != 1.0 else images
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+class PieAPPMetric(LearnedMetric):
+    """PieAPP; gradients flow when autograd is on (piq computes them only if asked to)."""
+
+    def score(self, distorted, reference):
+        self.backend.enable_grad = torch.is_grad_enabled()
+        return self.backend(distorted, reference)
+
+
+_PIQ_INFO = {
+    "lpips": MetricInfo(name="lpips", full_reference=True, higher_is_better=False,
+                        range=(0.0, 1.0), differentiable=True,
+                        description="LPIPS v0.1, VGG16 (piq)"),
+    "dists": MetricInfo(name="dists", full_reference=True, higher_is_better=False,
+                        range=(0.0, 1.0), differentiable=True,
+                        description="DISTS distance, 1 - similarity (piq)"),
+    "pieapp": MetricInfo(name="pieapp", full_reference=True, higher_is_better=False,
+                         range=(0.0, INFINITY), differentiable=True,
+                         description="PieAPP perceptual error (piq)"),
+}
+_MIN_SIZE = {"lpips": 32, "dists": 16, "pieapp": 64}  # piq runs all of VGG16 for LPIPS
+
+
+def learned_metric_info(name: str) -> MetricInfo:
+    """Metadata of ``lpips``, ``dists`` or ``pieapp`` without loading anything."""
+    if name not in _PIQ_INFO:
+        raise ValueError(f"unknown learned metric {name!r}; valid names: "
+                         f"{', '.join(PIQ_METRICS)}, {PYIQA_PREFIX}<name>")
+    return _PIQ_INFO[name]
+
+
+def list_learned_metrics() -> list[LearnedMetricEntry]:
+    """The piq metrics with the files each needs and which of them are missing."""
+    rows = []
+    for name in PIQ_METRICS:
+        files = weight_files(name)
+        rows.append(LearnedMetricEntry(_PIQ_INFO[name], files,
+                                       tuple(f for f in files if f.find() is None)))
+    return rows
+
+
+def load_learned_metric(name: str, *, device: str | torch.device | None = None,
+                        data_range: float = 1.0, clamp: bool = False,
+                        **options) -> LearnedMetric:
+    """Build ``lpips``, ``dists``, ``pieapp`` or ``pyiqa:<name>`` from local weights.
+
+    Parameters
+    ----------
+    name : str
+        Metric name; ``pyiqa:<name>`` for any pyiqa metric (optional, non-commercial).
+    device : str or torch.device, optional
+        Defaults to CUDA when present, else CPU.
+    data_range : float
+        Largest input pixel value.
+    clamp : bool
+        Clamp out-of-range inputs instead of raising.
+    **options
+        ``stride`` for PieAPP; ``differentiable`` and pyiqa metric options for pyiqa.
+
+    Raises
+    ------
+    MissingWeightsError
+        A weight file is not on disk; the message names each file, its URL and where to put it.
+    ImportError
+        piq (or, for ``pyiqa:``, pyiqa) is not installed.
+    """
+    if name.startswith(PYIQA_PREFIX):
+        return PyIQAMetric(name[len(PYIQA_PREFIX):], device=device, data_range=data_range,
+                           clamp=clamp, **options)
+    info = learned_metric_info(name)
+    paths = _locate(name)
+    files = tuple(paths.values())
+    if name == "lpips":
+        backend = build_piq_lpips(*files)
+    elif name == "dists":
+        backend = build_piq_dists(*files)
+    else:
+        backend = build_piq_pieapp(*files, **options)
+    cls = PieAPPMetric if name == "pieapp" else LearnedMetric
+    metric = cls(info, backend, data_range=data_range, clamp=clamp,
+                 min_size=_MIN_SIZE[name], files=files)
+    return metric.to(resolve_device(device))
+
+
+_CACHE: dict[tuple, LearnedMetric] = {}
+
+
+def _cached(name: str, device: torch.device, data_range: float, clamp: bool) -> LearnedMetric:
+    key = (name, str(device), data_range, clamp, tuple(_locate(name).values()))
+    if key not in _CACHE:
+        _CACHE[key] = load_learned_metric(name, device=device, data_range=data_range,
+                                          clamp=clamp)
+    return _CACHE[key]
+
+
+def lpips(reference: torch.Tensor, distorted: torch.Tensor, *, data_range: float = 1.0,
+          clamp: bool = False) -> torch.Tensor:
+    """LPIPS distance (VGG16, piq) of each pair → (N,), lower is better; the module is
+    built once per device from local weights (see :func:`load_learned_metric`)."""
+    metric = _cached("lpips", distorted.device, data_range, clamp)
+    return metric(distorted, reference)
+
+
+def dists(reference: torch.Tensor, distorted: torch.Tensor, *, data_range: float = 1.0,
+          clamp: bool = False) -> torch.Tensor:
+    """DISTS distance (1 − similarity, piq) of each pair → (N,), lower is better."""
+    metric = _cached("dists", distorted.device, data_range, clamp)
+    return metric(distorted, reference)
+
+
+def pieapp(reference: torch.Tensor, distorted: torch.Tensor, *, data_range: float = 1.0,
+           clamp: bool = False) -> torch.Tensor:
+    """PieAPP error (piq) of each pair → (N,), lower is better; images at least 64×64."""
+    metric = _cached("pieapp", distorted.device, data_range, clamp)
+    return metric(distorted, reference)
+
+
+# ------------------------------------------------------------------------------- pyiqa
+def _import_pyiqa():
+    try:
+        import pyiqa
+    except ImportError as error:
+        raise ImportError(f"pyiqa metrics need pyiqa, which is not installed: {PYIQA_INSTALL}"
+                          ) from error
+    return pyiqa
+
+
+def _parse_range(text) -> tuple[float, float]:
+    try:
+        low, high = (float(part.strip().lstrip("~")) for part in str(text).split(","))
+    except ValueError:
+        return (-INFINITY, INFINITY)
+    return (low, high)
+
+
+def _refuse_downloads(label: str) -> Callable:
+    """A stand-in for ``download_url_to_file(url, dst, ...)``: serves ``$ADVQA_WEIGHTS_DIR``
+    copies, refuses everything else."""
+
+    def download_url_to_file(url, dst, *args, **kwargs):
+        name = Path(dst).name
+        source = os.environ.get("ADVQA_WEIGHTS_DIR")
+        if source and (Path(source) / name).is_file():
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(source) / name, dst)
+            return
+        where = f"{Path(dst).parent}" + (f" or $ADVQA_WEIGHTS_DIR ({source})" if source else
+                                         " (or into a folder named by $ADVQA_WEIGHTS_DIR)")
+        raise MissingWeightsError(
+            f"{label} needs weight file {name!r}, which is not on this machine (advqa never "
+            f"downloads at run time). On a machine with internet, download {url} and put it "
+            f"in {where}.")
+
+    return download_url_to_file
+
+
+@contextlib.contextmanager
+def no_downloads(label: str) -> Iterator[None]:
+    """Run third-party code with downloads refused (see the module docstring)."""
+    refuse = _refuse_downloads(label)
+    patches: list[tuple[object, str, object]] = []
+
+    def patch(owner, attribute, value):
+        patches.append((owner, attribute, getattr(owner, attribute)))
+        setattr(owner, attribute, value)
+
+    original_connect = socket.socket.connect
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            raise MissingWeightsError(
+                f"{label} tried to open a network connection to {address!r}, presumably to "
+                "fetch weights; advqa never downloads at run time. Place the files it needs "
+                "on this machine first.")
+        return original_connect(sock, address)
+
+    patch(torch.hub, "download_url_to_file", refuse)
+    download_util = sys.modules.get("pyiqa.utils.download_util")
+    if download_util is not None and hasattr(download_util, "download_url_to_file"):
+        patch(download_util, "download_url_to_file", refuse)
+    patch(socket.socket, "connect", connect)
+    hub_constants = sys.modules.get("huggingface_hub.constants")
+    if hub_constants is not None and hasattr(hub_constants, "HF_HUB_OFFLINE"):
+        patch(hub_constants, "HF_HUB_OFFLINE", True)
+    saved_env = {key: os.environ.get(key) for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update({key: "1" for key in saved_env})
+    try:
+        yield
+    finally:
+        for owner, attribute, value in reversed(patches):
+            setattr(owner, attribute, value)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class PyIQAMetric(LearnedMetric):
+    """``pyiqa.create_metric(name)`` behind the uniform interface, with downloads refused.
+
+    Parameters
+    ----------
+    name : str
+        A pyiqa metric name (``pyiqa.list_models()``).
+    device : str or torch.device, optional
+    data_range, clamp
+        As for :class:`LearnedMetric`.
+    differentiable : bool
+        Build it with ``as_loss=True`` so that gradients flow (pyiqa disables autograd
+        otherwise).
+    **options
+        Passed to ``pyiqa.create_metric``.
+    """
+
+    def __init__(self, name: str, *, device: str | torch.device | None = None,
+                 data_range: float = 1.0, clamp: bool = False, differentiable: bool = False,
+                 **options):
+        pyiqa = _import_pyiqa()
+        label = f"{PYIQA_PREFIX}{name}"
+        device = resolve_device(device)
+        with no_downloads(label):
+            try:
+                backend = pyiqa.create_metric(name, as_loss=differentiable, device=device,
+                                              loss_reduction="none", **options)
+            except MissingWeightsError:
+                raise
+            except OSError as error:  # Hugging Face offline mode and the like
+                raise MissingWeightsError(
+                    f"{label} could not find the files it needs on this machine (advqa never "
+                    f"downloads at run time): {error}") from error
+        info = MetricInfo(
+            name=label, full_reference=getattr(backend, "metric_mode", "NR") == "FR",
+            higher_is_better=not getattr(backend, "lower_better", False),
+            range=_parse_range(getattr(backend, "score_range", None)),
+            differentiable=differentiable, description=f"pyiqa {name} (non-commercial licence)")
+        super().__init__(info, backend, data_range=data_range, clamp=clamp)
+        self.label = label
+
+    def score(self, distorted, reference):
+        with no_downloads(self.label):
+            if self.info.full_reference:
+                output = self.backend(distorted, reference)
+            else:
+                output = self.backend(distorted)
+        if isinstance(output, tuple):
+            output = output[0]
+        return torch.as_tensor(output).to(distorted.dtype)

@@ -152,8 +152,8 @@ def advdss(reference: torch.Tensor, distorted: torch.Tensor, *, data_range: floa
         raise ValueError(f"exponents must be three finite numbers >= 0, got {exponents!r}")
     front_end = {"data_range": data_range, "gamma_correction": gamma_correction, "csf": csf,
                  "pixels_per_degree": pixels_per_degree}
-    both = saliency(torch.cat([reference, distorted]), **front_end)
-    maps = structure_map(*both.split(reference.shape[0]), tuple(exponents))
+    maps = structure_map(saliency(reference, **front_end), saliency(distorted, **front_end),
+                         tuple(exponents))
     return maps.flatten(1).mean(dim=1)
 
 

@@ -9,21 +9,40 @@ correlation with the flipped kernel on the zero-padded output gradient) and
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
 
-def _correlate_valid(array: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """'valid' correlation along the last two axes."""
+def _correlate_chunk(array: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     trim = len(kernel) - 1
-    start = trim // 2
-    for axis in (-1, -2):
-        array = scipy.ndimage.correlate1d(array, kernel, axis=axis, mode="constant",
-                                          origin=-(trim - 2 * start) // 2)
-        array = np.take(array, np.arange(start, array.shape[axis] - (trim - start)), axis=axis)
-    return array
+    start, stop = trim // 2, trim - trim // 2
+    origin = -(trim - 2 * start) // 2
+    array = scipy.ndimage.correlate1d(array, kernel, axis=-1, mode="constant", origin=origin)
+    array = array[..., start:array.shape[-1] - stop]
+    array = scipy.ndimage.correlate1d(array, kernel, axis=-2, mode="constant", origin=origin)
+    return array[..., start:array.shape[-2] - stop, :]
+
+
+def _correlate_valid(array: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """'valid' correlation along the last two axes.
+
+    SciPy releases the GIL while filtering, so chunks of the batch run on
+    torch's thread count in parallel.
+    """
+    maps = array.reshape(-1, *array.shape[-2:])
+    workers = max(1, min(torch.get_num_threads(), maps.shape[0]))
+    if workers == 1:
+        result = _correlate_chunk(maps, kernel)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            parts = pool.map(_correlate_chunk, np.array_split(maps, workers),
+                             [kernel] * workers)
+            result = np.concatenate(list(parts))
+    return result.reshape(*array.shape[:-2], *result.shape[-2:])
 
 
 def _correlate_full(array: np.ndarray, kernel: np.ndarray) -> np.ndarray:

@@ -62,22 +62,30 @@ def check_pair(reference: torch.Tensor, distorted: torch.Tensor, **options):
     return reference, distorted
 
 
+def weighted_channels(images: torch.Tensor, weights, offset: float = 0.0) -> torch.Tensor:
+    """``offset + Σ_c weights[c] · images[:, c]`` as (N, 1, H, W).
+
+    Written as three scaled adds: a reduction over the channel axis is several
+    times slower on CPU because it strides across planes.
+    """
+    red, green, blue = images[:, 0:1], images[:, 1:2], images[:, 2:3]
+    result = red * weights[0] + green * weights[1]
+    return (result + blue * weights[2]) + offset
+
+
 def ycbcr_luma(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """BT.601 luma Y on MATLAB's 0–255 scale (16–235 for RGB); one channel is taken as Y.
 
     Single-channel input is rescaled to 0–255 and otherwise used as it is.
     """
-    scaled = images / data_range
     if images.shape[1] == 1:
-        return scaled * 255.0
-    weights = scaled.new_tensor(YCBCR_LUMA).view(1, 3, 1, 1)
-    return (scaled * weights).sum(dim=1, keepdim=True) + YCBCR_OFFSET
+        return images * (255.0 / data_range)
+    weights = [weight / data_range for weight in YCBCR_LUMA]
+    return weighted_channels(images, weights, YCBCR_OFFSET)
 
 
 def gray(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """MATLAB ``rgb2gray`` on a 0–255 scale; one-channel input is only rescaled."""
-    scaled = images / data_range * 255.0
     if images.shape[1] == 1:
-        return scaled
-    weights = scaled.new_tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)
-    return (scaled * weights).sum(dim=1, keepdim=True)
+        return images * (255.0 / data_range)
+    return weighted_channels(images, [255.0 * weight / data_range for weight in GRAY_WEIGHTS])

@@ -17,12 +17,14 @@ from advqa.attacks.budgets import NORMS, Budget, distances, make_budget
 from advqa.attacks.cw import CarliniWagner
 from advqa.attacks.deepfool import DeepFool
 from advqa.attacks.fgsm import FGSM
+from advqa.attacks.lbfgs import LBFGS
 from advqa.attacks.mim import MIM
 from advqa.attacks.objectives import ClassifierObjective, Evaluation, Objective
 from advqa.attacks.pgd import PGD
 
 ATTACKS: dict[str, type[Attack]] = {
     "fgsm": FGSM, "bim": BIM, "pgd": PGD, "mim": MIM, "deepfool": DeepFool, "cw": CarliniWagner,
+    "lbfgs": LBFGS,
 }
 ALIASES = {"i-fgsm": "bim", "ifgsm": "bim", "mi-fgsm": "mim", "mifgsm": "mim",
            "cw-l2": "cw", "carlini-wagner": "cw", "c&w": "cw"}
@@ -69,8 +71,27 @@ def get_attack(name: str, **parameters) -> Attack:
 
 
 __all__ = [
-    "ATTACKS", "BIM", "FGSM", "MIM", "NORMS", "PGD", "Attack", "AttackResult", "Budget",
-    "CarliniWagner", "ClassifierObjective", "DeepFool", "Evaluation", "GradientAttack",
-    "Objective", "UnknownAttackError", "attack_class", "check_images", "distances",
-    "get_attack", "list_attacks", "make_budget",
+    "ATTACKS",
+    "BIM",
+    "FGSM",
+    "LBFGS",
+    "MIM",
+    "NORMS",
+    "PGD",
+    "Attack",
+    "AttackResult",
+    "Budget",
+    "CarliniWagner",
+    "ClassifierObjective",
+    "DeepFool",
+    "Evaluation",
+    "GradientAttack",
+    "Objective",
+    "UnknownAttackError",
+    "attack_class",
+    "check_images",
+    "distances",
+    "get_attack",
+    "list_attacks",
+    "make_budget",
 ]

@@ -86,3 +86,12 @@ def aeqa_metric(reference: torch.Tensor, distorted: torch.Tensor, *, model,
                 data_range: float = 1.0, **options) -> torch.Tensor:
     """AEQA as a registry metric: ``get_metric("aeqa", model=classifier)``."""
     return aeqa_scores(model, reference, distorted, data_range=data_range, **options)["aeqa"]
+
+
+def js_metric(reference: torch.Tensor, distorted: torch.Tensor, *, model,
+              data_range: float = 1.0) -> torch.Tensor:
+    """Attack intensity as a registry metric: ``get_metric("js", model=classifier)``."""
+    del data_range  # the model takes the images as given
+    with torch.no_grad():
+        logits_reference = model(reference)
+    return js_divergence(logits_reference, model(distorted))

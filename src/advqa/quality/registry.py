@@ -133,6 +133,10 @@ _fr("advdss", True, 0.0, 1.0, True, "AdvDSS: saliency + exponent SSIM (ours)",
 register(MetricInfo("aeqa", True, True, (0.0, 1.0), True,
                     "AEQA: AdvDSS × JS divergence of the classifier (ours)", needs_model=True),
          "advqa.quality.aeqa:aeqa_metric")
+register(MetricInfo("js", True, True, (0.0, 1.0), True,
+                    "attack intensity: JS divergence of the classifier's outputs (AEQA's D_JS)",
+                    needs_model=True),
+         "advqa.quality.aeqa:js_metric")
 
 
 def list_metrics() -> list[MetricInfo]:

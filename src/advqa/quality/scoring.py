@@ -25,7 +25,7 @@ from advqa.data import read_image
 from advqa.quality.registry import get_metric, is_available
 from advqa.study.store import write_table
 
-STUDY_METRICS = ("advdss", "aeqa", "psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "vsi",
+STUDY_METRICS = ("advdss", "aeqa", "js", "psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "vsi",
                  "mad", "cw_ssim", "niqe", "brisque", "piqe", "l0", "l1", "l2", "linf")
 
 
@@ -91,11 +91,13 @@ def study_model(study: Path, model):
     return load_classifier(json.loads((study / "study.json").read_text())["model"])
 
 
-def export(study: Path, manifest: pd.DataFrame, store: ScoreStore, metrics) -> pd.DataFrame:
+def export(study: Path, manifest: pd.DataFrame, store: ScoreStore) -> pd.DataFrame:
+    """Every metric scored so far, in this run or earlier ones, one column each."""
     long = store.table()
-    long = long[long.metric.isin(metrics)]
+    known = [name for name in STUDY_METRICS if name in set(long.metric)]
+    metrics = known + sorted(set(long.metric) - set(known))
     wide = long.pivot(index="id", columns="metric", values="value").reindex(
-        index=manifest.id, columns=list(metrics)).reset_index()
+        index=manifest.id, columns=metrics).reset_index()
     write_table(wide, study / "scores")
     # The Lp metrics recompute the manifest's own distance columns: keep one copy.
     base = manifest.drop(columns=[name for name in metrics if name in manifest.columns])
@@ -127,7 +129,10 @@ def score_study(study: str | Path, metrics=None, *, model=None,
     manifest = pd.read_parquet(manifest_path)
     scorers = {}
     for name in metrics:
-        options = {"model": study_model(study, model)} if name == "aeqa" else {}
+        options = {}
+        if name in ("aeqa", "js"):
+            model = study_model(study, model)  # loaded once, shared by both
+            options["model"] = model
         scorers[name] = get_metric(name, **options)
     store = ScoreStore(study / "ledger.sqlite")
     try:
@@ -142,7 +147,7 @@ def score_study(study: str | Path, metrics=None, *, model=None,
                     warnings.warn(f"{name} failed on {list(rows.id)}: {failure}", stacklevel=2)
                     values, error = [None] * len(rows), f"{type(failure).__name__}: {failure}"
                 store.record(name, list(rows.id), values, error)
-            wide = export(study, manifest, store, list(scorers))
+            wide = export(study, manifest, store)
         errors = store.table().dropna(subset=["error"])
         write_table(errors, study / "score_failures")
     finally:

@@ -1,0 +1,196 @@
+"""``advqa evaluate``: import opinion scores and measure how well metrics agree with them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from advqa.cli.common import CommandError, name_list, number
+from advqa.study.store import write_table
+
+MAPPING_HELP = ("comma-separated FIELD=COLUMN pairs, fields among id, mos, mos_std, "
+                "n_ratings, image, attack, norm, strength; e.g. id=Image,mos=MOS,mos_std=Std")
+
+
+def mapping(text: str) -> dict[str, str]:
+    """Parse ``id=Image name,mos=MOS`` into ``{"id": "Image name", "mos": "MOS"}``."""
+    pairs = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        field, separator, column = part.partition("=")
+        if not separator or not field.strip() or not column.strip():
+            raise argparse.ArgumentTypeError(f"not FIELD=COLUMN: {part.strip()!r}")
+        pairs[field.strip()] = column.strip()
+    return pairs
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="import opinion scores (MOS) and correlate metrics with them",
+        description="`import` stores a spreadsheet's MOS in the study (mos.{parquet,csv}); "
+        "`correlations` prints SROCC/KROCC/PLCC/RMSE per attack and writes "
+        "correlations.{parquet,csv} and scatter.png.")
+    parser.set_defaults(handler=run, parser=parser)
+    commands = parser.add_subparsers(title="evaluate commands", dest="evaluate_command",
+                                     metavar="COMMAND")
+    add_import(commands)
+    add_correlations(commands)
+    add_aeqa(commands)
+
+
+def add_aeqa(commands) -> None:
+    parser = commands.add_parser(
+        "aeqa", help="AEQA applications: attack comparison, best settings, curves",
+        description="Write aeqa_applications/: attacks compared at one budget (the paper's "
+        "Table 6), the strength with peak mean AEQA per attack and the AEQA curves "
+        "(Figure 7). With --lbfgs, also maximise AEQA with L-BFGS on the sample photos and "
+        "compare with PGD at equal success (Table 7).")
+    parser.add_argument("study", type=Path, help="scored study directory")
+    parser.add_argument("--norm", default=None, help="budget norm; default: the shared one")
+    parser.add_argument("--strength", type=number, default=None, help="budget, e.g. 0.03")
+    parser.add_argument("--lbfgs", type=int, default=0, metavar="N",
+                        help="also run the L-BFGS AEQA attack on the first N references")
+
+
+def add_import(commands) -> None:
+    parser = commands.add_parser("import", help="store opinion scores from a CSV/XLSX sheet",
+                                 description="Map a spreadsheet's rows onto the study's AEs "
+                                 "and store id, mos, mos_std, n_ratings in mos.parquet.")
+    parser.add_argument("study", type=Path, help="study directory")
+    parser.add_argument("sheet", type=Path, help="CSV or XLSX file of opinion scores")
+    parser.add_argument("--map", dest="mapping", type=mapping, default=None, help=MAPPING_HELP)
+    parser.add_argument("--sheet", dest="worksheet", default=None,
+                        help="worksheet name of an XLSX file; default the first")
+
+
+def add_correlations(commands) -> None:
+    parser = commands.add_parser("correlations", help="metric-vs-MOS agreement per attack",
+                                 description="SROCC and KROCC on raw scores, PLCC and RMSE "
+                                 "after the 5-parameter logistic fit, per group and pooled.")
+    parser.add_argument("study", type=Path, help="scored study directory")
+    parser.add_argument("--metrics", type=name_list, default=None,
+                        help="comma-separated metric columns; default: every scored metric")
+    parser.add_argument("--group", default="attack",
+                        help="manifest column to split by, or 'none'; default: %(default)s")
+    parser.add_argument("--bootstrap", type=int, default=0,
+                        help="resamples for 95%% confidence intervals (e.g. 1000); default 0")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--no-plot", action="store_true", help="skip scatter.png")
+
+
+def run(arguments) -> int:
+    if arguments.evaluate_command == "import":
+        return run_import(arguments)
+    if arguments.evaluate_command == "correlations":
+        return run_correlations(arguments)
+    if arguments.evaluate_command == "aeqa":
+        return run_aeqa(arguments)
+    arguments.parser.print_help()
+    return 2
+
+
+def run_import(arguments) -> int:
+    from advqa.evaluate.mos import MosImportError, import_mos
+
+    try:
+        table = import_mos(arguments.study, arguments.sheet, mapping=arguments.mapping,
+                           sheet=arguments.worksheet)
+    except MosImportError as error:
+        raise CommandError(str(error)) from error
+    print(f"imported MOS of {len(table)} AEs into {arguments.study / 'mos.parquet'}")
+    return 0
+
+
+def study_frame(study: Path):
+    """The scored manifest with the imported MOS merged in; CommandError if no MOS."""
+    import pandas as pd
+
+    from advqa.evaluate.mos import MissingMosError, require_mos, with_mos
+
+    path = study / "scored_manifest.parquet"
+    if not path.is_file():
+        raise CommandError(f"no scored_manifest.parquet in {study}: "
+                           f"score the study first (`advqa score --study {study}`)")
+    frame = with_mos(pd.read_parquet(path), study)
+    try:
+        return require_mos(frame)
+    except MissingMosError as error:
+        raise CommandError(str(error)) from error
+
+
+def chosen_metrics(frame, requested: list[str] | None) -> list[str]:
+    from advqa.quality import list_metrics
+
+    if requested is None:
+        return [info.name for info in list_metrics()
+                if info.name in frame.columns and frame[info.name].notna().any()]
+    unknown = [name for name in requested if name not in frame.columns]
+    if unknown:
+        raise CommandError(f"not scored in this study: {', '.join(unknown)}")
+    return requested
+
+
+def run_correlations(arguments) -> int:
+    from advqa.evaluate.correlation import correlation_table
+    from advqa.study.store import write_table
+
+    study = arguments.study
+    frame = study_frame(study)
+    metrics = chosen_metrics(frame, arguments.metrics)
+    if not metrics:
+        raise CommandError(f"no metric scores in {study}: run `advqa score --study {study}`")
+    group = None if arguments.group.lower() == "none" else arguments.group
+    if group is not None and group not in frame.columns:
+        raise CommandError(f"no column {group!r} to group by")
+    mos_std = "mos_std" if "mos_std" in frame and frame["mos_std"].notna().any() else None
+    criteria = ("srocc", "krocc", "plcc", "rmse", *(("outlier_ratio",) if mos_std else ()))
+    rated = frame[frame["mos"].notna()]
+    table = correlation_table(rated, metrics, group=group, criteria=criteria,
+                              mos_std=mos_std, bootstrap=arguments.bootstrap,
+                              seed=arguments.seed)
+    print(f"agreement with MOS ({len(rated)} rated AEs)")
+    print(table.to_string(float_format=lambda value: f"{value:.4f}"))
+    parquet, _ = write_table(table.reset_index(), study / "correlations")
+    print(f"\nwrote {parquet} and {parquet.with_suffix('.csv')}")
+    if not arguments.no_plot:
+        from advqa.evaluate.plots import scatter_plots
+
+        print(f"wrote {scatter_plots(rated, metrics, study / 'scatter.png')}")
+    return 0
+
+
+def run_aeqa(arguments) -> int:
+    import pandas as pd
+
+    from advqa.evaluate.applications import write_applications
+
+    output = write_applications(arguments.study, norm=arguments.norm,
+                                strength=arguments.strength)
+    comparison = pd.read_parquet(output / "attack_comparison.parquet")
+    print(comparison.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(pd.read_parquet(output / "best_settings.parquet").to_string(index=False))
+    if arguments.lbfgs:
+        table = lbfgs_table(arguments.study, arguments.lbfgs)
+        write_table(table, output / "lbfgs_vs_pgd")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote {output}")
+    return 0
+
+
+def lbfgs_table(study: Path, count: int):
+    import json
+
+    import torch
+
+    from advqa.data import read_image
+    from advqa.evaluate.applications import compare_with_pgd, maximise_aeqa
+    from advqa.models import load_classifier
+
+    settings = json.loads((study / "study.json").read_text())
+    model = load_classifier(settings["model"])
+    paths = sorted((study / "images" / "ref").glob("*.png"))[:count]
+    images = torch.stack([read_image(path) for path in paths]).to(model.device)
+    with torch.no_grad():
+        labels = model(images).argmax(dim=1)
+    return compare_with_pgd(model, images, labels, maximise_aeqa(model, images))

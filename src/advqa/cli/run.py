@@ -35,4 +35,8 @@ def run(arguments) -> int:
         scores = score_study(summary.output, arguments.metrics or default_metrics(),
                              progress=not arguments.no_progress)
         print_score_summary(summary.output, scores)
+        if "aeqa" in scores.columns:
+            from advqa.evaluate.applications import write_applications
+
+            print(f"AEQA applications: {write_applications(summary.output)}")
     return 0

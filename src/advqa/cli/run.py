@@ -39,4 +39,7 @@ def run(arguments) -> int:
             from advqa.evaluate.applications import write_applications
 
             print(f"AEQA applications: {write_applications(summary.output)}")
+    from advqa.report import write_report
+
+    print(f"report: {write_report(summary.output)}")
     return 0

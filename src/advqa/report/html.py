@@ -1,0 +1,441 @@
+"""A single self-contained HTML report of a study directory.
+
+Everything the report shows is read from the study directory: the manifest, the
+summary, the scores written by ``advqa score``, and the optional outputs of
+``advqa evaluate`` (mean opinion scores, correlations, AEQA applications). The
+report computes no scores; it only groups, averages for plotting, and draws.
+
+The output is one file with no external reference: images are base64 PNG data
+URIs, the style sheet is inline, and there is no script.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+SECTION_IDS = ("summary", "samples", "metric-means", "correlations", "aeqa-curves",
+               "attack-comparison", "settings")
+
+# Columns of the manifest that are not quality scores.
+MANIFEST_COLUMNS = {
+    "id", "reference_path", "adversarial_path", "image", "attack", "norm", "strength_name",
+    "strength", "parameters", "label", "clean_prediction", "adversarial_prediction",
+    "clean_class", "adversarial_class", "clean_correct", "success", "steps",
+}
+DISTANCES = ("l0", "l1", "l2", "linf")
+# Scores shown under each sample AE, with their labels, when the columns exist.
+SAMPLE_LABELS = (("advdss", "AdvDSS"), ("aeqa", "AEQA"), ("psnr", "PSNR"), ("linf", "L\u221e"))
+THUMBNAIL = 112
+MAX_STRENGTHS = 6
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+margin:0 auto;max-width:1200px;padding:1em 2em;color:#222;line-height:1.4}
+h1{border-bottom:2px solid #446;padding-bottom:.2em}
+h2{border-bottom:1px solid #bbc;margin-top:2em}
+nav a{margin-right:1em}
+table.dataframe{border-collapse:collapse;font-size:.85em;margin:.5em 0 1em}
+table.dataframe th,table.dataframe td{border:1px solid #ccd;padding:.2em .5em;text-align:right}
+table.dataframe thead th{background:#eef}
+table.dataframe tbody tr:nth-child(even){background:#f7f7fb}
+.note{color:#555;font-style:italic}
+.grid{border-collapse:collapse;margin-bottom:1em}
+.grid td{vertical-align:top;padding:3px;text-align:center;font-size:.72em}
+.grid th{font-size:.8em;text-align:left;padding-right:.5em}
+.grid img{display:block;margin:0 auto;image-rendering:auto}
+.ok{color:#a00}
+.plot{max-width:100%;height:auto}
+pre{background:#f4f4f8;padding:.8em;overflow-x:auto;font-size:.8em}
+"""
+
+
+def write_report(study_dir: str | Path, *, samples: int = 3) -> Path:
+    """Write ``<study_dir>/report.html`` and return its path.
+
+    Parameters
+    ----------
+    study_dir : path
+        A study directory (``study.json``, ``manifest.parquet``, images, and
+        optionally ``summary.parquet``, ``scored_manifest.parquet``, ``mos.parquet``,
+        ``correlations.parquet``, ``scatter.png`` and ``aeqa_applications/``).
+    samples : int
+        How many reference images to show in the grid of sample AEs.
+    """
+    from advqa.data import atomic_write_bytes
+
+    study = Path(study_dir)
+    if not (study / "manifest.parquet").is_file():
+        raise FileNotFoundError(f"no manifest.parquet in {study}; is it a study directory?")
+    document = render_report(study, samples=samples)
+    return atomic_write_bytes(study / "report.html", document.encode("utf-8"))
+
+
+def render_report(study: Path, *, samples: int = 3) -> str:
+    """The report of ``study`` as an HTML string."""
+    study = Path(study)
+    settings = read_json(study / "study.json")
+    manifest = pd.read_parquet(study / "manifest.parquet")
+    scored_path = study / "scored_manifest.parquet"
+    scored = pd.read_parquet(scored_path) if scored_path.is_file() else None
+    table = scored if scored is not None else manifest
+    sections = [
+        summary_section(study, settings, manifest),
+        samples_section(study, table, samples),
+        metric_means_section(scored, manifest),
+        correlations_section(study, scored),
+        aeqa_curves_section(study, scored),
+        attack_comparison_section(study),
+        settings_section(settings),
+    ]
+    title = f"advqa report: {study.resolve().name}"
+    nav = "".join(f'<a href="#{name}">{name}</a>' for name in SECTION_IDS)
+    document = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>{escape(title)}</h1><nav>{nav}</nav>"
+        + "".join(sections)
+        + "<footer><p class=\"note\">Report size: __REPORT_SIZE__. Self-contained: "
+        "images are inline PNG data; no scripts, fonts or links to other files.</p>"
+        "</footer></body></html>\n")
+    document = defang(document)
+    size = len(document.encode("utf-8"))
+    return document.replace("__REPORT_SIZE__", human_size(size))
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def section(name: str, heading: str, body: str) -> str:
+    return f'<section id="{name}"><h2>{escape(heading)}</h2>{body}</section>'
+
+
+def summary_section(study: Path, settings: dict, manifest: pd.DataFrame) -> str:
+    facts = [
+        ("reference images", manifest["image"].nunique()),
+        ("adversarial examples", len(manifest)),
+        ("attacks", ", ".join(sorted(manifest["attack"].unique()))),
+        ("norms", ", ".join(sorted(manifest["norm"].unique()))),
+        ("grid cells (attack, norm, strength)",
+         len(manifest.groupby(["attack", "norm", "strength"]))),
+        ("model", settings.get("model", "?")),
+    ]
+    body = "<ul>" + "".join(f"<li>{escape(k)}: <b>{escape(v)}</b></li>" for k, v in facts) + "</ul>"
+    grid = settings.get("grid")
+    if grid:
+        body += "<h3>Grid</h3>" + frame_html(pd.DataFrame(grid), index=False)
+    summary_path = study / "summary.parquet"
+    if summary_path.is_file():
+        success = pd.read_parquet(summary_path)
+        source = "summary.parquet"
+    else:
+        success = derive_summary(manifest)
+        source = "derived from manifest.parquet (kept AEs only)"
+    body += f"<h3>Success rates</h3><p class=\"note\">From {escape(source)}.</p>"
+    body += frame_html(success, index=False)
+    return section("summary", "Dataset summary", body)
+
+
+def derive_summary(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The success table from the manifest alone, when ``summary.parquet`` is absent."""
+    keys = ["attack", "norm", "strength"]
+    rows = manifest.assign(
+        correct=manifest["clean_correct"].fillna(True).astype(bool),
+        fooled=manifest["success"].fillna(False).astype(bool)
+        & manifest["clean_correct"].fillna(True).astype(bool))
+    table = rows.groupby(keys).agg(
+        tried=("id", "size"), correct=("correct", "sum"), fooled=("fooled", "sum"),
+        median_l2=("l2", "median"), median_linf=("linf", "median")).reset_index()
+    table["success_rate"] = table.fooled / table.correct.clip(lower=1)
+    return table[[*keys, "tried", "correct", "fooled", "success_rate", "median_l2",
+                  "median_linf"]]
+
+
+def samples_section(study: Path, table: pd.DataFrame, count: int) -> str:
+    images = sorted(table["image"].unique())[:max(count, 0)]
+    shown = [(column, label) for column, label in SAMPLE_LABELS if column in table.columns]
+    note = (f"The first {len(images)} reference images, each next to its AEs at every "
+            f"strength of each attack and norm (at most {MAX_STRENGTHS} strengths, evenly "
+            f"spread), downscaled to {THUMBNAIL} px. Labels: "
+            + (", ".join(label for _, label in shown) or "none")
+            + "; a red name means the model was fooled.")
+    body = f'<p class="note">{escape(note)}</p>'
+    cache: dict[Path, str] = {}
+    for image in images:
+        rows = table[table["image"] == image]
+        body += f"<h3>{escape(image)}</h3><table class=\"grid\">"
+        reference = study / rows["reference_path"].iloc[0]
+        groups = list(rows.groupby(["attack", "norm"], sort=True))
+        for number, ((attack, norm), group) in enumerate(groups):
+            group = spread(group.sort_values("strength"), MAX_STRENGTHS)
+            cells = [f"<th>{escape(attack)}<br>{escape(norm)}</th>"]
+            if number == 0:
+                cells.append(f'<td rowspan="{len(groups)}">'
+                             + thumbnail_tag(reference, "reference", cache)
+                             + "reference<br>" + escape(first(rows, "clean_class")) + "</td>")
+            for row in group.to_dict("records"):
+                name = row.get("strength_name") or "strength"
+                caption = [f"{escape(name)}={format_number(row['strength'])}"]
+                adversarial_class = escape(row.get("adversarial_class", ""))
+                if row.get("success"):
+                    adversarial_class = f'<span class="ok">{adversarial_class}</span>'
+                caption.append(adversarial_class)
+                caption += [f"{escape(label)} {format_number(row[column])}"
+                            for column, label in shown]
+                cells.append("<td>" + thumbnail_tag(study / row["adversarial_path"],
+                                                    str(row["id"]), cache)
+                             + "<br>".join(caption) + "</td>")
+            body += "<tr>" + "".join(cells) + "</tr>"
+        body += "</table>"
+    if not images:
+        body += '<p class="note">No adversarial examples in this study.</p>'
+    return section("samples", "Sample adversarial examples", body)
+
+
+def metric_means_section(scored: pd.DataFrame | None, manifest: pd.DataFrame) -> str:
+    if scored is None:
+        columns = [c for c in DISTANCES if c in manifest.columns]
+        body = ('<p class="note">No scores in this study yet; score it with '
+                '<code>advqa score --study DIR</code>. Mean distances from the manifest:</p>')
+        body += frame_html(manifest.groupby(["attack", "norm"])[columns].mean().reset_index(),
+                           index=False)
+        return section("metric-means", "Mean metric values per attack and norm", body)
+    columns = metric_columns(scored)
+    grouped = scored.groupby(["attack", "norm"])
+    means = grouped[columns].mean()
+    means.insert(0, "AEs", grouped.size())
+    body = (f'<p class="note">Means over the AEs of each attack and norm (all strengths) of '
+            f'the columns of scored_manifest.parquet; {len(scored)} AEs.</p>')
+    body += frame_html(means.reset_index(), index=False)
+    return section("metric-means", "Mean metric values per attack and norm", body)
+
+
+def correlations_section(study: Path, scored: pd.DataFrame | None) -> str:
+    mos_path = study / "mos.parquet"
+    heading = "Correlations with mean opinion scores"
+    if not mos_path.is_file():
+        body = ('<p class="note">No mean opinion scores in this study; import them with '
+                '<code>advqa evaluate import</code>.</p>')
+        return section("correlations", heading, body)
+    mos = pd.read_parquet(mos_path)
+    body = f'<p class="note">{len(mos)} AEs have mean opinion scores (mos.parquet).</p>'
+    correlations_path = study / "correlations.parquet"
+    if correlations_path.is_file():
+        body += "<h3>Correlations</h3>" + frame_html(pd.read_parquet(correlations_path),
+                                                     index=False)
+    else:
+        body += ('<p class="note">No correlations.parquet; compute it with '
+                 '<code>advqa evaluate correlations</code>.</p>')
+    scatter_path = study / "scatter.png"
+    if scatter_path.is_file():
+        body += "<h3>Scatter plots</h3>" + png_tag(scatter_path.read_bytes(), "scatter plots")
+    elif scored is not None:
+        merged = scored.merge(mos[["id", "mos"]], on="id")
+        columns = [c for c in metric_columns(scored) if merged[c].notna().any()][:8]
+        if len(merged) and columns:
+            body += "<h3>Scatter plots</h3>" + png_tag(mos_scatter(merged, columns),
+                                                       "metric against MOS")
+    return section("correlations", heading, body)
+
+
+def aeqa_curves_section(study: Path, scored: pd.DataFrame | None) -> str:
+    heading = "AEQA curves and best settings"
+    folder = study / "aeqa_applications"
+    curves_path = folder / "aeqa_curves.png"
+    best_path = folder / "best_settings.parquet"
+    body = ""
+    if curves_path.is_file():
+        body += png_tag(curves_path.read_bytes(), "AEQA curves")
+    if best_path.is_file():
+        body += "<h3>Best settings</h3>" + frame_html(pd.read_parquet(best_path), index=False)
+    if body:
+        return section("aeqa-curves", heading, body)
+    if scored is None or "aeqa" not in scored.columns or scored["aeqa"].isna().all():
+        body = ('<p class="note">No AEQA scores in this study; score it with '
+                '<code>advqa score --study DIR --metrics aeqa</code>.</p>')
+        return section("aeqa-curves", heading, body)
+    curves = (scored.groupby(["attack", "norm", "strength"])["aeqa"].mean()
+              .rename("mean_aeqa").reset_index())
+    peaks = curves.loc[curves.groupby(["attack", "norm"])["mean_aeqa"].idxmax()]
+    peaks = peaks.rename(columns={"strength": "best_strength", "mean_aeqa": "peak_mean_aeqa"})
+    body = ('<p class="note">No aeqa_applications/ outputs; the curves below plot the mean '
+            'AEQA of scored_manifest.parquet per strength, with the peak of each marked.</p>')
+    body += png_tag(aeqa_plot(curves, peaks), "mean AEQA against strength")
+    body += "<h3>Peaks</h3>" + frame_html(peaks.reset_index(drop=True), index=False)
+    return section("aeqa-curves", heading, body)
+
+
+def attack_comparison_section(study: Path) -> str:
+    path = study / "aeqa_applications" / "attack_comparison.parquet"
+    if path.is_file():
+        body = frame_html(pd.read_parquet(path), index=False)
+    else:
+        body = ('<p class="note">No attack comparison in this study '
+                '(aeqa_applications/attack_comparison.parquet is absent).</p>')
+    return section("attack-comparison", "Attack comparison", body)
+
+
+def settings_section(settings: dict) -> str:
+    versions = {"advqa": package_version("advqa"), "torch": package_version("torch")}
+    body = "<h3>Versions making this report</h3>" + frame_html(
+        pd.DataFrame([versions]), index=False)
+    body += "<h3>study.json</h3><pre>" + escape(json.dumps(settings, indent=2,
+                                                             default=str)) + "</pre>"
+    return section("settings", "Settings and versions", body)
+
+
+# --- plots ---------------------------------------------------------------------------------
+
+
+def new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def figure_png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None}, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def aeqa_plot(curves: pd.DataFrame, peaks: pd.DataFrame) -> bytes:
+    norms = sorted(curves["norm"].unique())
+    figure = new_figure(5 * len(norms), 3.6)
+    axes = figure.subplots(1, len(norms), squeeze=False)[0]
+    for ax, norm in zip(axes, norms, strict=True):
+        for attack, curve in curves[curves["norm"] == norm].groupby("attack"):
+            curve = curve.sort_values("strength")
+            (line,) = ax.plot(curve["strength"], curve["mean_aeqa"], marker="o", label=attack)
+            peak = peaks[(peaks["attack"] == attack) & (peaks["norm"] == norm)]
+            ax.plot(peak["best_strength"], peak["peak_mean_aeqa"], marker="*", markersize=16,
+                    color=line.get_color(), markeredgecolor="black")
+        if (curves.loc[curves["norm"] == norm, "strength"] > 0).all():
+            ax.set_xscale("log")
+        ax.set_title(f"norm {norm}")
+        ax.set_xlabel("strength")
+        ax.set_ylabel("mean AEQA")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return figure_png(figure)
+
+
+def mos_scatter(merged: pd.DataFrame, columns: list[str]) -> bytes:
+    count = len(columns)
+    per_row = min(count, 4)
+    rows = (count + per_row - 1) // per_row
+    figure = new_figure(3.2 * per_row, 3 * rows)
+    axes = figure.subplots(rows, per_row, squeeze=False).ravel()
+    for ax, column in zip(axes, columns, strict=False):
+        ax.scatter(merged[column], merged["mos"], s=8, alpha=0.6)
+        ax.set_xlabel(column)
+        ax.set_ylabel("MOS")
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return figure_png(figure)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def metric_columns(scored: pd.DataFrame) -> list[str]:
+    """Score columns: numeric columns that are not manifest bookkeeping."""
+    columns = [c for c in scored.columns if c not in MANIFEST_COLUMNS and c not in DISTANCES
+               and pd.api.types.is_numeric_dtype(scored[c])
+               and not pd.api.types.is_bool_dtype(scored[c])]
+    return columns + [c for c in DISTANCES if c in scored.columns]
+
+
+def spread(group: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """At most ``limit`` rows, evenly spaced, always keeping the first and last."""
+    if len(group) <= limit:
+        return group
+    positions = sorted({round(i * (len(group) - 1) / (limit - 1)) for i in range(limit)})
+    return group.iloc[positions]
+
+
+def thumbnail_tag(path: Path, alt: str, cache: dict) -> str:
+    if path not in cache:
+        cache[path] = thumbnail_uri(path)
+    uri = cache[path]
+    if uri is None:
+        return f'<div class="note">missing image {escape(path.name)}</div>'
+    return f'<img src="{uri}" alt="{escape(alt)}" width="{THUMBNAIL}">'
+
+
+def thumbnail_uri(path: Path, size: int = THUMBNAIL) -> str | None:
+    from PIL import Image
+
+    if not path.is_file():
+        return None
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+    return data_uri(buffer.getvalue())
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def png_tag(png: bytes, alt: str) -> str:
+    return f'<img class="plot" src="{data_uri(png)}" alt="{escape(alt)}">'
+
+
+def frame_html(frame: pd.DataFrame, *, index: bool = True) -> str:
+    return frame.to_html(index=index, escape=True, na_rep="–", border=0,
+                         float_format=format_number)
+
+
+def format_number(value) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if number != number:
+        return "–"
+    return f"{number:.4g}"
+
+
+def first(rows: pd.DataFrame, column: str) -> str:
+    return str(rows[column].iloc[0]) if column in rows.columns and len(rows) else ""
+
+
+def escape(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def defang(document: str) -> str:
+    """Keep the text of any URL readable without leaving a link-like ``scheme://``."""
+    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*):(//)", r"\1:&#47;&#47;", document)
+
+
+def human_size(size: int) -> str:
+    if size >= 1 << 20:
+        return f"{size / (1 << 20):.1f} MB"
+    return f"{size / 1024:.0f} kB"
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"

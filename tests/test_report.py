@@ -1,0 +1,139 @@
+"""The HTML report: self-contained, every section renders in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from advqa.data import load_samples
+from advqa.report import SECTION_IDS, write_report
+from advqa.study import build_dataset, grid_from_options
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", "--v=0"]
+# Chromium logs every console message (console.log/error, uncaught exceptions) to stderr as
+# "...:INFO:CONSOLE:<line>] "<message>", source: ...", without its level. The report has no
+# script, so any console line at all is an error.
+CONSOLE = re.compile(r"CONSOLE[^\]]*\]\s*(.*)|(Uncaught .*)")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not CHROMIUM.exists():
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+            result = subprocess.run(sudo + command, capture_output=True, text=True,
+                                    env=environment)
+            if result.returncode:
+                pytest.fail(f"could not install Chromium ({' '.join(command)}): "
+                            f"{result.stderr[-2000:]}")
+    if not CHROMIUM.exists():
+        pytest.fail("apt-get install chromium succeeded but /usr/bin/chromium is missing")
+    return CHROMIUM
+
+
+def run_chromium(chromium, page: Path, profile: Path, *extra: str):
+    result = subprocess.run([str(chromium), *FLAGS, f"--user-data-dir={profile}", *extra,
+                             page.resolve().as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = [m.group(1) or m.group(2) for m in CONSOLE.finditer(result.stderr)]
+    return result.stdout, console
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, default_model):
+    from advqa.quality.scoring import score_study
+
+    output = tmp_path_factory.mktemp("report_study")
+    grid = [*grid_from_options(["fgsm"], ["linf"], [2 / 255, 8 / 255]),
+            *grid_from_options(["pgd"], ["linf"], [2 / 255, 8 / 255], steps=3)]
+    build_dataset(load_samples("imagenet")[:2], default_model, grid, output, progress=False)
+    score_study(output, ["advdss", "aeqa", "psnr", "linf"], model=default_model,
+                progress=False)
+    return output
+
+
+@pytest.fixture(scope="module")
+def report(study):
+    return write_report(study, samples=2)
+
+
+def test_report_is_self_contained(report):
+    text = report.read_text(encoding="utf-8")
+    assert report.name == "report.html"
+    assert "http://" not in text and "https://" not in text
+    assert 'src="http' not in text and "<script" not in text and "<link" not in text
+    sources = re.findall(r'<img[^>]*\bsrc="([^"]*)"', text)
+    assert len(sources) >= 3
+    assert all(source.startswith("data:image/png;base64,") for source in sources)
+    for name in SECTION_IDS:
+        assert f'<section id="{name}"><h2>' in text
+    assert "AdvDSS" in text and "AEQA" in text
+    assert "No mean opinion scores in this study" in text
+
+
+def test_report_renders_in_chromium(report, chromium, tmp_path):
+    dom, console = run_chromium(chromium, report, tmp_path / "profile", "--dump-dom")
+    for name in SECTION_IDS:
+        assert f'id="{name}"' in dom, name
+    assert console == [], console
+    screenshot = tmp_path / "report.png"
+    _, console = run_chromium(chromium, report, tmp_path / "profile2",
+                              f"--screenshot={screenshot}", "--window-size=1280,4000")
+    assert console == [], console
+    assert screenshot.stat().st_size > 10_000
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(screenshot, ARTIFACTS / "report.png")
+
+
+def test_console_errors_are_detected(report, chromium, tmp_path):
+    broken = tmp_path / "broken.html"
+    text = report.read_text(encoding="utf-8")
+    broken.write_text(text.replace(
+        "</body>", "<script>console.error('injected-error'); undefinedCall()</script></body>"),
+        encoding="utf-8")
+    _, console = run_chromium(chromium, broken, tmp_path / "profile", "--dump-dom")
+    assert any("injected-error" in line for line in console), console
+    assert any("Uncaught ReferenceError" in line for line in console), console
+
+
+def test_cli_writes_report_and_optional_sections(study, tmp_path, capsys):
+    import pandas as pd
+
+    from advqa.cli import report as report_cli
+
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    (copy / "summary.parquet").unlink(missing_ok=True)
+    manifest = pd.read_parquet(copy / "scored_manifest.parquet")
+    pd.DataFrame({"id": manifest.id, "mos": 3.0, "mos_std": 0.5, "n_ratings": 10}).to_parquet(
+        copy / "mos.parquet")
+    applications = copy / "aeqa_applications"
+    applications.mkdir()
+    pd.DataFrame({"attack": ["fgsm"], "norm": ["linf"], "best_strength": [8 / 255],
+                  "peak_mean_aeqa": [0.5]}).to_parquet(applications / "best_settings.parquet")
+    pd.DataFrame({"attack": ["fgsm<x>"], "norm": ["linf"], "strength": [8 / 255],
+                  "mean_aeqa": [0.5], "success_rate": [1.0]}).to_parquet(
+        applications / "attack_comparison.parquet")
+
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    report_cli.register(parser.add_subparsers())
+    arguments = parser.parse_args(["report", str(copy), "--samples", "1"])
+    assert arguments.handler(arguments) == 0
+    assert "report.html" in capsys.readouterr().out
+    text = (copy / "report.html").read_text(encoding="utf-8")
+    assert "No mean opinion scores" not in text and "Scatter plots" in text
+    assert "best_strength" in text and "fgsm&lt;x&gt;" in text
+    assert "derived from manifest.parquet" in text

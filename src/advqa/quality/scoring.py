@@ -1,12 +1,12 @@
 """Score a study directory: one column per metric for every AE of its manifest.
 
 Scores live in the study's ``ledger.sqlite`` (table ``scores``: id, metric,
-value, error), written one batch per transaction, so a killed run resumes
-without recomputing finished (AE, metric) pairs. After each metric the
-results are exported atomically as ``scores.{parquet,csv}`` (id plus one
-column per metric) and ``scored_manifest.{parquet,csv}`` (the manifest with
-those columns). A batch on which a metric fails is recorded with the error
-and the run goes on.
+value, error), written one (batch, metric) per transaction, so a killed run
+resumes without recomputing finished (AE, metric) pairs. Each batch's images
+are read once for all metrics. At the end the results are exported atomically
+as ``scores.{parquet,csv}`` (id plus one column per metric) and
+``scored_manifest.{parquet,csv}`` (the manifest with those columns). A batch on
+which a metric fails is recorded with the error and the run goes on.
 """
 
 from __future__ import annotations
@@ -82,6 +82,30 @@ def score_batch(metric, references, adversarial) -> tuple[list[float | None], st
     return values, error
 
 
+def score_rows(study: Path, rows: pd.DataFrame, scorers: dict, done: dict,
+               store: ScoreStore) -> None:
+    """Score one batch with every metric that still lacks it; images are read once."""
+    try:
+        references, adversarial = load_pairs(study, rows)
+    except Exception as failure:  # an unreadable image fails its batch, not the run
+        warnings.warn(f"cannot read images of {list(rows.id)}: {failure}", stacklevel=3)
+        for name in scorers:
+            store.record(name, list(rows.id), [None] * len(rows), f"unreadable: {failure}")
+        return
+    for name, metric in scorers.items():
+        missing = ~rows.id.isin(done[name]).to_numpy()
+        if not missing.any():
+            continue
+        ids = list(rows.id[missing])
+        mask = torch.from_numpy(missing)
+        try:
+            values, error = score_batch(metric, references[mask], adversarial[mask])
+        except Exception as failure:  # one bad batch must not end a long run
+            warnings.warn(f"{name} failed on {ids}: {failure}", stacklevel=3)
+            values, error = [None] * len(ids), f"{type(failure).__name__}: {failure}"
+        store.record(name, ids, values, error)
+
+
 def study_model(study: Path, model):
     """The classifier AEQA needs: the given one, else the study's own."""
     if model is not None:
@@ -136,18 +160,12 @@ def score_study(study: str | Path, metrics=None, *, model=None,
         scorers[name] = get_metric(name, **options)
     store = ScoreStore(study / "ledger.sqlite")
     try:
-        for name, metric in scorers.items():
-            todo = manifest[~manifest.id.isin(store.done(name))]
-            batches = range(0, len(todo), batch_size)
-            for start in tqdm(batches, desc=name, unit="batch", disable=not progress):
-                rows = todo.iloc[start:start + batch_size]
-                try:
-                    values, error = score_batch(metric, *load_pairs(study, rows))
-                except Exception as failure:  # one bad batch must not end a long run
-                    warnings.warn(f"{name} failed on {list(rows.id)}: {failure}", stacklevel=2)
-                    values, error = [None] * len(rows), f"{type(failure).__name__}: {failure}"
-                store.record(name, list(rows.id), values, error)
-            wide = export(study, manifest, store)
+        done = {name: store.done(name) for name in scorers}
+        pending = manifest[[any(i not in done[name] for name in scorers) for i in manifest.id]]
+        batches = range(0, len(pending), batch_size)
+        for start in tqdm(batches, desc="score", unit="batch", disable=not progress):
+            score_rows(study, pending.iloc[start:start + batch_size], scorers, done, store)
+        wide = export(study, manifest, store)
         errors = store.table().dropna(subset=["error"])
         write_table(errors, study / "score_failures")
     finally:

@@ -237,6 +237,9 @@ def build_dataset(
     references = prepare_references(samples, model, output, batch_size)
     ledger = Ledger(output / "ledger.sqlite")
     finished = ledger.finished()
+    # The ledger is read once; rows of new units join this copy, keyed by id like the
+    # ledger's own table, so the manifest is rewritten without re-reading it each unit.
+    recorded = {row["id"]: row for row in ledger.rows()}
     failures = [{"path": f.path, "unit": "", "reason": f.reason} for f in samples.failures]
     units = [(spec, chunk) for spec in grid
              for chunk in torch.arange(len(samples)).split(batch_size)]
@@ -263,10 +266,11 @@ def build_dataset(
             if row["success"] or keep_failed:
                 save_png(image, output / row["adversarial_path"])
         ledger.record(key, spec.describe(), rows)
-        write_table(manifest_frame(ledger.rows(), keep_failed), output / "manifest")
+        recorded.update((row["id"], row) for row in rows)
+        write_table(manifest_frame(list(recorded.values()), keep_failed), output / "manifest")
     bar.close()
-    attempts = manifest_frame(ledger.rows(), keep_failed=True)
-    manifest = manifest_frame(ledger.rows(), keep_failed)
+    attempts = manifest_frame(list(recorded.values()), keep_failed=True)
+    manifest = manifest_frame(list(recorded.values()), keep_failed)
     write_table(manifest, output / "manifest")
     ledger.close()
     atomic_write_bytes(output / "failures.csv",

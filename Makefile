@@ -39,6 +39,8 @@ test: system $(VENV)/.installed-test lint
 
 bench: system $(VENV)/.installed-dev
 	$(PYTHON) benchmarks/pgd_throughput.py --markdown
+	$(PYTHON) benchmarks/advdss_speed.py
+	$(PYTHON) benchmarks/classifier_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

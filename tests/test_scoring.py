@@ -83,3 +83,25 @@ def test_metrics_command_lists_the_registry(capsys):
     assert main(["metrics"]) == 0
     output = capsys.readouterr().out
     assert "advdss" in output and "niqe" in output and "needs --model" in output
+
+
+def test_cached_logits_run_each_image_once_and_match_the_model(tiny_model):
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, images):
+            calls.append(len(images))
+            return tiny_model(images)
+
+    cached = scoring.CachedLogits(Counting(), capacity=3)
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = tiny_model(images)
+        first = cached(images[:2])
+        again = cached(images[[1, 0, 2]])  # two known, one new
+    torch.testing.assert_close(first, expected[:2])
+    torch.testing.assert_close(again, expected[[1, 0, 2]])
+    assert calls == [2, 1]
+    assert len(cached.logits) == 3  # capacity holds
+    gradient_input = images[:1].clone().requires_grad_(True)
+    assert cached(gradient_input).requires_grad  # gradients bypass the cache

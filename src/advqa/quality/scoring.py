@@ -11,10 +11,12 @@ which a metric fails is recorded with the error and the run goes on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sqlite3
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
@@ -106,13 +108,45 @@ def score_rows(study: Path, rows: pd.DataFrame, scorers: dict, done: dict,
         store.record(name, ids, values, error)
 
 
-def study_model(study: Path, model):
-    """The classifier AEQA needs: the given one, else the study's own."""
-    if model is not None:
-        return model
-    from advqa.models import load_classifier
+class CachedLogits(torch.nn.Module):
+    """A classifier that remembers its logits per image content (without gradients).
 
-    return load_classifier(json.loads((study / "study.json").read_text())["model"])
+    ``aeqa`` and ``js`` both need the logits of every AE and of its reference,
+    and a study reuses each reference for dozens of AEs: with the cache each
+    image goes through the network once per scoring run.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, capacity: int = 4096):
+        super().__init__()
+        self.model = model
+        self.capacity = capacity
+        self.logits: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and images.requires_grad:
+            return self.model(images)
+        keys = [hashlib.blake2b(image.cpu().numpy().tobytes(), digest_size=16).digest()
+                for image in images]
+        missing = [index for index, key in enumerate(keys) if key not in self.logits]
+        if missing:
+            with torch.no_grad():
+                fresh = self.model(images[missing])
+            for index, row in zip(missing, fresh, strict=True):
+                self.logits[keys[index]] = row.clone()  # not a view pinning the batch
+        for key in keys:
+            self.logits.move_to_end(key)
+        while len(self.logits) > self.capacity:
+            self.logits.popitem(last=False)
+        return torch.stack([self.logits[key] for key in keys])
+
+
+def study_model(study: Path, model):
+    """The classifier AEQA needs: the given one, else the study's own; logits cached."""
+    if model is None:
+        from advqa.models import load_classifier
+
+        model = load_classifier(json.loads((study / "study.json").read_text())["model"])
+    return model if isinstance(model, CachedLogits) else CachedLogits(model)
 
 
 def export(study: Path, manifest: pd.DataFrame, store: ScoreStore) -> pd.DataFrame:

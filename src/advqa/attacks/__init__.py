@@ -17,14 +17,16 @@ from advqa.attacks.budgets import NORMS, Budget, distances, make_budget
 from advqa.attacks.cw import CarliniWagner
 from advqa.attacks.deepfool import DeepFool
 from advqa.attacks.fgsm import FGSM
+from advqa.attacks.korhonen import Korhonen
 from advqa.attacks.lbfgs import LBFGS
+from advqa.attacks.madc import MADC
 from advqa.attacks.mim import MIM
 from advqa.attacks.objectives import ClassifierObjective, Evaluation, Objective
 from advqa.attacks.pgd import PGD
 
 ATTACKS: dict[str, type[Attack]] = {
     "fgsm": FGSM, "bim": BIM, "pgd": PGD, "mim": MIM, "deepfool": DeepFool, "cw": CarliniWagner,
-    "lbfgs": LBFGS,
+    "lbfgs": LBFGS, "korhonen": Korhonen, "madc": MADC,
 }
 ALIASES = {"i-fgsm": "bim", "ifgsm": "bim", "mi-fgsm": "mim", "mifgsm": "mim",
            "cw-l2": "cw", "carlini-wagner": "cw", "c&w": "cw"}
@@ -75,6 +77,7 @@ __all__ = [
     "BIM",
     "FGSM",
     "LBFGS",
+    "MADC",
     "MIM",
     "NORMS",
     "PGD",
@@ -86,6 +89,7 @@ __all__ = [
     "DeepFool",
     "Evaluation",
     "GradientAttack",
+    "Korhonen",
     "Objective",
     "UnknownAttackError",
     "attack_class",

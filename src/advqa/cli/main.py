@@ -7,10 +7,10 @@ import sys
 import warnings
 
 import advqa
-from advqa.cli import attack, build, evaluate, metrics, models, report, run, score
+from advqa.cli import attack, benchmark, build, evaluate, metrics, models, report, run, score
 from advqa.cli.common import CommandError
 
-SUBCOMMANDS = (models, metrics, attack, build, score, evaluate, report, run)
+SUBCOMMANDS = (models, metrics, attack, build, score, evaluate, report, run, benchmark)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,81 @@
+"""A user's own metric, by entry point or by ``module:attribute`` path.
+
+The plug-in protocol: the named object is a class or factory which, called with
+keyword options, returns an ``nn.Module`` that
+
+- has ``info``, an :class:`advqa.quality.MetricInfo` (name, full_reference,
+  higher_is_better, range, differentiable, description);
+- maps ``(distorted, reference=None)`` NCHW [0, 1] batches to (N,) scores,
+  differentiably if it is to be attacked.
+
+Register it for ``advqa benchmark --metrics <name>`` in the package's
+``pyproject.toml``::
+
+    [project.entry-points."advqa.metrics"]
+    mymetric = "mypackage.metrics:MyMetric"
+
+or name it directly: ``--metrics mypackage.metrics:MyMetric``. With a Dask
+cluster the package must be importable on every worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from advqa.quality.registry import (
+    PYIQA_PREFIX,
+    MetricInfo,
+    UnknownMetricError,
+    get_metric,
+    list_metrics,
+)
+
+ENTRY_POINT_GROUP = "advqa.metrics"
+
+
+def plugin_names() -> list[str]:
+    """Metric names other installed packages register under ``advqa.metrics``."""
+    return sorted(point.name for point in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def load_metric(name: str, **options):
+    """A registry metric, a ``pyiqa:<name>`` adapter, an entry point or a ``module:attr``.
+
+    Raises
+    ------
+    UnknownMetricError
+        When ``name`` is none of these; the message lists what exists.
+    TypeError
+        When a plug-in does not follow the protocol above.
+    """
+    if name in {info.name for info in list_metrics()} or name.startswith(PYIQA_PREFIX):
+        return get_metric(name, **options)
+    points = [point for point in entry_points(group=ENTRY_POINT_GROUP) if point.name == name]
+    if points:
+        return checked(points[0].load()(**options), name)
+    if ":" in name:
+        return checked(import_attribute(name)(**options), name)
+    known = ", ".join([*(info.name for info in list_metrics()), *plugin_names()])
+    raise UnknownMetricError(
+        f"unknown metric {name!r}; valid names: {known}, 'pyiqa:<name>', "
+        f"or a plug-in path 'package.module:Class'")
+
+
+def import_attribute(path: str):
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UnknownMetricError(f"cannot import plug-in module {module_name!r} of "
+                                 f"{path!r}: {error}") from error
+    if not hasattr(module, attribute):
+        raise UnknownMetricError(f"plug-in module {module_name!r} has no {attribute!r}")
+    return getattr(module, attribute)
+
+
+def checked(metric, name: str):
+    if not isinstance(getattr(metric, "info", None), MetricInfo) or not callable(metric):
+        raise TypeError(f"plug-in {name!r} must return a callable module with an `info` "
+                        f"attribute of type advqa.quality.MetricInfo; got {type(metric).__name__}")
+    return metric

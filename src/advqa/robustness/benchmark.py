@@ -1,0 +1,547 @@
+"""The IQA-metric robustness benchmark: work units, their execution and their store.
+
+A benchmark attacks every chosen metric with every chosen attack on a test
+image set, following the protocol of the MSU Metrics Robustness Benchmark
+(Antsiferova et al., AAAI 2024). It runs in three phases, each a set of
+independent tasks that an executor (:mod:`advqa.robustness.executors`) may run
+anywhere:
+
+1. per metric: its calibration range on the training images and its clean
+   scores on the test images (each clean image is scored once, for all attacks);
+2. per (metric, UAP kind): train the universal perturbation on the training
+   images and save it as an artefact under ``<out>/uaps/``;
+3. per work unit (metric, attack[, amplitude]): attack the whole test set in
+   batches and score the results.
+
+Every finished task is committed to ``<out>/benchmark.sqlite`` together with its
+rows in one transaction, so a killed run resumes where it stopped without
+duplicating or losing rows. The per-item table has one row per (image, unit);
+``gain`` is the change of the metric in its "better" direction, so a positive
+gain means the attack fooled the metric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from advqa.attacks.base import frozen
+from advqa.robustness.objective import MetricObjective, jpeg_copy
+from advqa.study.store import Ledger, write_table
+
+UAP_ATTACKS = ("cumulative-uap", "optimized-uap", "generative-uap")
+PER_IMAGE_ATTACKS = ("fgsm", "ifgsm", "mifgsm", "amifgsm", "korhonen", "madc")
+ATTACK_NAMES = PER_IMAGE_ATTACKS + UAP_ATTACKS
+ITEM_COLUMNS = ["image", "dataset", "attack", "amplitude", "metric", "clean", "attacked",
+                "gain", "psnr", "ssim", "mse", "error"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Attack settings shared by every unit; defaults are the public benchmark's.
+
+    ``eps`` bounds the L∞ change of the per-image attacks (AMI-FGSM bounds it by
+    1/NIQE instead), ``steps`` and ``step_size`` drive the iterative ones,
+    ``momentum`` MI- and AMI-FGSM, ``amplitudes`` scale the UAPs, ``uap_eps``
+    bounds a UAP before scaling, ``jpeg_quality`` makes the distorted start of a
+    full-reference metric. ``uap`` holds extra training options (epochs, lr…).
+    """
+
+    eps: float = 10 / 255
+    steps: int = 10
+    step_size: float = 1 / 255
+    momentum: float = 1.0
+    amplitudes: tuple[float, ...] = (0.2, 0.4, 0.8)
+    uap_eps: float = 0.1
+    jpeg_quality: int = 80
+    batch_size: int = 8
+    seed: int = 0
+    uap: dict = field(default_factory=dict, hash=False)
+
+    def describe(self) -> dict:
+        return {**asdict(self), "amplitudes": list(self.amplitudes)}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A named batch of equally sized images: ``images`` is (N, C, H, W) in [0, 1]."""
+
+    dataset: str
+    names: tuple[str, ...]
+    images: torch.Tensor = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One work unit: a metric, an attack and, for a UAP, its amplitude."""
+
+    metric: str
+    attack: str
+    amplitude: float | None = None
+
+    @property
+    def key(self) -> str:
+        amplitude = "" if self.amplitude is None else f"@{self.amplitude:g}"
+        return f"{self.metric}|{self.attack}{amplitude}"
+
+
+@dataclass(frozen=True)
+class MetricFacts:
+    """What phase 1 learns about a metric."""
+
+    metric: str
+    low: float
+    high: float
+    higher_is_better: bool
+    full_reference: bool
+
+    @property
+    def span(self) -> float:
+        return self.high - self.low
+
+
+def plan_units(metrics, attacks, amplitudes) -> list[Unit]:
+    """Every (metric, attack[, amplitude]) unit, metrics outermost."""
+    unknown = [name for name in attacks if name not in ATTACK_NAMES]
+    if unknown:
+        raise ValueError(f"unknown attack(s) {unknown}; valid names: {', '.join(ATTACK_NAMES)}")
+    units = []
+    for metric in metrics:
+        for attack in attacks:
+            if attack in UAP_ATTACKS:
+                units += [Unit(metric, attack, float(amplitude)) for amplitude in amplitudes]
+            else:
+                units.append(Unit(metric, attack))
+    return units
+
+
+# ---------------------------------------------------------------- worker side
+# Everything below runs on a worker: a Dask worker process keeps the metrics it
+# has built, so units of the same metric do not rebuild them.
+
+@lru_cache(maxsize=16)
+def cached_metric(name: str):
+    from advqa.quality.plugins import load_metric
+
+    metric = load_metric(name)
+    metric.requires_grad_(False)
+    return metric.eval()
+
+
+@lru_cache(maxsize=1)
+def cached_quality_pair():
+    from advqa.quality import get_metric
+
+    return get_metric("psnr"), get_metric("ssim")
+
+
+def start_images(facts: MetricFacts, images: torch.Tensor, settings: Settings) -> torch.Tensor:
+    """An attack's start: the image, or its JPEG copy for a full-reference metric."""
+    return jpeg_copy(images, quality=settings.jpeg_quality) if facts.full_reference else images
+
+
+def score_isolated(metric, facts: MetricFacts, images, references) -> list[tuple]:
+    """Scores of a batch; when the batch fails, image by image so that one bad image
+    fails alone. Returns (value, error) per image."""
+    def score(distorted, pristine):
+        with torch.no_grad():
+            values = metric(distorted, pristine) if facts.full_reference else metric(distorted)
+        return [float(value) for value in values.reshape(-1).cpu()]
+
+    try:
+        values = score(images, references)
+    except Exception:  # isolate the culprit below
+        values = None
+    if values is None or len(values) != len(images):
+        results = []
+        for index in range(len(images)):
+            try:
+                results.append((score(images[index:index + 1], references[index:index + 1])[0],
+                                None))
+            except Exception as failure:
+                results.append((math.nan, f"{type(failure).__name__}: {failure}"))
+        return [(value, error or finite_error(value)) for value, error in results]
+    return [(value, finite_error(value)) for value in values]
+
+
+def finite_error(value: float) -> str | None:
+    return None if math.isfinite(value) else "non-finite score"
+
+
+def prepare_metric(metric_name: str, train: ImageSet, test: ImageSet, settings: Settings):
+    """Phase 1: calibration range on the training images and clean test scores."""
+    from advqa.robustness.calibration import metric_range
+
+    metric = cached_metric(metric_name)
+    low, high = metric_range(metric, train.images, batch_size=settings.batch_size)
+    facts = MetricFacts(metric_name, low, high, metric.info.higher_is_better,
+                        metric.info.full_reference)
+    clean = []
+    for start in range(0, len(test.images), settings.batch_size):
+        pristine = test.images[start:start + settings.batch_size]
+        clean += score_isolated(metric, facts, start_images(facts, pristine, settings), pristine)
+    return facts, clean
+
+
+def train_unit(metric_name: str, attack: str, train: ImageSet, facts: MetricFacts,
+               settings: Settings):
+    """Phase 2: one universal perturbation for (metric, UAP kind)."""
+    from advqa.robustness.uap import train_uap
+
+    metric = cached_metric(metric_name)
+    return train_uap(attack.removesuffix("-uap"), metric, train.images,
+                     metric_range=facts.span, jpeg_quality=settings.jpeg_quality,
+                     eps=settings.uap_eps, seed=settings.seed, progress=False,
+                     **settings.uap)
+
+
+def per_image_attack(name: str, settings: Settings):
+    from advqa.attacks import get_attack
+
+    common = {"eps": settings.eps, "seed": settings.seed}
+    if name == "fgsm":
+        return get_attack("fgsm", norm="linf", **common)
+    if name == "ifgsm":
+        return get_attack("bim", norm="linf", steps=settings.steps,
+                          step_size=settings.step_size, **common)
+    if name == "mifgsm":
+        return get_attack("mim", norm="linf", steps=settings.steps,
+                          step_size=settings.step_size, decay=settings.momentum, **common)
+    if name == "amifgsm":
+        from advqa.robustness.amifgsm import AMIFGSM
+
+        return AMIFGSM(steps=settings.steps, step_size=settings.step_size,
+                       decay=settings.momentum, seed=settings.seed)
+    if name == "korhonen":
+        return get_attack("korhonen", steps=settings.steps, step_size=settings.step_size,
+                          **common)
+    if name == "madc":
+        return get_attack("madc", steps=settings.steps, step_size=settings.step_size,
+                          **common)
+    raise ValueError(f"unknown per-image attack {name!r}; valid: {', '.join(PER_IMAGE_ATTACKS)}")
+
+
+def attack_batch(unit: Unit, metric, facts: MetricFacts, start, pristine, settings, uap):
+    if unit.attack in UAP_ATTACKS:
+        from advqa.robustness.uap import apply_uap
+
+        return apply_uap(start, uap, unit.amplitude)
+    objective = MetricObjective(metric, metric_range=facts.span,
+                                references=pristine if facts.full_reference else None)
+    with frozen(metric), torch.enable_grad():
+        adversarial, _ = per_image_attack(unit.attack, settings).perturb(objective, start)
+    return adversarial.detach()
+
+
+def visibility(attacked: torch.Tensor, start: torch.Tensor) -> dict[str, list[float]]:
+    """PSNR, SSIM and MSE of each attacked image against its own starting point."""
+    psnr, ssim = cached_quality_pair()
+    with torch.no_grad():
+        return {"psnr": psnr(attacked, start).tolist(), "ssim": ssim(attacked, start).tolist(),
+                "mse": ((attacked - start) ** 2).mean(dim=(1, 2, 3)).tolist()}
+
+
+def run_unit(unit: Unit, test: ImageSet, facts: MetricFacts, clean, settings: Settings,
+             uap=None) -> list[dict]:
+    """Phase 3: attack the test set for one unit; one row per image."""
+    metric = cached_metric(unit.metric)
+    direction = 1.0 if facts.higher_is_better else -1.0
+    rows = []
+    for start in range(0, len(test.images), settings.batch_size):
+        pristine = test.images[start:start + settings.batch_size]
+        begin = start_images(facts, pristine, settings)
+        names = test.names[start:start + settings.batch_size]
+        outcomes = attack_isolated(unit, metric, facts, begin, pristine, settings, uap)
+        done = [index for index, (_, error) in enumerate(outcomes) if error is None]
+        scores, seen = {}, {}
+        if done:
+            attacked = torch.stack([outcomes[index][0] for index in done])
+            values = score_isolated(metric, facts, attacked, pristine[done])
+            measured = visibility(attacked, begin[done])
+            for position, index in enumerate(done):
+                scores[index] = values[position]
+                seen[index] = {name: column[position] for name, column in measured.items()}
+        for index, name in enumerate(names):
+            score = scores.get(index, (math.nan, outcomes[index][1]))
+            rows.append(item_row(unit, test.dataset, name, clean[start + index], score,
+                                 direction, seen.get(index)))
+    return rows
+
+
+def attack_isolated(unit, metric, facts, begin, pristine, settings, uap):
+    """The attacked batch as (image, None) pairs; when the batch fails, image by image,
+    so that one image the metric cannot handle fails alone: (None, reason)."""
+    try:
+        return [(image, None) for image in
+                attack_batch(unit, metric, facts, begin, pristine, settings, uap)]
+    except Exception:  # isolate the culprit below
+        pass
+    results = []
+    for index in range(len(begin)):
+        try:
+            attacked = attack_batch(unit, metric, facts, begin[index:index + 1],
+                                    pristine[index:index + 1], settings, uap)
+            results.append((attacked[0], None))
+        except Exception as failure:
+            results.append((None, f"attack failed: {type(failure).__name__}: {failure}"))
+    return results
+
+
+def item_row(unit, dataset, name, clean, attacked, direction, seen) -> dict:
+    (clean_value, clean_error), (value, error) = clean, attacked
+    gain = direction * (value - clean_value)
+    return {
+        "id": f"{unit.key}|{dataset}|{name}", "image": name, "dataset": dataset,
+        "attack": unit.attack, "amplitude": unit.amplitude, "metric": unit.metric,
+        "clean": none_if_nan(clean_value), "attacked": none_if_nan(value),
+        "gain": none_if_nan(gain),
+        "psnr": none_if_nan(seen["psnr"]) if seen else None,
+        "ssim": none_if_nan(seen["ssim"]) if seen else None,
+        "mse": none_if_nan(seen["mse"]) if seen else None,
+        "error": f"clean: {clean_error}" if clean_error else error,
+    }
+
+
+def none_if_nan(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------- store
+
+class BenchmarkStore(Ledger):
+    """``benchmark.sqlite``: finished units with their rows, metric facts, clean scores."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        with self.connection:
+            self.connection.execute(
+                "CREATE TABLE IF NOT EXISTS metrics (metric TEXT PRIMARY KEY, facts TEXT NOT NULL,"
+                " clean TEXT NOT NULL, dataset TEXT NOT NULL)")
+            self.connection.execute(
+                "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def check_settings(self, description: dict) -> None:
+        """A resumed run must use the settings the stored rows were made with."""
+        text = json.dumps(description, sort_keys=True)
+        stored = self.connection.execute("SELECT value FROM settings WHERE key='run'").fetchone()
+        if stored is None:
+            with self.connection:
+                self.connection.execute("INSERT INTO settings VALUES ('run', ?)", (text,))
+        elif stored[0] != text:
+            raise ValueError(f"{self.path} holds results made with other settings:\n"
+                             f"  stored: {stored[0]}\n  now:    {text}\n"
+                             "use another --out folder or the stored settings")
+
+    def metric_facts(self, dataset: str) -> dict[str, tuple[MetricFacts, list]]:
+        rows = self.connection.execute(
+            "SELECT facts, clean FROM metrics WHERE dataset = ?", (dataset,))
+        found = {}
+        for facts, clean in rows:
+            facts = MetricFacts(**json.loads(facts))
+            found[facts.metric] = (facts, [tuple(pair) for pair in json.loads(clean)])
+        return found
+
+    def record_metric(self, dataset: str, facts: MetricFacts, clean: list) -> None:
+        with self.connection:
+            self.connection.execute(
+                "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
+                (facts.metric, json.dumps(asdict(facts)),
+                 json.dumps([[value if math.isfinite(value) else None, error]
+                             for value, error in clean]), dataset))
+
+
+def restore_clean(clean: list) -> list[tuple[float, str | None]]:
+    return [(math.nan if value is None else value, error) for value, error in clean]
+
+
+def export_items(store: BenchmarkStore, out: Path) -> pd.DataFrame:
+    rows = store.rows()
+    items = pd.DataFrame(rows, columns=["id", *ITEM_COLUMNS]).drop(columns="id")
+    items = items.astype({"amplitude": "float64", "clean": "float64", "attacked": "float64",
+                          "gain": "float64", "psnr": "float64", "ssim": "float64",
+                          "mse": "float64"})
+    write_table(items, out / "items")
+    return items
+
+
+
+# ---------------------------------------------------------------- orchestration
+
+@dataclass
+class BenchmarkSummary:
+    """What a run produced: the per-item table, the metrics' facts and what failed."""
+
+    out: Path
+    items: pd.DataFrame
+    facts: dict[str, MetricFacts]
+    failures: list[str]
+    paths: dict[str, Path]
+
+
+def load_image_set(spec, *, size: int = 256, dataset: str | None = None) -> ImageSet:
+    """A sample-set name, an image folder or a NIPS 2017 folder, resized (shorter side)
+    and centre-cropped to ``size``², RGB."""
+    from advqa.data import load_source, preprocess
+
+    samples = load_source(spec)
+    if not len(samples.samples):
+        raise ValueError(f"{spec}: no readable images")
+    return ImageSet(dataset or Path(str(spec)).name, tuple(samples.names),
+                    preprocess(samples, size=size))
+
+
+def split_image_set(images: ImageSet, *, train_fraction: float = 0.5,
+                    seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """A seeded random split into training images (for UAPs, calibration) and test images."""
+    count = len(images.names)
+    if count < 2:
+        raise ValueError(f"{images.dataset}: need at least 2 images to split, got {count}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = min(max(1, round(train_fraction * count)), count - 1)
+
+    def subset(indices, suffix):
+        return ImageSet(f"{images.dataset}-{suffix}", tuple(images.names[i] for i in indices),
+                        images.images[indices])
+
+    return subset(order[:cut], "train"), subset(order[cut:], "test")
+
+
+def prepare_task(metric_name: str, *, train: ImageSet, test: ImageSet, settings: Settings):
+    try:
+        return prepare_metric(metric_name, train, test, settings)
+    except Exception as failure:  # reported and skipped; the other metrics go on
+        return f"{type(failure).__name__}: {failure}"
+
+
+def train_task(metric_name: str, attack: str, facts: MetricFacts, *, train: ImageSet,
+               settings: Settings):
+    try:
+        return train_unit(metric_name, attack, train, facts, settings)
+    except Exception as failure:
+        return f"{type(failure).__name__}: {failure}"
+
+
+def unit_task(unit: Unit, facts: MetricFacts, clean, uap, *, test: ImageSet,
+              settings: Settings):
+    return run_unit(unit, test, facts, clean, settings, uap)
+
+
+def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
+                  settings: Settings | None = None, executor=None,
+                  progress: bool = True) -> BenchmarkSummary:
+    """Attack ``metrics`` with ``attacks`` on ``test`` (UAPs trained on ``train``).
+
+    Parameters
+    ----------
+    metrics : sequence of str
+        Registry names, ``pyiqa:<name>``, plug-in entry points or ``module:Class``.
+    attacks : sequence of str
+        From :data:`ATTACK_NAMES`.
+    train, test : ImageSet
+        Calibration/UAP training images and the images attacked.
+    out : path
+        Output folder; holds ``benchmark.sqlite``, so rerunning resumes.
+    settings : Settings, optional
+        Attack settings (the public benchmark's defaults).
+    executor : LocalExecutor or DaskExecutor, optional
+        Where tasks run; in this process by default.
+    """
+    from advqa.robustness.calibration import fingerprint
+    from advqa.robustness.executors import LocalExecutor
+
+    settings = settings or Settings()
+    executor = executor or LocalExecutor(progress=progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    units = plan_units(metrics, attacks, settings.amplitudes)
+    store = BenchmarkStore(out / "benchmark.sqlite")
+    try:
+        store.check_settings({"settings": settings.describe(), "size": list(test.images.shape[1:]),
+                              "train": fingerprint(train.images), "test": fingerprint(test.images)})
+        failures: list[str] = []
+        prepared = prepare_metrics(store, executor, metrics, train, test, settings, failures)
+        uaps = train_uaps(out, executor, units, prepared, train, settings, failures)
+        run_units(store, executor, units, prepared, uaps, test, settings)
+        items = export_items(store, out)
+        paths = write_outputs(items, prepared, out)
+    finally:
+        store.close()
+    return BenchmarkSummary(out, items, {name: facts for name, (facts, _) in prepared.items()},
+                            failures, paths)
+
+
+def prepare_metrics(store, executor, metrics, train, test, settings, failures) -> dict:
+    prepared = store.metric_facts(test.dataset)
+    tasks = [(name,) for name in dict.fromkeys(metrics) if name not in prepared]
+    for (name,), result in executor.run(prepare_task, tasks, {"train": train, "test": test,
+                                        "settings": settings}, description="calibrate"):
+        if isinstance(result, str):
+            failures.append(f"metric {name}: {result}")
+            continue
+        facts, clean = result
+        store.record_metric(test.dataset, facts, clean)
+        prepared[name] = (facts, clean)
+    return {name: (facts, restore_clean(clean)) for name, (facts, clean) in prepared.items()
+            if name in metrics}
+
+
+def uap_path(out: Path, metric: str, attack: str) -> Path:
+    safe = "".join(character if character.isalnum() or character in "-_." else "_"
+                   for character in metric)
+    return out / "uaps" / f"{attack}-{safe}.npy"
+
+
+def train_uaps(out, executor, units, prepared, train, settings, failures) -> dict:
+    from advqa.robustness.uap import UAP
+
+    needed = sorted({(unit.metric, unit.attack) for unit in units
+                     if unit.attack in UAP_ATTACKS and unit.metric in prepared})
+    uaps, tasks = {}, []
+    for metric, attack in needed:
+        path = uap_path(out, metric, attack)
+        if path.is_file():
+            uaps[metric, attack] = UAP.load(path).perturbation
+        else:
+            tasks.append((metric, attack, prepared[metric][0]))
+    for (metric, attack, _), result in executor.run(
+            train_task, tasks, {"train": train, "settings": settings}, description="train UAPs"):
+        if isinstance(result, str):
+            failures.append(f"{attack} on {metric}: {result}")
+            continue
+        path = uap_path(out, metric, attack)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.save(path)
+        uaps[metric, attack] = result.perturbation
+    return uaps
+
+
+def run_units(store, executor, units, prepared, uaps, test, settings) -> None:
+    finished = store.finished()
+    tasks = []
+    for unit in units:
+        ready = unit.metric in prepared and (
+            unit.attack not in UAP_ATTACKS or (unit.metric, unit.attack) in uaps)
+        if ready and unit.key not in finished:
+            facts, clean = prepared[unit.metric]
+            tasks.append((unit, facts, clean, uaps.get((unit.metric, unit.attack))))
+    for task, rows in executor.run(unit_task, tasks, {"test": test, "settings": settings},
+                                   description="attack"):
+        store.record(task[0].key, asdict(task[0]), rows)
+
+
+def write_outputs(items: pd.DataFrame, prepared: dict, out: Path) -> dict[str, Path]:
+    from advqa.robustness.leaderboard import write_leaderboard
+
+    ranges = {name: (facts.low, facts.high, facts.higher_is_better)
+              for name, (facts, _) in prepared.items()}
+    paths = {"items": out / "items.parquet"}
+    if len(items.dropna(subset=["attacked"])):
+        written = write_leaderboard(items, ranges, out)
+        paths.update(written if isinstance(written, dict) else {})
+    return paths

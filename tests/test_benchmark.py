@@ -1,0 +1,218 @@
+"""The IQA-metric robustness benchmark: units, store, resumption, executors, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy
+import pandas as pd
+import pytest
+import torch
+
+from advqa.cli.main import main
+from advqa.quality import MetricInfo, get_metric
+from advqa.robustness import benchmark
+from advqa.robustness.benchmark import ImageSet, Settings, load_image_set, run_benchmark
+from advqa.robustness.objective import jpeg_copy
+
+SIZE = 192  # the smallest square NIQE accepts is 96×192: 192² keeps NIQE usable
+FAST = Settings(amplitudes=(0.4, 0.8), uap={"epochs": 1})
+
+
+@pytest.fixture(scope="module")
+def image_sets():
+    photos = load_image_set("photos", size=SIZE)
+    train, test = benchmark.split_image_set(photos, seed=0)
+    return (ImageSet(train.dataset, train.names[:3], train.images[:3]),
+            ImageSet(test.dataset, test.names[:3], test.images[:3]))
+
+
+@pytest.fixture(scope="module")
+def local_run(image_sets, tmp_path_factory):
+    train, test = image_sets
+    out = tmp_path_factory.mktemp("bench")
+    return run_benchmark(["psnr", "gmsd"], ["ifgsm", "cumulative-uap"], train, test, out,
+                         settings=FAST, progress=False)
+
+
+def test_items_have_one_row_per_image_and_unit(local_run, image_sets):
+    items = local_run.items
+    assert list(items.columns) == benchmark.ITEM_COLUMNS
+    # 2 metrics × (ifgsm + 2 UAP amplitudes) × 3 test images
+    assert len(items) == 2 * 3 * 3
+    assert not items.duplicated(["metric", "attack", "amplitude", "image"]).any()
+    assert items.error.isna().all()
+    assert set(items.amplitude.dropna()) == {0.4, 0.8}
+    on_disk = pd.read_parquet(local_run.out / "items.parquet")
+    pd.testing.assert_frame_equal(on_disk, items)
+    assert (local_run.out / "items.csv").is_file()
+    assert (local_run.out / "leaderboard.html").is_file()
+    assert (local_run.out / "uaps" / "cumulative-uap-psnr.npy").is_file()
+
+
+def test_clean_scores_are_the_metric_on_the_jpeg_start(local_run, image_sets):
+    _, test = image_sets
+    start = jpeg_copy(test.images, quality=FAST.jpeg_quality)
+    expected = get_metric("psnr")(start, test.images)
+    rows = local_run.items.query("metric == 'psnr' and attack == 'ifgsm'")
+    torch.testing.assert_close(torch.tensor(rows.clean.to_numpy()), expected.double(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_gain_is_oriented_toward_better(local_run):
+    items = local_run.items
+    psnr = items.query("metric == 'psnr'")
+    gmsd = items.query("metric == 'gmsd'")
+    torch.testing.assert_close(torch.tensor(psnr.gain.to_numpy()),
+                               torch.tensor((psnr.attacked - psnr.clean).to_numpy()))
+    torch.testing.assert_close(torch.tensor(gmsd.gain.to_numpy()),
+                               torch.tensor((gmsd.clean - gmsd.attacked).to_numpy()))
+    # I-FGSM at the benchmark's settings does raise PSNR over the JPEG start.
+    assert (items.query("metric == 'psnr' and attack == 'ifgsm'").gain > 0).all()
+
+
+def test_visibility_columns_match_direct_psnr(local_run, image_sets):
+    rows = local_run.items
+    assert (rows.mse > 0).all()
+    expected = 10 * numpy.log10(1 / rows.mse.to_numpy())
+    numpy.testing.assert_allclose(rows.psnr.to_numpy(), expected, rtol=1e-3)
+
+
+def test_rerun_is_a_no_op(local_run, image_sets, monkeypatch):
+    train, test = image_sets
+
+    def fail(*_arguments, **_options):
+        raise AssertionError("a finished unit ran again")
+
+    monkeypatch.setattr(benchmark, "run_unit", fail)
+    monkeypatch.setattr(benchmark, "prepare_metric", fail)
+    again = run_benchmark(["psnr", "gmsd"], ["ifgsm", "cumulative-uap"], train, test,
+                          local_run.out, settings=FAST, progress=False)
+    pd.testing.assert_frame_equal(again.items, local_run.items)
+
+
+def test_other_settings_in_the_same_folder_are_refused(local_run, image_sets):
+    train, test = image_sets
+    with pytest.raises(ValueError, match="other settings"):
+        run_benchmark(["psnr"], ["ifgsm"], train, test, local_run.out,
+                      settings=Settings(eps=4 / 255, amplitudes=(0.4, 0.8)), progress=False)
+
+
+class FlakyMetric(torch.nn.Module):
+    """A plug-in metric (mean brightness) that returns NaN on one image and raises on another."""
+
+    def __init__(self):
+        super().__init__()
+        self.info = MetricInfo("flaky", False, True, (0.0, 1.0), True, "test plug-in")
+
+    def forward(self, distorted, reference=None):
+        means = distorted.mean(dim=(1, 2, 3))
+        if len(distorted) == 1 and bool(means[0] > 0.6):
+            raise RuntimeError("cannot score very bright images")
+        if bool((means > 0.6).any()):
+            raise RuntimeError("batch contains a very bright image")
+        return torch.where(means < 0.3, torch.nan, means)
+
+
+def test_failing_metric_rows_are_recorded_and_the_run_goes_on(tmp_path):
+    dark, middle, bright = torch.full((3, 3, 64, 64), 0.2), torch.full((3, 3, 64, 64), 0.45), \
+        torch.full((3, 3, 64, 64), 0.7)
+    images = torch.cat([dark[:1], middle[:1], bright[:1]]) + 0.05 * torch.rand(3, 3, 64, 64)
+    texture = 0.1 * torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    train = ImageSet("train", tuple("abcdef"), (torch.cat([middle, middle]) + texture).clamp(0, 1))
+    test = ImageSet("test", ("dark", "middle", "bright"), images.clamp(0, 1))
+    summary = run_benchmark([f"{__name__}:FlakyMetric", "psnr"], ["ifgsm"], train, test,
+                            tmp_path, settings=Settings(), progress=False)
+    rows = summary.items.set_index(["metric", "image"])
+    flaky = f"{__name__}:FlakyMetric"
+    assert "non-finite" in rows.loc[(flaky, "dark"), "error"]
+    assert "cannot score very bright" in rows.loc[(flaky, "bright"), "error"]
+    assert pd.isna(rows.loc[(flaky, "middle"), "error"])
+    assert rows.loc[(flaky, "middle"), "gain"] > 0
+    assert pd.isna(rows.loc[("psnr", "bright"), "error"])  # the other metric is unaffected
+
+
+def test_a_metric_that_cannot_be_calibrated_is_listed_and_skipped(image_sets, tmp_path):
+    train, test = image_sets
+    tiny = ImageSet("tiny", train.names, train.images[..., :64, :64])
+    summary = run_benchmark(["niqe", "psnr"], ["fgsm"], tiny,
+                            ImageSet("tiny-test", test.names, test.images[..., :64, :64]),
+                            tmp_path, progress=False)
+    assert any("niqe" in failure and "96" in failure for failure in summary.failures)
+    assert set(summary.items.metric) == {"psnr"}
+
+
+RESUMABLE_SCRIPT = """
+import sys
+from advqa.robustness.benchmark import (ImageSet, Settings, load_image_set, run_benchmark,
+                                       split_image_set)
+train, test = split_image_set(load_image_set("photos", size=192), seed=0)
+train = ImageSet(train.dataset, train.names[:3], train.images[:3])
+run_benchmark(["ssim", "gmsd"], ["fgsm", "ifgsm", "mifgsm"], train, test, sys.argv[1],
+              settings=Settings(steps=30), progress=False)
+"""
+
+
+def finished_units(path) -> int:
+    try:
+        with sqlite3.connect(path) as connection:
+            return connection.execute("SELECT count(*) FROM units").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    command = [sys.executable, "-c", RESUMABLE_SCRIPT]
+    process = subprocess.Popen([*command, str(killed)])
+    deadline = time.monotonic() + 240
+    while finished_units(killed / "benchmark.sqlite") < 2 and process.poll() is None:
+        assert time.monotonic() < deadline, "the benchmark never finished a unit"
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = finished_units(killed / "benchmark.sqlite")
+    assert 2 <= done_before < 6, "kill the run while units remain"
+    subprocess.run([*command, str(killed)], check=True)
+    subprocess.run([*command, str(whole)], check=True)
+    resumed = pd.read_parquet(killed / "items.parquet")
+    reference = pd.read_parquet(whole / "items.parquet")
+    key = ["metric", "attack", "image"]
+    assert not resumed.duplicated(key).any()
+    assert len(resumed) == len(reference) == 2 * 3 * 5  # 5 test photos
+    pd.testing.assert_frame_equal(resumed.sort_values(key).reset_index(drop=True),
+                                  reference.sort_values(key).reset_index(drop=True))
+
+
+def test_dask_local_cluster_gives_the_local_results(local_run, image_sets, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    train, test = image_sets
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0",
+                                  host="127.0.0.1", processes=True) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        from advqa.robustness.executors import DaskExecutor
+
+        with distributed.Client(cluster) as client:
+            executor = DaskExecutor(client, progress=False)
+            summary = run_benchmark(["psnr", "gmsd"], ["ifgsm", "cumulative-uap"], train, test,
+                                    tmp_path, settings=FAST, executor=executor, progress=False)
+    key = ["metric", "attack", "amplitude", "image"]
+    ours = summary.items.sort_values(key).reset_index(drop=True)
+    expected = local_run.items.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(ours, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_benchmark_runs_and_rejects_bad_input(tmp_path, capsys):
+    assert main(["benchmark", "--attacks", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown attack" in capsys.readouterr().err
+    assert main(["benchmark", "--metrics", "no-such-metric", "--attacks", "fgsm",
+                 "--size", "96", "--out", str(tmp_path / "a"), "--no-progress"]) == 1
+    assert "no-such-metric" in capsys.readouterr().out
+    assert main(["benchmark", "--train-images", "photos", "--out", str(tmp_path)]) == 2
+    assert main(["benchmark", "--engine", "dask", "--out", str(tmp_path)]) == 2
+    assert "--scheduler" in capsys.readouterr().err

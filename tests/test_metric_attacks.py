@@ -1,0 +1,190 @@
+"""Attacks on quality metrics: Korhonen et al., MAD competition, AMI-FGSM and the engine's own."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from advqa.attacks import ATTACKS, BIM, FGSM, MADC, MIM, Korhonen, get_attack
+from advqa.attacks.korhonen import spatial_activity
+from advqa.attacks.madc import orthogonal_component, root_mean_square
+from advqa.data import load_samples, preprocess
+from advqa.quality import get_metric
+from advqa.robustness import MetricObjective, jpeg_copy
+from advqa.robustness.amifgsm import AMIFGSM
+
+# The range only rescales the loss; the sign and normalised steps tested here
+# do not depend on it, so a fixed value spares the calibration pass.
+NIQE_RANGE = 20.0
+PSNR_RANGE = 10.0
+
+
+@pytest.fixture(scope="module")
+def photos():
+    # 128×256 keeps NIQE (needs ≥ 96×192) valid at a quarter of the cost of 256×256.
+    return preprocess(load_samples("photos"), size=256)[[0, 2, 6], :, :128, :]
+
+
+@pytest.fixture(scope="module")
+def niqe():
+    return get_metric("niqe")
+
+
+@pytest.fixture(scope="module")
+def psnr():
+    return get_metric("psnr")
+
+
+NIQE_ATTACKS = {
+    # NIQE is rough at the scale of a grey level: sign steps of 1/255 overshoot
+    # (BIM with α = 1/255 raises it), so the engine's attacks take small steps here.
+    "fgsm": lambda: FGSM(eps=0.5 / 255),
+    "mim": lambda: MIM(eps=2 / 255),
+    "korhonen": lambda: Korhonen(),
+    "madc": lambda: MADC(),
+    "amifgsm": lambda: AMIFGSM(step_size=0.2 / 255),
+}
+
+PSNR_ATTACKS = {
+    "fgsm": lambda: FGSM(eps=1 / 255),
+    "bim": lambda: BIM(eps=2 / 255, step_size=1 / 255),
+    "mim": lambda: MIM(eps=2 / 255),
+    "korhonen": lambda: Korhonen(),
+    "madc": lambda: MADC(),
+    "amifgsm": lambda: AMIFGSM(step_size=0.5 / 255),
+}
+
+
+@pytest.mark.parametrize("name", NIQE_ATTACKS)
+def test_attacks_lower_niqe(photos, niqe, name):
+    objective = MetricObjective(niqe, metric_range=NIQE_RANGE)
+    adversarial, _ = NIQE_ATTACKS[name]().perturb(objective, photos)
+    before, after = niqe(photos), niqe(adversarial)
+    assert (after < before - 0.1).all(), (before, after)
+    assert after.mean() < before.mean() - 0.5
+
+
+@pytest.mark.parametrize("name", PSNR_ATTACKS)
+def test_attacks_raise_psnr_of_a_jpeg_copy(photos, psnr, name):
+    distorted = jpeg_copy(photos, quality=80)
+    objective = MetricObjective(psnr, metric_range=PSNR_RANGE, references=photos)
+    adversarial, _ = PSNR_ATTACKS[name]().perturb(objective, distorted)
+    before, after = psnr(distorted, photos), psnr(adversarial, photos)
+    # MADC holds its tiny RMSE to the JPEG copy and gains least (≈ +0.35 dB).
+    assert (after > before + 0.2).all(), (before, after)
+
+
+def test_registry_has_the_metric_attacks():
+    assert ATTACKS["korhonen"] is Korhonen and ATTACKS["madc"] is MADC
+    assert isinstance(get_attack("korhonen", eps=4 / 255), Korhonen)
+    assert "amifgsm" not in ATTACKS
+
+
+def test_activity_map_is_the_normalised_sobel_magnitude_of_luma(photos):
+    activity = spatial_activity(photos)
+    for image, computed in zip(photos.double().numpy(), activity.numpy(), strict=True):
+        luma = 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
+        magnitude = np.hypot(ndimage.sobel(luma, axis=0), ndimage.sobel(luma, axis=1))
+        np.testing.assert_allclose(computed[0], magnitude / magnitude.max(), atol=1e-5)
+    gray = photos[:1, :1]
+    luma = gray[0, 0].double().numpy()
+    magnitude = np.hypot(ndimage.sobel(luma, axis=0), ndimage.sobel(luma, axis=1))
+    np.testing.assert_allclose(spatial_activity(gray)[0, 0].numpy(), magnitude / magnitude.max(),
+                               atol=1e-5)
+    assert (spatial_activity(torch.full((1, 3, 8, 8), 0.5)) == 1).all()
+
+
+def test_korhonen_perturbs_busy_regions_more(photos, psnr):
+    distorted = jpeg_copy(photos, quality=80)
+    objective = MetricObjective(psnr, metric_range=PSNR_RANGE, references=photos)
+    attack = Korhonen()
+    adversarial, _ = attack.perturb(objective, distorted)
+    change = (adversarial - distorted).abs().mean(dim=1)
+    activity = spatial_activity(distorted)[:, 0]
+    assert (change <= attack.budget.eps + 1e-6).all()
+    for values, weights in zip(change, activity, strict=True):
+        low, high = torch.quantile(weights.flatten(), torch.tensor([0.25, 0.75]))
+        assert values[weights >= high].mean() > 3 * values[weights <= low].mean()
+
+
+def test_madc_holds_the_rmse_level_while_lowering_niqe(photos, niqe):
+    objective = MetricObjective(niqe, metric_range=NIQE_RANGE)
+    attack = MADC()
+    _, level = attack.start(objective, photos)
+    adversarial, _ = attack.perturb(objective, photos)
+    assert (level > 0.5 * attack.eps).all()
+    error = (root_mean_square(adversarial - photos) - level).abs()
+    assert (error <= attack.precision).all(), error
+    assert (niqe(adversarial) < niqe(photos)).all()
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+
+
+def test_madc_holds_an_explicit_level(photos, psnr):
+    distorted = jpeg_copy(photos, quality=80)
+    objective = MetricObjective(psnr, metric_range=PSNR_RANGE, references=photos)
+    attack = MADC(level=2 / 255, precision=1e-5)
+    adversarial, _ = attack.perturb(objective, distorted)
+    error = (root_mean_square(adversarial - distorted) - 2 / 255).abs()
+    assert (error <= 1e-5).all(), error
+
+
+def test_projected_gradient_is_orthogonal_to_the_mse_gradient():
+    first = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 2.0, 0.0]]).view(2, 1, 2, 2)
+    second = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]).view(2, 1, 2, 2)
+    projected = orthogonal_component(first, second)
+    # Hand-computed: g2ᵀg1 = 4, g2ᵀg2 = 2, so pg = g1 − 2·g2; a zero g2 leaves g1.
+    expected = torch.tensor([[-1.0, 2.0, 1.0, 4.0], [0.5, -1.0, 2.0, 0.0]]).view(2, 1, 2, 2)
+    torch.testing.assert_close(projected, expected)
+    assert (projected * second).sum(dim=(1, 2, 3)).abs().max() < 1e-6
+    random = torch.randn(3, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    held = torch.randn(3, 3, 5, 5, generator=torch.Generator().manual_seed(1))
+    dots = (orthogonal_component(random, held) * held).sum(dim=(1, 2, 3))
+    assert dots.abs().max() < 1e-4
+
+
+def test_amifgsm_uses_exactly_the_inverse_niqe_budget(photos, niqe):
+    objective = MetricObjective(niqe, metric_range=NIQE_RANGE)
+    radius = 1 / niqe(photos)
+    adversarial, _ = AMIFGSM().perturb(objective, photos)
+    linf = (adversarial - photos).abs().amax(dim=(1, 2, 3))
+    assert (linf <= radius + 1e-6).all(), (linf, radius)
+    assert torch.isclose(linf, radius, atol=1e-6).any(), (linf, radius)
+
+
+def test_amifgsm_radius_can_be_overridden(photos, niqe):
+    objective = MetricObjective(niqe, metric_range=NIQE_RANGE)
+    radii = torch.tensor([1, 2, 3]) / 255
+    adversarial, _ = AMIFGSM(radius=lambda images: radii).perturb(objective, photos)
+    linf = (adversarial - photos).abs().amax(dim=(1, 2, 3))
+    torch.testing.assert_close(linf, radii, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Korhonen(eps=-1 / 255),
+    lambda: Korhonen(norm="l2"),
+    lambda: Korhonen(steps=0),
+    lambda: MADC(eps=-0.001),
+    lambda: MADC(norm="linf"),
+    lambda: MADC(level=1e-3, precision=1e-2),
+    lambda: MADC(step_size=float("nan")),
+    lambda: AMIFGSM(radius=0.1),
+    lambda: AMIFGSM(steps=0),
+])
+def test_bad_settings_are_explained(build):
+    with pytest.raises(ValueError, match=r"eps|norm|steps|precision|step_size|radius"):
+        build()
+
+
+def test_bad_images_are_explained(photos, niqe):
+    objective = MetricObjective(niqe, metric_range=NIQE_RANGE)
+    for attack in (Korhonen(), MADC(), AMIFGSM(radius=lambda images: torch.ones(len(images)))):
+        with pytest.raises(ValueError, match="NCHW"):
+            attack.perturb(objective, photos[0])
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            attack.perturb(objective, photos * 2)
+    with pytest.raises(ValueError, match="channels"):
+        spatial_activity(torch.rand(1, 2, 8, 8))
+    with pytest.raises(ValueError, match="one value per image"):
+        AMIFGSM(radius=lambda images: torch.ones(2)).perturb(objective, photos)
+    with pytest.raises(ValueError, match="> 0"):
+        AMIFGSM(radius=lambda images: -torch.ones(3)).perturb(objective, photos)

@@ -216,3 +216,22 @@ def test_cli_benchmark_runs_and_rejects_bad_input(tmp_path, capsys):
     assert main(["benchmark", "--train-images", "photos", "--out", str(tmp_path)]) == 2
     assert main(["benchmark", "--engine", "dask", "--out", str(tmp_path)]) == 2
     assert "--scheduler" in capsys.readouterr().err
+
+
+def test_entry_point_plugins_are_found_and_checked(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from advqa.quality import UnknownMetricError, plugins
+
+    points = [EntryPoint("flaky", f"{__name__}:FlakyMetric", plugins.ENTRY_POINT_GROUP),
+              EntryPoint("broken", "torch.nn:Identity", plugins.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(plugins, "entry_points", lambda group: points)
+    assert plugins.plugin_names() == ["broken", "flaky"]
+    assert isinstance(plugins.load_metric("flaky"), FlakyMetric)
+    with pytest.raises(TypeError, match="MetricInfo"):
+        plugins.load_metric("broken")
+    with pytest.raises(UnknownMetricError, match="flaky"):
+        plugins.load_metric("nothing-like-this")
+    with pytest.raises(UnknownMetricError, match="cannot import"):
+        plugins.load_metric("no_such_package.metrics:Metric")
+    assert plugins.load_metric("psnr").info.name == "psnr"

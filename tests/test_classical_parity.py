@@ -344,3 +344,24 @@ def test_the_transcriptions_reproduce_matlab_conventions():
                                                                    [10.5, 12.5, 14]]
     # fspecial('gaussian', 3, 1): exp(-r²/2) normalised to sum 1.
     assert fspecial_gaussian(3, 1)[0].round(4).tolist() == [0.0751, 0.1238, 0.0751]
+
+
+@pytest.mark.parametrize("downsample", [True, False])
+def test_ssim_equals_piq_on_luma_with_gradients(downsample):
+    """Our separable-filter SSIM is piq's computation, values and gradients."""
+    import piq
+
+    from advqa.quality import get_metric
+    from advqa.quality.validate import ycbcr_luma
+
+    generator = torch.Generator().manual_seed(3)
+    reference = torch.rand(2, 3, 300, 520, generator=generator, dtype=torch.float64)
+    noise = 0.05 * torch.randn(2, 3, 300, 520, generator=generator, dtype=torch.float64)
+    distorted = (reference + noise).clamp(0, 1).requires_grad_(True)
+    ours = get_metric("ssim", downsample=downsample)(distorted, reference)
+    theirs = piq.ssim(ycbcr_luma(distorted), ycbcr_luma(reference), data_range=255.0,
+                      downsample=downsample, reduction="none")
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-10)
+    gradient_ours, = torch.autograd.grad(ours.sum(), distorted)
+    gradient_theirs, = torch.autograd.grad(theirs.sum(), distorted)
+    torch.testing.assert_close(gradient_ours, gradient_theirs, rtol=1e-6, atol=1e-12)

@@ -47,10 +47,11 @@ class Settings:
     """Attack settings shared by every unit; defaults are the public benchmark's.
 
     ``eps`` bounds the L∞ change of the per-image attacks (AMI-FGSM bounds it by
-    1/NIQE instead), ``steps`` and ``step_size`` drive the iterative ones,
-    ``momentum`` MI- and AMI-FGSM, ``amplitudes`` scale the UAPs, ``uap_eps``
-    bounds a UAP before scaling, ``jpeg_quality`` makes the distorted start of a
-    full-reference metric. ``uap`` holds extra training options (epochs, lr…).
+    1/NIQE instead; MADC keeps its own settings, see :class:`advqa.attacks.madc.MADC`),
+    ``steps`` and ``step_size`` drive the iterative ones, ``momentum`` MI- and AMI-FGSM,
+    ``amplitudes`` scale the UAPs, ``uap_eps`` bounds a UAP before scaling,
+    ``jpeg_quality`` makes the distorted start of a full-reference metric. ``uap``
+    holds extra UAP training options (epochs, lr…).
     """
 
     eps: float = 10 / 255
@@ -222,8 +223,9 @@ def per_image_attack(name: str, settings: Settings):
         return get_attack("korhonen", steps=settings.steps, step_size=settings.step_size,
                           **common)
     if name == "madc":
-        return get_attack("madc", steps=settings.steps, step_size=settings.step_size,
-                          **common)
+        # MADC holds the MSE of its own small first step (the public script's 0.001,
+        # 8 steps); the shared ε of 10/255 would set an MSE level that wrecks the image.
+        return get_attack("madc", seed=settings.seed)
     raise ValueError(f"unknown per-image attack {name!r}; valid: {', '.join(PER_IMAGE_ATTACKS)}")
 
 

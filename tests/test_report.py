@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from advqa.data import load_samples
+from advqa.data import load_samples, read_image
+from advqa.detect import detect_study, ws_statistic
 from advqa.report import SECTION_IDS, write_report
 from advqa.study import build_dataset, grid_from_options
 
@@ -60,6 +61,7 @@ def study(tmp_path_factory, default_model):
     build_dataset(load_samples("imagenet")[:2], default_model, grid, output, progress=False)
     score_study(output, ["advdss", "aeqa", "psnr", "linf"], model=default_model,
                 progress=False)
+    detect_study(output)
     return output
 
 
@@ -137,3 +139,30 @@ def test_cli_writes_report_and_optional_sections(study, tmp_path, capsys):
     assert "No mean opinion scores" not in text and "Scatter plots" in text
     assert "best_strength" in text and "fgsm&lt;x&gt;" in text
     assert "derived from manifest.parquet" in text
+
+
+def test_detection_summary_recomputes_from_the_images(study):
+    import pandas as pd
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    manifest = pd.read_parquet(study / "manifest.parquet")
+    summary = pd.read_parquet(study / "detection_summary.parquet")
+    references = sorted(set(manifest.reference_path))
+    benign = ws_statistic(torch.stack([read_image(study / p) for p in references])).tolist()
+    threshold = max(benign)
+    assert summary.threshold.unique().tolist() == pytest.approx([threshold])
+    for row in summary.itertuples():
+        cell = manifest[(manifest.attack == row.attack) & (manifest.strength == row.strength)]
+        values = ws_statistic(torch.stack([read_image(study / p)
+                                           for p in cell.adversarial_path])).tolist()
+        assert row.aes == len(values)
+        assert row.detection_rate == pytest.approx(sum(v > threshold for v in values) / len(values))
+        expected_auc = roc_auc_score([0] * len(benign) + [1] * len(values), benign + values)
+        assert row.auc == pytest.approx(expected_auc)
+
+
+def test_report_shows_the_detection_table(report):
+    text = report.read_text()
+    section = text[text.index('id="detection"'):]
+    assert "detection_rate" in section and "auc" in section

@@ -7,10 +7,24 @@ import sys
 import warnings
 
 import advqa
-from advqa.cli import attack, benchmark, build, evaluate, metrics, models, report, run, score
+from advqa.cli import (
+    attack,
+    benchmark,
+    build,
+    detect,
+    evaluate,
+    gate,
+    metrics,
+    models,
+    report,
+    run,
+    score,
+    train,
+)
 from advqa.cli.common import CommandError
 
-SUBCOMMANDS = (models, metrics, attack, build, score, evaluate, report, run, benchmark)
+SUBCOMMANDS = (models, metrics, train, attack, build, score, evaluate, report, run, benchmark,
+               detect, gate)
 
 
 def parser() -> argparse.ArgumentParser:

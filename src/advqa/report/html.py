@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 SECTION_IDS = ("summary", "samples", "metric-means", "correlations", "aeqa-curves",
-               "attack-comparison", "settings")
+               "attack-comparison", "detection", "settings")
 
 # Columns of the manifest that are not quality scores.
 MANIFEST_COLUMNS = {
@@ -93,6 +93,7 @@ def render_report(study: Path, *, samples: int = 3) -> str:
         correlations_section(study, scored),
         aeqa_curves_section(study, scored),
         attack_comparison_section(study),
+        detection_section(study),
         settings_section(settings),
     ]
     title = f"advqa report: {study.resolve().name}"
@@ -280,6 +281,22 @@ def attack_comparison_section(study: Path) -> str:
         body = ('<p class="note">No attack comparison in this study '
                 '(aeqa_applications/attack_comparison.parquet is absent).</p>')
     return section("attack-comparison", "Attack comparison", body)
+
+
+def detection_section(study: Path) -> str:
+    path = study / "detection_summary.parquet"
+    if not path.is_file():
+        body = ('<p class="note">No detection results in this study; run '
+                '<code>advqa detect study</code> on it.</p>')
+        return section("detection", "Detection by the steganalysis (WS) detector", body)
+    summary = pd.read_parquet(path)
+    body = (f'<p>Threshold: the largest WS statistic over the study\'s '
+            f'{int(summary.references.iloc[0])} references '
+            f'({format_number(summary.threshold.iloc[0])}), so no reference is flagged. '
+            'The references are also the benign test set: detection rates are optimistic; '
+            'the AUC does not depend on the threshold.</p>')
+    body += frame_html(summary.drop(columns=["threshold", "references"]), index=False)
+    return section("detection", "Detection by the steganalysis (WS) detector", body)
 
 
 def settings_section(settings: dict) -> str:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-from advqa.attacks.base import check_images, input_gradient
+from advqa.attacks.base import check_images
 from advqa.attacks.mim import MIM
 
 
@@ -82,6 +82,7 @@ class AMIFGSM(MIM):
             raise ValueError(f"radius must be a callable images -> (N,) tensor, got {radius!r}")
         self.fixed_step = step_size is not None
         self.radius = niqe_radius if radius is None else radius
+        self.ball = None  # (N, 1, 1, 1) radii of the batch being attacked
 
     def parameters(self):
         return {"attack": self.name, "norm": "linf", "eps": "1/niqe", "steps": self.steps,
@@ -102,24 +103,17 @@ class AMIFGSM(MIM):
 
     def perturb(self, objective, images):
         check_images(images)
-        images = images.detach()
-        radius = self.radii(images)
-        step = self.step_size if self.fixed_step else radius / self.steps
-        adversarial = images.clone()
-        active = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
-        steps_used = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
-        state: dict = {}
-        for _ in range(self.steps):
-            gradient, success = input_gradient(objective, adversarial)
-            if self.early_stop and success is not None:
-                active &= ~success
-                if not active.any():
-                    break
-            update = adversarial + step * self.ascent(gradient, state)
-            update = torch.minimum(torch.maximum(update, images - radius), images + radius)
-            update = update.clamp(0, 1)
-            if self.early_stop:
-                update = torch.where(active.view(-1, 1, 1, 1), update, adversarial)
-            adversarial = update.detach()
-            steps_used += active
-        return adversarial, steps_used
+        # The engine's loop with this call's per-image radius and step: MI-FGSM's
+        # ascent, projected onto each image's own 1/NIQE ball.
+        self.ball = self.radii(images.detach())
+        nominal_step = self.step_size
+        if not self.fixed_step:
+            self.step_size = self.ball / self.steps
+        try:
+            return super().perturb(objective, images.detach())
+        finally:
+            self.step_size, self.ball = nominal_step, None
+
+    def project(self, adversarial, images):
+        clipped = torch.minimum(torch.maximum(adversarial, images - self.ball), images + self.ball)
+        return clipped.clamp(0, 1)

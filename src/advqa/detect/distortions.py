@@ -1,0 +1,102 @@
+"""Four distortion types at five monotone levels (Feng & Cai, Sec. V-A).
+
+Gaussian blur, additive white Gaussian noise, JPEG and JPEG2000 compression, as in
+the "distorted images" group of Feng & Cai. Level 1 is the mildest, level 5 the
+most severe; for a natural photo the PSNR against the original falls strictly
+from level to level (``tests/test_gate.py`` checks it).
+
+Every function maps an ``(N, 3, H, W)`` float batch in ``[0, 1]`` to a batch of
+the same shape. Blur, JPEG and JPEG2000 go through Pillow on 8-bit images; the
+noise is seeded and uses the same standard-normal field at every level, only
+scaled, so severity is strictly ordered.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+#: Parameters of levels 1..5 per distortion type.
+LEVELS: dict[str, tuple[float, ...]] = {
+    # Gaussian standard deviation in pixels (Pillow's GaussianBlur radius).
+    "blur": (0.5, 1.0, 2.0, 3.5, 6.0),
+    # Standard deviation of the additive noise on the [0, 1] scale.
+    "noise": (0.01, 0.025, 0.05, 0.1, 0.2),
+    # Pillow JPEG quality factor (lower = stronger compression).
+    "jpeg": (60, 30, 15, 8, 3),
+    # JPEG2000 compression ratio (Pillow quality_mode="rates").
+    "jpeg2000": (10, 20, 40, 80, 160),
+}
+DISTORTIONS = tuple(LEVELS)
+
+
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    array = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
+
+
+def _from_pil(image: Image.Image) -> torch.Tensor:
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def _check(images: torch.Tensor, level: int) -> None:
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected an (N, 3, H, W) batch, got shape {tuple(images.shape)}")
+    if level not in range(1, 6):
+        raise ValueError(f"level must be 1..5, got {level!r}")
+
+
+def _per_image(images: torch.Tensor, function) -> torch.Tensor:
+    return torch.stack([_from_pil(function(_to_pil(image))) for image in images]).to(images.device)
+
+
+def gaussian_blur(images: torch.Tensor, level: int) -> torch.Tensor:
+    _check(images, level)
+    radius = LEVELS["blur"][level - 1]
+    return _per_image(images, lambda image: image.filter(ImageFilter.GaussianBlur(radius)))
+
+
+def white_noise(images: torch.Tensor, level: int, *, seed: int = 0) -> torch.Tensor:
+    _check(images, level)
+    generator = torch.Generator().manual_seed(seed)
+    field = torch.randn(images.shape, generator=generator).to(images.device)
+    noisy = (images + LEVELS["noise"][level - 1] * field).clamp(0, 1)
+    return (noisy * 255).round() / 255  # 8-bit, like every other group
+
+
+def _encode(image: Image.Image, **options) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, **options)
+    buffer.seek(0)
+    decoded = Image.open(buffer)
+    decoded.load()
+    return decoded
+
+
+def jpeg(images: torch.Tensor, level: int) -> torch.Tensor:
+    _check(images, level)
+    quality = int(LEVELS["jpeg"][level - 1])
+    return _per_image(images, lambda image: _encode(image, format="JPEG", quality=quality))
+
+
+def jpeg2000(images: torch.Tensor, level: int) -> torch.Tensor:
+    _check(images, level)
+    rate = float(LEVELS["jpeg2000"][level - 1])
+    return _per_image(images, lambda image: _encode(
+        image, format="JPEG2000", quality_mode="rates", quality_layers=[rate]))
+
+
+_FUNCTIONS = {"blur": gaussian_blur, "noise": white_noise, "jpeg": jpeg, "jpeg2000": jpeg2000}
+
+
+def distort(images: torch.Tensor, kind: str, level: int, *, seed: int = 0) -> torch.Tensor:
+    """Apply distortion ``kind`` (one of :data:`DISTORTIONS`) at ``level`` 1..5."""
+    if kind not in _FUNCTIONS:
+        raise ValueError(f"unknown distortion {kind!r}; valid: {', '.join(DISTORTIONS)}")
+    if kind == "noise":
+        return white_noise(images, level, seed=seed)
+    return _FUNCTIONS[kind](images, level)

@@ -1,0 +1,169 @@
+"""The Tables IV/V experiment of Feng & Cai on advqa-generated image groups.
+
+Protocol (Sec. V-B–D):
+
+* features of the four groups (:mod:`advqa.detect.groups`);
+* ``repeats`` (10) grouped 50/50 splits of the clean/adversarial pairs with
+  ``sklearn.model_selection.GroupShuffleSplit`` — a clean image and its
+  adversarial version are always on the same side;
+* per split: train the RBF SVM on the training pairs (clean = fit, adversarial =
+  unfit) and calibrate feature squeezing on the training clean images at the
+  target false-positive rate; evaluate on the held-out pairs, on the distorted
+  images whose clean original is held out, and on all fooling images;
+* Baseline-1: the victim's accuracy with no gate; Baseline-2: the quality
+  threshold (normalised quality < 0.3 → unfit), no training.
+
+Per method and group: detection rate (share judged unfit; on the clean group it is
+the false-alarm rate) and the victim's accuracy on the images judged fit, as mean
+and standard deviation over the splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from advqa.detect.gate import Gate
+from advqa.detect.groups import Group, Groups
+
+GROUP_ORDER = ("adversarial", "distorted", "fooling", "clean")
+METHODS = ("baseline-2 (quality)", "squeeze", "svm", "gate (svm+quality+squeeze)")
+
+
+def grouped_splits(pair_ids, *, repeats: int = 10, test_size: float = 0.5, seed: int = 0):
+    """``repeats`` (train, test) index arrays that never separate a pair id."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    pair_ids = np.asarray(pair_ids)
+    splitter = GroupShuffleSplit(n_splits=repeats, test_size=test_size, random_state=seed)
+    return list(splitter.split(np.zeros(len(pair_ids)), groups=pair_ids))
+
+
+def _rates(group: Group, index: np.ndarray, flags: np.ndarray | None) -> dict:
+    correct = group.correct()[index]
+    labelled = group.name != "fooling"
+    row = {"n": int(index.size),
+           "baseline1_accuracy": float(correct.mean()) if labelled and index.size else np.nan}
+    if flags is None:
+        return row
+    flags = flags[index]
+    fit = ~flags
+    row["detection_rate"] = float(flags.mean()) if index.size else np.nan
+    row["fit_accuracy"] = (float(correct[fit].mean()) if labelled and fit.any() else np.nan)
+    return row
+
+
+def _held_out(group: Group, test_pairs: np.ndarray) -> np.ndarray:
+    if group.name == "fooling":
+        return np.arange(len(group))
+    return np.flatnonzero(np.isin(group.parents, test_pairs))
+
+
+def evaluate(groups: Groups, *, repeats: int = 10, seed: int = 0,
+             quality_threshold: float = 0.3, target_fpr: float = 0.05,
+             penalty: float = 1.0) -> dict:
+    """Run the protocol; returns ``{"runs": [...], "per_distortion": [...]}`` of raw rows."""
+    clean, adversarial = groups.clean, groups.adversarial
+    pairs = np.arange(len(clean))
+    runs, per_distortion = [], []
+    all_groups = {g.name: g for g in (groups.adversarial, groups.distorted, groups.fooling,
+                                      groups.clean)}
+    for repeat, (train, test) in enumerate(grouped_splits(pairs, repeats=repeats, seed=seed)):
+        train_pairs, test_pairs = pairs[train], pairs[test]
+        gate = Gate.from_features(
+            clean.features.subset(train_pairs), adversarial.features.subset(train_pairs),
+            scale=_scale(groups), quality_threshold=quality_threshold,
+            use_squeeze=clean.features.squeeze is not None, target_fpr=target_fpr,
+            penalty=penalty)
+        for name, group in all_groups.items():
+            flags = gate.flags(group.features)
+            methods = {"baseline-2 (quality)": flags["quality"], "svm": flags["svm"]}
+            if "squeeze" in flags:
+                methods["squeeze"] = flags["squeeze"]
+            methods["gate (svm+quality+squeeze)"] = np.any(list(flags.values()), axis=0)
+            index = _held_out(group, test_pairs)
+            runs.append({"repeat": repeat, "method": "baseline-1 (no gate)", "group": name,
+                         **_rates(group, index, np.zeros(len(group), dtype=bool))})
+            for method, method_flags in methods.items():
+                runs.append({"repeat": repeat, "method": method, "group": name,
+                             **_rates(group, index, method_flags)})
+                if name == "distorted":
+                    for kind in sorted(set(group.kinds)):
+                        for level in range(1, 6):
+                            mask = (np.asarray(group.kinds) == kind) & (group.levels == level)
+                            sub = index[mask[index]]
+                            per_distortion.append({"repeat": repeat, "method": method,
+                                                   "kind": kind, "level": level,
+                                                   **_rates(group, sub, method_flags)})
+    return {"runs": runs, "per_distortion": per_distortion}
+
+
+def _scale(groups: Groups):
+    """The quality scale the groups were extracted with (kept in their summary)."""
+    from advqa.detect.features import QualityScale
+
+    return QualityScale.from_json(groups.summary["quality"])
+
+
+def summarise(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """Mean and standard deviation over repeats of every numeric column, per ``keys``."""
+    buckets: dict[tuple, list[dict]] = {}
+    for row in rows:
+        buckets.setdefault(tuple(row[key] for key in keys), []).append(row)
+    table = []
+    for key, members in buckets.items():
+        out = dict(zip(keys, key, strict=True))
+        for column in ("n", "baseline1_accuracy", "detection_rate", "fit_accuracy"):
+            values = np.array([m.get(column, np.nan) for m in members], dtype=float)
+            if np.all(np.isnan(values)):
+                continue
+            out[f"{column}_mean"] = float(np.nanmean(values))
+            if column != "n":
+                out[f"{column}_std"] = float(np.nanstd(values))
+        table.append(out)
+    return table
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    columns: list[str] = []
+    for row in rows:
+        columns += [column for column in row if column not in columns]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v)
+                             for k, v in row.items()})
+    return path
+
+
+def tables(result: dict) -> dict[str, list[dict]]:
+    """Table IV (baselines), Table V (detectors) and the per-distortion breakdown."""
+    summary = summarise(result["runs"], ("method", "group"))
+    order = {name: i for i, name in enumerate(GROUP_ORDER)}
+    summary.sort(key=lambda row: order.get(row["group"], 99))
+    table_iv = [row for row in summary if row["method"].startswith("baseline")]
+    table_v = [row for row in summary if not row["method"].startswith("baseline")]
+    table_iv.sort(key=lambda row: (row["method"], order.get(row["group"], 99)))
+    method_order = {name: i for i, name in enumerate(METHODS)}
+    table_v.sort(key=lambda row: (method_order.get(row["method"], 99),
+                                  order.get(row["group"], 99)))
+    distortion = summarise(result["per_distortion"], ("method", "kind", "level"))
+    return {"table_iv": table_iv, "table_v": table_v, "per_distortion": distortion}
+
+
+def write_tables(result: dict, groups: Groups, out, settings: dict) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [_write_csv(out / f"{name}.csv", rows) for name, rows in tables(result).items()]
+    written.append(_write_csv(out / "runs.csv", result["runs"]))
+    summary = {"settings": settings, "groups": groups.summary,
+               "sizes": {g.name: len(g) for g in (groups.clean, groups.adversarial,
+                                                   groups.distorted, groups.fooling)}}
+    path = out / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
+    written.append(path)
+    return written

@@ -1,0 +1,288 @@
+"""Fit-for-task gate (Feng & Cai): distortions, SVM parity, file format, splits, squeezing, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from advqa.detect.distortions import DISTORTIONS, distort
+from advqa.detect.features import Features, QualityScale
+from advqa.detect.fitness_eval import grouped_splits
+from advqa.detect.gate import Gate, GateFormatError, SVMDetector, rbf_decision
+from advqa.detect.squeeze import FeatureSqueezing, median_filter, reduce_bit_depth
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """One natural photo (chelsea the cat), 128×128."""
+    from advqa.data import load_samples, preprocess
+
+    samples = load_samples("photos")
+    chosen = [sample for sample in samples if "chelsea" in sample.name][:1] or [samples[0]]
+    return preprocess(chosen, size=128)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+def sharpness(images: torch.Tensor) -> float:
+    return float((images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+                 + (images[..., :, 1:] - images[..., :, :-1]).abs().mean())
+
+
+@pytest.mark.parametrize("kind", DISTORTIONS)
+def test_distortions_are_monotone_in_severity(photo, kind):
+    levels = [distort(photo, kind, level) for level in range(1, 6)]
+    assert all(level.shape == photo.shape for level in levels)
+    values = [psnr(photo, level) for level in levels]
+    assert all(a > b for a, b in itertools.pairwise(values)), values
+    if kind == "blur":  # sharpness falls strictly
+        values = [sharpness(level) for level in levels]
+        assert all(a > b for a, b in itertools.pairwise(values)), values
+    if kind == "noise":  # high-frequency energy rises strictly
+        values = [sharpness(level) for level in levels]
+        assert all(a < b for a, b in itertools.pairwise(values)), values
+
+
+def test_distortion_rejects_bad_level(photo):
+    with pytest.raises(ValueError, match="level"):
+        distort(photo, "jpeg", 6)
+    with pytest.raises(ValueError, match="unknown distortion"):
+        distort(photo, "fog", 1)
+
+
+def test_quality_scale_maps_to_unit_interval():
+    scale = QualityScale.default("brisque")
+    assert (scale.lo, scale.hi, scale.higher_is_better) == (0.0, 100.0, False)
+    np.testing.assert_allclose(scale.normalise([-5, 0, 25, 100, 150]), [1, 1, 0.75, 0, 0])
+    assert QualityScale.default("niqe").hi == 20.0
+    assert QualityScale.from_json(scale.to_json()) == scale
+
+
+def test_numpy_rbf_decision_equals_sklearn():
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (40, 6)), rng.normal(0.8, 1.3, (40, 6))])
+    y = np.r_[np.zeros(40), np.ones(40)]
+    test = rng.normal(0.4, 1.5, (25, 6))
+    for gamma in ("scale", 0.3):
+        svc = SVC(kernel="rbf", C=2.0, gamma=gamma).fit(x, y)
+        ours = rbf_decision(test, svc.support_vectors_, svc.dual_coef_[0], svc.intercept_[0],
+                            svc._gamma)
+        np.testing.assert_allclose(ours, svc.decision_function(test), rtol=1e-10, atol=1e-12)
+    detector = SVMDetector.fit(x, y, penalty=2.0)
+    scaler = StandardScaler().fit(x)
+    svc = SVC(kernel="rbf", C=2.0, gamma="scale").fit(scaler.transform(x), y)
+    np.testing.assert_allclose(detector.decision(test),
+                               svc.decision_function(scaler.transform(test)),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(detector.flags(test), svc.predict(scaler.transform(test)) == 1)
+
+
+def test_grouped_splits_never_separate_a_pair():
+    pairs = np.repeat(np.arange(15), 2)  # clean and adversarial share a pair id
+    splits = grouped_splits(pairs, repeats=10, seed=3)
+    assert len(splits) == 10
+    seen = set()
+    for train, test in splits:
+        assert not set(pairs[train]) & set(pairs[test])
+        assert sorted(np.r_[train, test]) == list(range(30))
+        assert abs(len(set(pairs[test])) - 7.5) <= 0.5
+        seen.add(tuple(sorted(test)))
+    assert len(seen) > 1
+
+
+def synthetic_features(count: int, *, adversarial: bool, seed: int) -> Features:
+    rng = np.random.default_rng(seed)
+    top1 = rng.uniform(0.2, 0.6, count) if adversarial else rng.uniform(0.7, 1.0, count)
+    rest = np.sort(rng.uniform(0, 1 - top1[:, None], (count, 4)) / 4, axis=1)[:, ::-1]
+    quality = rng.uniform(0.3, 0.6, count) if adversarial else rng.uniform(0.5, 0.9, count)
+    features = np.column_stack([top1, rest, quality])
+    return Features(features, rng.integers(0, 1000, count), 100 * (1 - quality),
+                    rng.uniform(0, 1.5 if adversarial else 0.4, count))
+
+
+@pytest.fixture()
+def synthetic_gate():
+    clean = synthetic_features(30, adversarial=False, seed=0)
+    adversarial = synthetic_features(30, adversarial=True, seed=1)
+    gate = Gate.from_features(clean, adversarial, scale=QualityScale.default("brisque"),
+                              quality_threshold=0.3, target_fpr=0.1)
+    probe = Features.concatenate([synthetic_features(20, adversarial=False, seed=5),
+                                  synthetic_features(20, adversarial=True, seed=6)])
+    return gate, probe
+
+
+def test_gate_save_load_round_trip(tmp_path, synthetic_gate):
+    gate, probe = synthetic_gate
+    json_path, arrays_path = gate.save(tmp_path / "gate.json")
+    assert arrays_path == tmp_path / "gate.npz"
+    document = json.loads(json_path.read_text())
+    assert document["format_version"] == 1 and len(document["arrays_sha256"]) == 64
+    with np.load(arrays_path, allow_pickle=False) as archive:
+        assert "svm_support_vectors" in archive.files
+    loaded = Gate.load(json_path)
+    assert loaded.detectors == gate.detectors == ["svm", "quality", "squeeze"]
+    before, after = gate.decide(probe), loaded.decide(probe)
+    assert [d.fit for d in before] == [d.fit for d in after]
+    assert [d.reasons for d in before] == [d.reasons for d in after]
+    assert [d.scores for d in before] == [d.scores for d in after]
+    assert 0 < sum(d.fit for d in before) < len(before)
+    unfit = [d for d in before if not d.fit]
+    assert all(d.reasons for d in unfit)
+
+
+def test_gate_load_refuses_tampering(tmp_path, synthetic_gate):
+    gate, _ = synthetic_gate
+    json_path, arrays_path = gate.save(tmp_path / "gate.json")
+    original_json, original_arrays = json_path.read_text(), arrays_path.read_bytes()
+
+    # Tampered arrays: one byte changed.
+    data = bytearray(original_arrays)
+    data[len(data) // 2] ^= 0xFF
+    arrays_path.write_bytes(bytes(data))
+    with pytest.raises(GateFormatError, match="SHA-256 does not match"):
+        Gate.load(json_path)
+    arrays_path.write_bytes(original_arrays)
+
+    # Edited JSON: a threshold changed, still valid JSON.
+    document = json.loads(original_json)
+    document["detectors"]["quality"]["threshold"] = 0.0
+    json_path.write_text(json.dumps(document))
+    with pytest.raises(GateFormatError, match="edited or corrupted"):
+        Gate.load(json_path)
+
+    # Wrong version.
+    document = json.loads(original_json)
+    document["format_version"] = 99
+    json_path.write_text(json.dumps(document))
+    with pytest.raises(GateFormatError, match="unsupported gate format_version 99"):
+        Gate.load(json_path)
+
+    # Corrupt JSON.
+    json_path.write_text(original_json[: len(original_json) // 2])
+    with pytest.raises(GateFormatError, match="not a valid gate JSON"):
+        Gate.load(json_path)
+    assert issubclass(GateFormatError, ValueError)
+
+    # Restored: loads again.
+    json_path.write_text(original_json)
+    assert Gate.load(json_path).detectors == gate.detectors
+
+
+def test_squeezers_match_reference():
+    from scipy.ndimage import median_filter as scipy_median
+
+    images = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(0))
+    ours = median_filter(images, 2).numpy()
+    reference = scipy_median(images.numpy(), size=(1, 1, 2, 2), mode="nearest")
+    np.testing.assert_allclose(ours, reference)
+    squeezed = reduce_bit_depth(images, 5)
+    assert len(torch.unique(squeezed)) <= 32
+
+
+@pytest.fixture(scope="module")
+def model():
+    from advqa.models import load_classifier
+
+    return load_classifier("efficientnet-lite0", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(model):
+    from advqa.data import load_samples, preprocess
+
+    samples = load_samples("imagenet")[:4]
+    images = preprocess(samples, size=224, resize=model.info.resize_size)
+    return images, torch.tensor(samples.labels)
+
+
+@pytest.fixture(scope="module")
+def adversarial(model, photos):
+    from advqa.attacks import get_attack
+
+    images, labels = photos
+    cache = ARTIFACTS / "gate_deepfool_imagenet2.npy"
+    if cache.exists():
+        cached = torch.from_numpy(np.load(cache, allow_pickle=False))
+        with torch.no_grad():
+            if (model(cached).argmax(1) != labels[:2]).all():
+                return cached
+    attack = get_attack("deepfool", norm="linf", overshoot=0.02, steps=20, candidates=5)
+    result = attack(model, images[:2], labels[:2])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, result.numpy())
+    return result
+
+
+def test_feature_squeezing_flags_strong_ae_more_than_clean(model, photos, adversarial):
+    """A successful DeepFool AE sits near the boundary: squeezing moves its softmax a lot."""
+    images, labels = photos
+    with torch.no_grad():
+        assert (model(adversarial).argmax(1) != labels[:2]).all()
+    squeezer = FeatureSqueezing()
+    clean_scores = squeezer.score(model, images[:2])
+    adversarial_scores = squeezer.score(model, adversarial)
+    assert (adversarial_scores > clean_scores).all(), (clean_scores, adversarial_scores)
+
+
+def cli():
+    from advqa.cli import gate as gate_cli
+
+    top = argparse.ArgumentParser(prog="advqa")
+    subparsers = top.add_subparsers()
+    gate_cli.register(subparsers)
+    gate_cli.add_commands(subparsers.add_parser("detect").add_subparsers())
+    return top
+
+
+def test_screen_writes_decisions_and_lists_unreadable(tmp_path, model, photos, adversarial,
+                                                      capsys):
+    from advqa.data import save_png
+
+    images, _ = photos
+    noisy = (images[2:3] + 0.3 * torch.randn(images[2:3].shape,
+                                             generator=torch.Generator().manual_seed(0)))
+    gate = Gate.fit(model, images[:3], torch.cat([adversarial, noisy.clamp(0, 1)]))
+    gate_path, _ = gate.save(tmp_path / "gate.json")
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(2):
+        save_png(images[index], folder / f"clean{index}.png")
+    save_png(adversarial[0], folder / "adversarial.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    out = tmp_path / "decisions.csv"
+    arguments = cli().parse_args(["screen", str(folder), "--gate", str(gate_path),
+                                  "--out", str(out)])
+    assert arguments.handler(arguments) == 1
+    captured = capsys.readouterr()
+    assert "broken.png" in captured.err and "broken.png" not in out.read_text()
+    rows = list(csv.DictReader(out.open()))
+    assert [row["path"] for row in rows] == ["adversarial.png", "clean0.png", "clean1.png"]
+    assert {row["decision"] for row in rows} <= {"fit", "unfit"}
+    assert {"reasons", "svm", "quality", "squeeze"} <= set(rows[0])
+    # The saved gate decides like the in-memory one.
+    reloaded = Gate.load(gate_path, model=model)
+    features = gate.features(torch.cat([images[:2], adversarial]))
+    assert [d.fit for d in reloaded.decide(features)] == [d.fit for d in gate.decide(features)]
+
+
+def test_cli_parses_detect_commands():
+    parser = cli()
+    arguments = parser.parse_args(["detect", "gate-eval", "--out", "x", "--repeats", "3"])
+    assert arguments.repeats == 3 and arguments.quality == "brisque"
+    arguments = parser.parse_args(["detect", "fit-gate", "--quality", "niqe"])
+    assert arguments.out.name == "gate.json"

@@ -8,6 +8,7 @@ import warnings
 
 import advqa
 from advqa.cli import (
+    annotate,
     attack,
     benchmark,
     build,
@@ -24,7 +25,7 @@ from advqa.cli import (
 from advqa.cli.common import CommandError
 
 SUBCOMMANDS = (models, metrics, train, attack, build, score, evaluate, report, run, benchmark,
-               detect, gate)
+               detect, gate, annotate)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,103 @@
+"""``advqa annotate``: invite raters and serve the rating study in the browser."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import ipaddress
+import sys
+from pathlib import Path
+
+from advqa.cli.common import CommandError
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "annotate", help="subjective study: invite raters, serve the rating page",
+        description="Collect 1–5 opinion scores for a study's AEs in the browser: each rater "
+        "sees a reference beside up to 5 of its AEs at native size. See docs/annotate.md.")
+    commands = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    parser.set_defaults(handler=lambda arguments: (parser.print_help(), 2)[1])
+
+    invite = commands.add_parser(
+        "invite", help="create raters and print their private link tokens",
+        description="Create N raters in the rating database (created if missing) and print "
+        "one private token per line on stdout; the links to send are printed on stderr.")
+    invite.add_argument("--db", required=True,
+                        help="SQLite file (e.g. ratings.sqlite) or postgresql:// URL")
+    invite.add_argument("--n", type=int, required=True, help="number of raters to create")
+    invite.add_argument("--prefix", default="rater",
+                        help="rater names are PREFIX-001, PREFIX-002, … (default: %(default)s)")
+    invite.add_argument("--host", default="127.0.0.1", help="host for the printed links")
+    invite.add_argument("--port", type=int, default=8000, help="port for the printed links")
+    invite.set_defaults(handler=run_invite)
+
+    serve = commands.add_parser(
+        "serve", help="serve the rating page and API with uvicorn",
+        description="Serve the study's rating page and API. Listens on loopback only unless "
+        "--allow-remote is given: the study's images may be private, and anyone who can "
+        "reach the port can fetch them.")
+    serve.add_argument("--study", type=Path, required=True, help="study directory")
+    serve.add_argument("--db", required=True,
+                       help="SQLite file (e.g. ratings.sqlite) or postgresql:// URL")
+    serve.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    serve.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a non-loopback --host (exposes the study's images)")
+    serve.set_defaults(handler=run_serve)
+
+    # `advqa annotate export` lives in its own module, added when present.
+    if importlib.util.find_spec("advqa.cli.annotate_export") is not None:
+        importlib.import_module("advqa.cli.annotate_export").add_commands(commands)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def link(host: str, port: int, token: str) -> str:
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}/?token={token}"
+
+
+def run_invite(arguments) -> int:
+    from advqa.annotate.store import RatingStore
+
+    if arguments.n < 1:
+        raise CommandError("--n must be 1 or more")
+    with RatingStore(arguments.db) as store:
+        tokens = store.invite(arguments.n, prefix=arguments.prefix)
+    for token in tokens:
+        print(token)
+    print(f"created {len(tokens)} rater(s) in {arguments.db}; send each rater their link:",
+          file=sys.stderr)
+    for token in tokens:
+        print(f"  {link(arguments.host, arguments.port, token)}", file=sys.stderr)
+    return 0
+
+
+def run_serve(arguments) -> int:
+    if not is_loopback(arguments.host) and not arguments.allow_remote:
+        raise CommandError(
+            f"refusing to listen on {arguments.host}: the study's images may be private and "
+            "anyone reaching that address could fetch them. Use a loopback host "
+            "(127.0.0.1) behind a reverse proxy, or pass --allow-remote.")
+    if not arguments.study.is_dir():
+        raise CommandError(f"not a directory: {arguments.study}")
+    import uvicorn
+
+    from advqa.annotate.app import create_app
+
+    app = create_app(arguments.study, arguments.db)
+    study = app.state.study
+    print(f"serving {len(study.items)} item(s) from {arguments.study} on "
+          f"{link(arguments.host, arguments.port, 'TOKEN')}", file=sys.stderr)
+    uvicorn.run(app, host=arguments.host, port=arguments.port, workers=1)
+    return 0

@@ -1,0 +1,58 @@
+"""``advqa annotate export``: MOS from collected ratings, with BT.500 screening."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advqa.cli.common import CommandError
+
+
+def add_commands(annotate_subparsers) -> None:
+    """Add ``export`` to the ``advqa annotate`` subcommands."""
+    parser = annotate_subparsers.add_parser(
+        "export", help="write the MOS of collected ratings (BT.500 screening)",
+        description="Write OUT (columns item_id, mos, std, ci95, n) from a rating database. "
+        "Raters are first screened by ITU-R BT.500's beta2 kurtosis procedure, then at most "
+        "one outlier individual score per item (farther than 2 std from the item mean) is "
+        "removed. OUT_screening.csv lists every rater's P, Q, N and why they were kept or "
+        "rejected; OUT_removed_scores.csv lists the removed scores. With --manifest, the "
+        "MOS is also stored in that study (mos.parquet, columns mos, mos_std, n_ratings) "
+        "for `advqa evaluate correlations`.")
+    parser.add_argument("--db", required=True,
+                        help="rating database (SQLite file or PostgreSQL URL)")
+    parser.add_argument("--out", required=True, type=Path, help="MOS CSV to write")
+    parser.add_argument("--manifest", type=Path,
+                        help="a study's manifest.parquet whose MOS to fill")
+    parser.add_argument("--no-screening", dest="screen", action="store_false",
+                        help="keep every rater (skip BT.500 screening)")
+    parser.add_argument("--keep-outliers", dest="remove_outliers", action="store_false",
+                        help="keep outlier individual scores")
+    parser.set_defaults(handler=run_export)
+
+
+def run_export(arguments) -> int:
+    from advqa.annotate.export import UnknownItemsError, export_mos
+
+    try:
+        result = export_mos(arguments.db, arguments.out, manifest=arguments.manifest,
+                            screen=arguments.screen,
+                            remove_outliers=arguments.remove_outliers)
+    except UnknownItemsError as error:
+        raise CommandError(str(error)) from error
+    report, table = result.report, result.table
+    print(f"{report.n_ratings} ratings by {report.n_raters} raters of {len(table)} items")
+    if report.screening is None:
+        print("screening: skipped (--no-screening)")
+    elif not report.rejected:
+        print("screening (ITU-R BT.500): no rater rejected")
+    else:
+        print(f"screening (ITU-R BT.500): {len(report.rejected)} rater(s) rejected")
+        for row in report.screening.rejected_table.itertuples():
+            print(f"  {row.rater}: {row.reason}")
+    if not arguments.remove_outliers:
+        print("outlier scores: kept (--keep-outliers)")
+    else:
+        print(f"outlier scores: {len(report.removed)} removed (at most one per item)")
+    for label, path in result.paths.items():
+        print(f"wrote {path}" + (" (study MOS)" if label == "study_mos" else ""))
+    return 0

@@ -194,6 +194,7 @@ def test_stego_eval_end_to_end_and_resume(tmp_path, monkeypatch):
     assert (results["pipeline_accuracy"] >= results["tpr"]).all()
     for name in ("results.parquet", "results.csv", "table_ii.csv", "samples.parquet",
                  "calibration.json", "fig2_tpr.png", "fig3_4_accuracy.png", "histograms.png",
+                 "roc.png",
                  "ledger.sqlite"):
         assert (tmp_path / name).is_file(), name
     table = pd.read_csv(tmp_path / "table_ii.csv")

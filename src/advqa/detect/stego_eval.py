@@ -293,6 +293,21 @@ def plot_results(results: pd.DataFrame, samples: pd.DataFrame, benign_statistic:
             axis.set_xlabel("p̂")
     axes[0][0].legend(fontsize=7)
     paths.append(_save(figure, out / "histograms.png"))
+
+    figure, axes = plt.subplots(1, len(models), squeeze=False, figsize=(4.4 * len(models), 4))
+    for column, model in enumerate(models):
+        axis = axes[0][column]
+        for eps in chosen:
+            adversarial = samples[(samples["model"] == model) & (samples["eps"] == eps)]
+            curve = roc_from_scores(benign_statistic[adversarial["index"].to_numpy()],
+                                    adversarial["statistic"].to_numpy())
+            axis.plot(curve.fpr, curve.tpr, label=f"ε={eps:g} (AUC {curve.auc:.3f})")
+        axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        axis.set(xlabel="false-positive rate (clean test images)", ylabel="true positive rate",
+                 title=f"ROC of the WS statistic: {model}")
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    paths.append(_save(figure, out / "roc.png"))
     return paths
 
 
@@ -320,7 +335,7 @@ def run_stego_eval(out: str | Path, config: StegoEvalConfig | None = None, *,
         Run directory: ``ledger.sqlite`` (finished units), ``samples.parquet``
         (per-image rows), ``results.{parquet,csv}`` (one row per model and ε),
         ``table_ii.{parquet,csv}`` (TPR, models × ε), ``calibration.json``,
-        ``fig2_tpr.png``, ``fig3_4_accuracy.png``, ``histograms.png``.
+        ``fig2_tpr.png``, ``fig3_4_accuracy.png``, ``histograms.png``, ``roc.png``.
     config : StegoEvalConfig, optional
         Models, ε grid, subsets, PGD settings, workers, seed.
     loader : callable, optional

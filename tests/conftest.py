@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -52,3 +54,9 @@ def imagenet_batch(default_model):
     info = default_model.info
     images = quantize(preprocess(samples, size=info.input_size, resize=info.resize_size))
     return images, torch.tensor(samples.labels)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Caches (metric ranges) go to a fresh folder, never the user's ~/.cache."""
+    os.environ["ADVQA_CACHE_DIR"] = str(tmp_path_factory.mktemp("advqa-cache"))

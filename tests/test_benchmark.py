@@ -235,3 +235,21 @@ def test_entry_point_plugins_are_found_and_checked(monkeypatch):
     with pytest.raises(UnknownMetricError, match="cannot import"):
         plugins.load_metric("no_such_package.metrics:Metric")
     assert plugins.load_metric("psnr").info.name == "psnr"
+
+
+def test_metric_range_is_cached_per_metric_and_image_set(image_sets, tmp_path, monkeypatch):
+    from advqa.robustness import calibration
+
+    train, _ = image_sets
+    cache = tmp_path / "ranges.json"
+    metric = get_metric("psnr")
+    first = calibration.metric_range(metric, train.images, cache=cache)
+
+    def refuse(*_arguments, **_options):
+        raise AssertionError("the cached range was computed again")
+
+    monkeypatch.setattr(calibration, "calibration_scores", refuse)
+    assert calibration.metric_range(metric, train.images, cache=cache) == first
+    with pytest.raises(AssertionError, match="computed again"):
+        calibration.metric_range(metric, train.images[:2], cache=cache)  # another set
+    assert str(calibration.default_cache().parent) == os.environ["ADVQA_CACHE_DIR"]

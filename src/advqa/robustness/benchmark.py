@@ -177,10 +177,11 @@ def finite_error(value: float) -> str | None:
 
 def prepare_metric(metric_name: str, train: ImageSet, test: ImageSet, settings: Settings):
     """Phase 1: calibration range on the training images and clean test scores."""
-    from advqa.robustness.calibration import metric_range
+    from advqa.robustness.calibration import default_cache, metric_range
 
     metric = cached_metric(metric_name)
-    low, high = metric_range(metric, train.images, batch_size=settings.batch_size)
+    low, high = metric_range(metric, train.images, batch_size=settings.batch_size,
+                             cache=default_cache())
     facts = MetricFacts(metric_name, low, high, metric.info.higher_is_better,
                         metric.info.full_reference)
     clean = []

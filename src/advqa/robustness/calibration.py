@@ -8,13 +8,18 @@ visibly distorted inputs; a full-reference metric is scored on those copies
 against the pristine images (an image against itself would give PSNR = ∞).
 
 The cache is a JSON file keyed by metric name, options and a fingerprint of
-the calibration images, written atomically.
+the calibration images, written atomically; the benchmark keeps it in
+``$ADVQA_CACHE_DIR`` (default ``~/.cache/advqa``), so a range is computed once per
+metric and image set across runs. A cache that cannot be written is skipped with a
+warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,6 +28,12 @@ from advqa.data import atomic_write_bytes
 from advqa.robustness.objective import jpeg_copy
 
 CALIBRATION_QUALITIES = (10, 30, 50, 70, 90)
+
+
+def default_cache() -> Path:
+    """``$ADVQA_CACHE_DIR/metric_ranges.json`` (default directory ``~/.cache/advqa``)."""
+    directory = os.environ.get("ADVQA_CACHE_DIR") or Path.home() / ".cache" / "advqa"
+    return Path(directory) / "metric_ranges.json"
 
 
 def fingerprint(images: torch.Tensor) -> str:
@@ -70,7 +81,11 @@ def metric_range(metric, images: torch.Tensor, *, cache: str | Path | None = Non
     if cache is not None:
         stored = read_cache(cache)  # another worker may have added entries meanwhile
         stored[key] = [low, high]
-        atomic_write_bytes(Path(cache), json.dumps(stored, indent=1, sort_keys=True).encode())
+        try:
+            Path(cache).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(Path(cache), json.dumps(stored, indent=1, sort_keys=True).encode())
+        except OSError as error:  # a read-only home must not stop a benchmark
+            warnings.warn(f"cannot cache metric ranges in {cache}: {error}", stacklevel=2)
     return low, high
 
 

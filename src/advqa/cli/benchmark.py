@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--metrics", type=name_list, default=None,
                         help="comma-separated metrics: registry names, pyiqa:<name>, plug-in "
                         "entry points or module:Class (default: every differentiable offline "
-                        "metric that needs no classifier)")
+                        "quality metric that needs no classifier; Lp distances excluded)")
     parser.add_argument("--attacks", type=name_list, default=None,
                         help="comma-separated attacks (default: all nine)")
     parser.add_argument("--train-images", default=None,
@@ -56,11 +56,17 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+# Lp distances are in the registry for scoring AEs, but they are not quality metrics
+# anyone would attack: the default benchmark leaves them out (name them to include them).
+DISTANCES = {"l0", "l1", "l2", "linf"}
+
+
 def default_metrics() -> list[str]:
     from advqa.quality.registry import is_available, list_metrics
 
     return [info.name for info in list_metrics()
-            if info.differentiable and not info.needs_model and is_available(info.name)]
+            if info.differentiable and not info.needs_model and info.name not in DISTANCES
+            and is_available(info.name)]
 
 
 def image_sets(arguments):

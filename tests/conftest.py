@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,3 +62,23 @@ def imagenet_batch(default_model):
 def private_cache(tmp_path_factory):
     """Caches (metric ranges) go to a fresh folder, never the user's ~/.cache."""
     os.environ["ADVQA_CACHE_DIR"] = str(tmp_path_factory.mktemp("advqa-cache"))
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium, installed with apt-get (sudo -n when not root) if missing."""
+    if not CHROMIUM.exists():
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+            result = subprocess.run(sudo + command, capture_output=True, text=True,
+                                    env=environment)
+            if result.returncode:
+                pytest.fail(f"could not install Chromium ({' '.join(command)}): "
+                            f"{result.stderr[-2000:]}")
+    if not CHROMIUM.exists():
+        pytest.fail("apt-get install chromium succeeded but /usr/bin/chromium is missing")
+    return CHROMIUM

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import os
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -25,28 +23,11 @@ from PIL import Image
 from advqa.data import save_png
 from advqa.study.build import MANIFEST_COLUMNS
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 # Two references of different (width, height), with 3 and 2 AEs of the same size.
 SETS = {"tall": ((80, 120), 3), "wide": ((96, 64), 2)}
 TIMEOUT = 15_000  # ms, per wait
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    if not CHROMIUM.exists():
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-            result = subprocess.run(sudo + command, capture_output=True, text=True,
-                                    env=environment)
-            if result.returncode:
-                pytest.fail(f"could not install Chromium ({' '.join(command)}): "
-                            f"{result.stderr[-2000:]}")
-    if not CHROMIUM.exists():
-        pytest.fail("apt-get install chromium succeeded but /usr/bin/chromium is missing")
-    return CHROMIUM
 
 
 @pytest.fixture(scope="session")

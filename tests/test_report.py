@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,7 +14,6 @@ from advqa.detect import detect_study, ws_statistic
 from advqa.report import SECTION_IDS, write_report
 from advqa.study import build_dataset, grid_from_options
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -24,22 +22,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 # "...:INFO:CONSOLE:<line>] "<message>", source: ...", without its level. The report has no
 # script, so any console line at all is an error.
 CONSOLE = re.compile(r"CONSOLE[^\]]*\]\s*(.*)|(Uncaught .*)")
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    if not CHROMIUM.exists():
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-            result = subprocess.run(sudo + command, capture_output=True, text=True,
-                                    env=environment)
-            if result.returncode:
-                pytest.fail(f"could not install Chromium ({' '.join(command)}): "
-                            f"{result.stderr[-2000:]}")
-    if not CHROMIUM.exists():
-        pytest.fail("apt-get install chromium succeeded but /usr/bin/chromium is missing")
-    return CHROMIUM
 
 
 def run_chromium(chromium, page: Path, profile: Path, *extra: str):

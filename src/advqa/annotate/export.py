@@ -152,16 +152,26 @@ def store_study_mos(table: pd.DataFrame, manifest_path: str | Path) -> pd.DataFr
     :data:`advqa.evaluate.mos.MOS_COLUMNS`, as ``advqa evaluate import`` does; items
     whose every score was dropped (``n = 0``) are left out.
     """
+    manifest_path = Path(manifest_path)
+    manifest = read_manifest(manifest_path)
+    _check_items(table, manifest, manifest_path)
+    return _store(table, manifest, manifest_path)
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    """A study manifest that has item ids, or a clear error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no such manifest: {path}")
+    manifest = pd.read_parquet(path)
+    if "id" not in manifest.columns:
+        raise ValueError(f"{path} has no 'id' column")
+    return manifest
+
+
+def _store(table: pd.DataFrame, manifest: pd.DataFrame, manifest_path: Path) -> pd.DataFrame:
     from advqa.evaluate.mos import MOS_COLUMNS
     from advqa.study.store import write_table
 
-    manifest_path = Path(manifest_path)
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"no such manifest: {manifest_path}")
-    manifest = pd.read_parquet(manifest_path)
-    if "id" not in manifest.columns:
-        raise ValueError(f"{manifest_path} has no 'id' column")
-    _check_items(table, manifest, manifest_path)
     order = {item: index for index, item in enumerate(manifest["id"].astype(str))}
     rated = table[table["n"] > 0]
     stored = pd.DataFrame({"id": rated["item_id"].astype(str),
@@ -207,11 +217,7 @@ def export_mos(source, out_csv: str | Path, *, manifest: str | Path | None = Non
     manifest_frame = None
     if manifest is not None:
         manifest = Path(manifest)
-        if not manifest.is_file():
-            raise FileNotFoundError(f"no such manifest: {manifest}")
-        manifest_frame = pd.read_parquet(manifest)
-        if "id" not in manifest_frame.columns:
-            raise ValueError(f"{manifest} has no 'id' column")
+        manifest_frame = read_manifest(manifest)
         _check_items(table, manifest_frame, manifest)  # before anything is written
     out_csv = Path(out_csv)
     paths = {
@@ -222,6 +228,6 @@ def export_mos(source, out_csv: str | Path, *, manifest: str | Path | None = Non
                               out_csv.with_name(f"{out_csv.stem}_removed_scores.csv")),
     }
     if manifest is not None:
-        store_study_mos(table, manifest)
+        _store(table, manifest_frame, manifest)
         paths["study_mos"] = manifest.parent / "mos.parquet"
     return ExportResult(table, report, paths)

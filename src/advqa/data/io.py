@@ -302,3 +302,24 @@ def _checked_float(pixels: np.ndarray) -> torch.Tensor:
     if not torch.isfinite(values).all() or values.min() < 0 or values.max() > 1:
         raise ValueError("floating-point pixel values outside [0, 1]")
     return values
+
+
+def codec_roundtrip(images: torch.Tensor, **save_options) -> torch.Tensor:
+    """Encode each image of an NCHW [0, 1] batch as 8-bit with Pillow, then decode it.
+
+    ``save_options`` go to ``PIL.Image.save`` (``format="JPEG", quality=80``, or
+    ``format="JPEG2000", quality_mode="rates", quality_layers=[20]``). One-channel
+    images round-trip as greyscale, three-channel ones as RGB; the result has the
+    input's dtype and device.
+    """
+    decoded = []
+    for image in images.detach().cpu():
+        pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        mode = "L" if pixels.shape[2] == 1 else "RGB"
+        buffer = io.BytesIO()
+        Image.fromarray(pixels.squeeze(2) if mode == "L" else pixels, mode).save(
+            buffer, **save_options)
+        array = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert(mode))
+        array = array[..., None] if mode == "L" else array
+        decoded.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
+    return (torch.stack(decoded).to(images.dtype) / 255).to(images.device)

@@ -13,11 +13,11 @@ scaled, so severity is strictly ordered.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
+
+from advqa.data import codec_roundtrip
 
 #: Parameters of levels 1..5 per distortion type.
 LEVELS: dict[str, tuple[float, ...]] = {
@@ -68,26 +68,17 @@ def white_noise(images: torch.Tensor, level: int, *, seed: int = 0) -> torch.Ten
     return (noisy * 255).round() / 255  # 8-bit, like every other group
 
 
-def _encode(image: Image.Image, **options) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, **options)
-    buffer.seek(0)
-    decoded = Image.open(buffer)
-    decoded.load()
-    return decoded
-
-
 def jpeg(images: torch.Tensor, level: int) -> torch.Tensor:
     _check(images, level)
     quality = int(LEVELS["jpeg"][level - 1])
-    return _per_image(images, lambda image: _encode(image, format="JPEG", quality=quality))
+    return codec_roundtrip(images, format="JPEG", quality=quality)
 
 
 def jpeg2000(images: torch.Tensor, level: int) -> torch.Tensor:
     _check(images, level)
     rate = float(LEVELS["jpeg2000"][level - 1])
-    return _per_image(images, lambda image: _encode(
-        image, format="JPEG2000", quality_mode="rates", quality_layers=[rate]))
+    return codec_roundtrip(images, format="JPEG2000", quality_mode="rates",
+                           quality_layers=[rate])
 
 
 _FUNCTIONS = {"blur": gaussian_blur, "noise": white_noise, "jpeg": jpeg, "jpeg2000": jpeg2000}

@@ -15,14 +15,12 @@ quality 80 by default, :func:`jpeg_copy`) and scored against the pristine image.
 
 from __future__ import annotations
 
-import io
 import math
 
-import numpy as np
 import torch
-from PIL import Image
 
 from advqa.attacks.objectives import Evaluation, Objective
+from advqa.data import codec_roundtrip
 
 
 class MetricObjective(Objective):
@@ -85,14 +83,4 @@ def jpeg_copy(images: torch.Tensor, *, quality: int = 80) -> torch.Tensor:
     """
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must lie in 1..100, got {quality!r}")
-    decoded = []
-    for image in images.detach().cpu():
-        pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        mode = "L" if pixels.shape[2] == 1 else "RGB"
-        buffer = io.BytesIO()
-        Image.fromarray(pixels.squeeze(2) if mode == "L" else pixels, mode).save(
-            buffer, format="JPEG", quality=int(quality))
-        array = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert(mode))
-        array = array[..., None] if mode == "L" else array
-        decoded.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
-    return (torch.stack(decoded).to(images.dtype) / 255).to(images.device)
+    return codec_roundtrip(images, format="JPEG", quality=int(quality))

@@ -134,15 +134,8 @@ def apply_uap(images: torch.Tensor, perturbation, amplitude: float) -> torch.Ten
 def _add_clipped(inputs: torch.Tensor, tiled: torch.Tensor) -> torch.Tensor:
     """``inputs + tiled`` clipped to [0, 1] forward, unclipped backward (straight-through)."""
     attacked = inputs + tiled
-    attacked = attacked + (attacked.clamp(0, 1) - attacked).detach()
-    if attacked.requires_grad:
-        attacked.register_hook(_finite_gradient)
-    return attacked
-
-
-def _finite_gradient(gradient: torch.Tensor) -> torch.Tensor:
-    """Zero the gradient where the metric's is undefined (NaN/inf), e.g. GMSD's √ at 0."""
-    return torch.where(torch.isfinite(gradient), gradient, torch.zeros_like(gradient))
+    # Undefined metric gradients (GMSD's √ at 0) are zeroed by MetricObjective.evaluate.
+    return attacked + (attacked.clamp(0, 1) - attacked).detach()
 
 
 # --------------------------------------------------------------------------- the result

@@ -13,7 +13,7 @@ import inspect
 
 from advqa.attacks.base import Attack, AttackResult, GradientAttack, check_images
 from advqa.attacks.bim import BIM
-from advqa.attacks.budgets import NORMS, Budget, distances, make_budget
+from advqa.attacks.budgets import NORMS, Budget, distances, make_budget, scale_note
 from advqa.attacks.cw import CarliniWagner
 from advqa.attacks.deepfool import DeepFool
 from advqa.attacks.fgsm import FGSM
@@ -98,4 +98,5 @@ __all__ = [
     "get_attack",
     "list_attacks",
     "make_budget",
+    "scale_note",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "make_budget",
     "per_sample",
     "project_l1_ball",
+    "scale_note",
 ]
 
 NORMS = ("linf", "l2", "l1", "l0")
@@ -193,3 +194,38 @@ def make_budget(norm: str, eps: float, **options) -> Budget:
     if key not in budgets:
         raise ValueError(f"unknown norm {norm!r}; valid norms: {', '.join(NORMS)}")
     return budgets[key](eps, **options)
+
+
+def scale_note(norm: str, eps: float, shape: tuple[int, ...]) -> tuple[str, bool]:
+    """What ``eps`` amounts to on images of ``shape`` (C, H, W), and whether it is suspect.
+
+    ε is in [0, 1] units, so ``--eps 4`` meant as 4/255 saturates every pixel: an L∞
+    ε ≥ 1 lets every component take any value. For L2 and L1 the note gives the
+    uniform change of every component that spends the whole budget
+    (ε/√(CHW) and ε/(CHW)); it is suspect when that change is ≥ 1, i.e. the ball
+    holds the whole [0, 1] box. An L0 ε ≥ 1 lets every pixel change.
+
+    Returns
+    -------
+    (str, bool)
+        A sentence for the user, and whether it should be a warning.
+    """
+    components = math.prod(shape)
+    key = make_budget(norm, eps).name
+    if key == "linf":
+        text = (f"L∞ ε = {eps:g} lets every component move by {eps * 255:.3g}/255")
+        if eps >= 1:
+            text += (" — the whole [0, 1] range: any image is within budget. ε is in [0, 1]"
+                     f" units; for {eps:g}/255 write {eps / 255:.4g}")
+        return text, eps >= 1
+    if key in ("l2", "l1"):
+        uniform = eps / (math.sqrt(components) if key == "l2" else components)
+        text = (f"{key.upper()} ε = {eps:g} on {'×'.join(map(str, shape))} images equals a "
+                f"change of every component by {uniform:.3g} ({uniform * 255:.3g}/255)")
+        if uniform >= 1:
+            text += " — the whole [0, 1] range: any image is within budget"
+        return text, uniform >= 1
+    text = f"L0 ε = {eps:g}: up to {min(eps, 1):.3g} of the pixel positions may change"
+    if eps >= 1:
+        text += " — every pixel: any image is within budget"
+    return text, eps >= 1

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advqa.cli.common import CommandError, add_model_options, load_model, name_list, number_list
+from advqa.cli.common import (
+    CommandError,
+    add_model_options,
+    load_model,
+    name_list,
+    number_list,
+    positive_int,
+)
 from advqa.study.store import write_table
 
 GRIDS = ("demo", "table2", "full")
@@ -17,11 +24,17 @@ def add_build_options(parser, *, default_out: str | None) -> None:
     parser.add_argument("--labels", type=Path, default=None, help="labels CSV for a folder source")
     parser.add_argument("--out", type=Path, default=default_out, required=default_out is None,
                         help="study directory to write (resumed if it exists)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    parser.add_argument("--batch-size", type=int, default=8, help="references per work unit")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="use only the first N images")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="references per work unit")
     parser.add_argument("--keep-failed", action="store_true",
                         help="keep AEs that do not fool the model, flagged success=False")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--append", action="store_true",
+                        help="let a resumed study gain grid cells or sources it was not built "
+                        "with (study.json then lists every grid); without it a different "
+                        "grid is refused")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_model_options(parser)
 
@@ -41,25 +54,22 @@ def register(subparsers) -> None:
     grid.add_argument("--norms", type=name_list, default=["linf"], help="e.g. linf,l2")
     grid.add_argument("--strengths", type=number_list, default=None,
                       help="eps / overshoot / kappa values, e.g. 1/255,4/255")
-    grid.add_argument("--steps", type=int, default=10, help="iterations of iterative attacks")
+    grid.add_argument("--steps", type=positive_int, default=10,
+                      help="iterations of iterative attacks (with --attacks)")
     parser.set_defaults(handler=run)
 
 
 def choose_grid(arguments):
-    from advqa.study import full_grid, grid_from_options, load_grid, table2_grid
-    from advqa.study.grid import demo_grid
+    from advqa.study import full_grid, load_grid, table2_grid
+    from advqa.study.grid import demo_grid, options_grid
 
     if arguments.config is not None:
         return load_grid(arguments.config)
     if arguments.attacks:
         if not arguments.strengths:
             raise CommandError("--attacks needs --strengths")
-        settings = {"steps": arguments.steps} if arguments.steps else {}
-        grid = []
-        for attack in arguments.attacks:
-            extra = {} if attack in ("fgsm", "deepfool") else settings
-            grid += grid_from_options([attack], arguments.norms, arguments.strengths, **extra)
-        return grid
+        return options_grid(arguments.attacks, arguments.norms, arguments.strengths,
+                            steps=arguments.steps)
     return {"demo": demo_grid, "table2": table2_grid, "full": full_grid}[arguments.grid]()
 
 
@@ -71,8 +81,6 @@ def load_samples(arguments):
     else:
         samples = load_source(arguments.source)
     if arguments.limit is not None:
-        if arguments.limit < 1:
-            raise CommandError("--limit must be >= 1")
         samples = samples[: arguments.limit]
     return samples
 
@@ -86,11 +94,13 @@ def build(arguments, grid):
         raise CommandError(f"no readable images in {arguments.source}")
     return build_dataset(samples, model, grid, arguments.out, batch_size=arguments.batch_size,
                          keep_failed=arguments.keep_failed, seed=arguments.seed,
-                         progress=not arguments.no_progress)
+                         append=arguments.append, progress=not arguments.no_progress)
 
 
 def print_summary(summary) -> None:
     manifest = summary.manifest
+    for note in summary.notes:
+        print(note)
     print(f"\n{len(manifest)} AEs kept in {summary.output / 'manifest.parquet'} "
           f"({summary.skipped_units}/{summary.attempted} units resumed, "
           f"{summary.seconds:.0f} s)")

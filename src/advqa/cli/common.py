@@ -18,6 +18,17 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from error
 
 
+def positive_int(text: str) -> int:
+    """Parse an integer >= 1; 0 and negatives are refused, never replaced by a default."""
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def number_list(text: str) -> list[float]:
     return [number(part) for part in text.split(",") if part.strip()]
 

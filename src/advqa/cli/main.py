@@ -52,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     from advqa.attacks import UnknownAttackError
     from advqa.models import MissingWeightsError, UnknownModelError
     from advqa.quality import UnknownMetricError
+    from advqa.study.store import StudyLockedError
 
     try:
         return arguments.handler(arguments)
     except (CommandError, UnknownAttackError, UnknownModelError, UnknownMetricError,
-            MissingWeightsError, ImportError,
+            MissingWeightsError, ImportError, StudyLockedError,
             FileNotFoundError, ValueError) as error:
         print(f"advqa: error: {error}", file=sys.stderr)
         return 2

@@ -41,6 +41,7 @@ from advqa.data.io import (
     encode_png,
     quantize,
     read_image,
+    remove_stale_temporaries,
     save_png,
 )
 from advqa.data.named import (
@@ -81,6 +82,7 @@ __all__ = [
     "quantize",
     "read_idx",
     "read_image",
+    "remove_stale_temporaries",
     "resize_center_crop",
     "save_png",
 ]

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import pathlib
+import re
 import secrets
 
 import numpy as np
@@ -187,7 +188,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # The writer's PID in the name lets a clean-up tell a dead run's leftovers from a
+    # live process's file in flight (remove_stale_temporaries).
+    temporary = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(8)}.tmp"
     # os.open with mode 0o666 lets the umask decide the permissions, as for any new
     # file; tempfile would create it readable by the owner only.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -203,6 +206,37 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
+    """Delete the temporaries of :func:`atomic_write_bytes` whose writer has died.
+
+    A file in flight in a live process (this one or another) is never touched, nor
+    is a ``.tmp`` file whose name carries no PID (not ours to judge).
+    """
+    stale = []
+    for path in pathlib.Path(root).rglob(".*.tmp"):
+        match = _TEMPORARY.fullmatch(path.name)
+        if match is None or not path.is_file():
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and not _process_alive(pid):
+            path.unlink(missing_ok=True)
+            stale.append(path)
+    return stale
+
+
+_TEMPORARY = re.compile(r"\..+\.([0-9]+)-[0-9a-f]{16}\.tmp")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
 
 
 def _png_pixels(image: torch.Tensor, path: pathlib.Path) -> np.ndarray:

@@ -28,16 +28,28 @@ import torch
 from tqdm.auto import tqdm
 
 import advqa
-from advqa.attacks import distances
-from advqa.data import SampleSet, atomic_write_bytes, preprocess, quantize, save_png
-from advqa.study.grid import AttackSpec
-from advqa.study.store import Ledger, write_table
+from advqa.attacks import distances, scale_note
+from advqa.data import (
+    SampleSet,
+    atomic_write_bytes,
+    encode_png,
+    preprocess,
+    quantize,
+    read_image,
+    remove_stale_temporaries,
+)
+from advqa.study.grid import AttackSpec, check_unique
+from advqa.study.store import Ledger, StudyLock, write_table
+
+#: Version of the study layout: 2 = AE ids carry the cell key, the manifest holds
+#: the SHA-256 of every PNG it lists.
+LAYOUT = 2
 
 MANIFEST_COLUMNS = [
     "id", "reference_path", "adversarial_path", "image", "attack", "norm", "strength_name",
     "strength", "parameters", "label", "clean_prediction", "adversarial_prediction",
     "clean_class", "adversarial_class", "clean_correct", "success", "l0", "l1", "l2", "linf",
-    "steps",
+    "steps", "reference_sha256", "adversarial_sha256",
 ]
 
 
@@ -52,6 +64,7 @@ class BuildSummary:
     skipped_units: int
     failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     def success_table(self) -> pd.DataFrame:
         """Per grid cell: AEs tried, references correct, fooled, median distances of those kept."""
@@ -69,30 +82,42 @@ class BuildSummary:
 
 
 def unit_key(spec: AttackSpec, names: list[str], model_name: str, seed: int) -> str:
-    payload = json.dumps([spec.attack, spec.parameters(), names, model_name, seed], sort_keys=True)
+    payload = json.dumps([spec.describe(), names, model_name, seed], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def attack_seed(seed: int, key: str) -> int:
     return (seed * 1_000_003 + int(key[:8], 16)) % (2**31)
 
 
-def remove_stale_temporaries(output: Path) -> list[Path]:
-    """Delete temporary files a killed run left behind; finished files are untouched."""
-    stale = [path for path in output.rglob(".*.tmp") if path.is_file()]
-    for path in stale:
-        path.unlink()
-    return stale
+def save_references(samples: SampleSet, references: torch.Tensor,
+                    output: Path) -> tuple[list[str], list[str]]:
+    """Write each reference PNG once; return the paths and the files' SHA-256.
 
-
-def save_references(samples: SampleSet, references: torch.Tensor, output: Path) -> list[str]:
-    paths = []
+    A reference file already in the study must hold the very pixels now being
+    attacked: another source with the same file names is refused, not mixed in.
+    """
+    paths, hashes = [], []
     for sample, image in zip(samples, references, strict=True):
         relative = f"images/ref/{sample.name}.png"
-        if not (output / relative).exists():
-            save_png(image, output / relative)
+        data = encode_png(image, where=relative)
+        path = output / relative
+        if path.exists() and path.read_bytes() != data:
+            if not torch.equal(read_image(path), image):
+                raise ValueError(
+                    f"{path} holds a different image than the reference {sample.name!r} "
+                    f"now being attacked ({sample.path or sample.source}); a study keeps one "
+                    "image per name: use a new --out for another source")
+            data = path.read_bytes()
+        else:
+            atomic_write_bytes(path, data)
         paths.append(relative)
-    return paths
+        hashes.append(sha256(data))
+    return paths, hashes
 
 
 def class_name(model, index: int) -> str:
@@ -116,6 +141,7 @@ class References:
     samples: SampleSet
     images: torch.Tensor
     paths: list[str]
+    hashes: list[str]
     true_labels: list[int | None]
     clean_predictions: torch.Tensor
     labels: torch.Tensor  # attacked label: the true one, else the clean prediction
@@ -130,8 +156,8 @@ def prepare_references(samples: SampleSet, model, output: Path, batch_size: int)
     true_labels = [sample.label for sample in samples]
     labels = torch.tensor([int(clean[i]) if label is None else label
                            for i, label in enumerate(true_labels)], device=model.device)
-    paths = save_references(samples, images.cpu(), output)
-    return References(samples, images, paths, true_labels, clean, labels)
+    paths, hashes = save_references(samples, images.cpu(), output)
+    return References(samples, images, paths, hashes, true_labels, clean, labels)
 
 
 def fooled(clean: int, predicted: int, label: int) -> bool:
@@ -145,7 +171,7 @@ def unit_rows(references: References, model, spec, chunk, outcome, parameters) -
     rows = []
     for position, index in enumerate(chunk.tolist()):
         name = references.samples[index].name
-        identifier = f"{name}__{spec.label()}"
+        identifier = f"{name}__{spec.identifier()}"
         clean, predicted = int(references.clean_predictions[index]), int(prediction[position])
         true_label = references.true_labels[index]
         rows.append({
@@ -167,6 +193,8 @@ def unit_rows(references: References, model, spec, chunk, outcome, parameters) -
             "success": fooled(clean, predicted, int(references.labels[index])),
             **{key: float(measured[key][position]) for key in ("l0", "l1", "l2", "linf")},
             "steps": int(steps[position]),
+            "reference_sha256": references.hashes[index],
+            "adversarial_sha256": None,  # set when the PNG is written
         })
     return rows
 
@@ -179,21 +207,89 @@ def manifest_frame(rows: list[dict], keep_failed: bool) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def write_study_file(output: Path, model, grid, seed, batch_size, sources) -> None:
-    settings = {
+def check_labels(samples: SampleSet, model) -> None:
+    """Refuse labels outside the model's classes up front, naming the images."""
+    classes = model.info.num_classes
+    bad = [sample for sample in samples
+           if sample.label is not None and not 0 <= sample.label < classes]
+    if bad:
+        shown = "; ".join(f"{s.name} ({s.path or s.source}): label {s.label}" for s in bad[:10])
+        more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise ValueError(f"{len(bad)} label(s) outside the {classes} classes of "
+                         f"{model.info.name} (0..{classes - 1}): {shown}{more}")
+
+
+def warn_about_budgets(grid: list[AttackSpec], shape: tuple[int, ...]) -> None:
+    """Warn once per cell whose strength amounts to a whole-image change."""
+    for spec in grid:
+        if spec.strength_name == "eps":
+            text, suspect = scale_note(spec.norm, spec.strength, shape)
+            if suspect:
+                warnings.warn(f"{spec.label()}: {text}", stacklevel=3)
+
+
+def study_document(output: Path, model, grid, *, seed: int, batch_size: int,
+                   keep_failed: bool, sources: list[str], append: bool,
+                   resuming: bool) -> tuple[dict, list[str]]:
+    """``study.json`` for this run, checked against the study being resumed.
+
+    A resumed study must keep the model, weights, seed, batch size (it fixes the
+    work units and their random starts) and ``keep_failed`` (failed AEs were not
+    written without it). Another grid or source is refused unless ``append``; then
+    ``grid`` is the union of every run's cells, ``grids`` lists each grid that
+    contributed, and ``sources`` every source. Returns the document and notes.
+    """
+    cells = [{"key": spec.key(), **spec.describe()} for spec in grid]
+    document = {
         "advqa": advqa.__version__, "python": sys.version.split()[0], "torch": torch.__version__,
-        "platform": platform.platform(), "model": model.info.name, "weights": model.info.weights,
-        "seed": seed, "batch_size": batch_size, "sources": sources,
-        "grid": [spec.describe() for spec in grid],
+        "platform": platform.platform(), "layout": LAYOUT, "model": model.info.name,
+        "weights": model.info.weights, "seed": seed, "batch_size": batch_size,
+        "keep_failed": keep_failed, "sources": sorted(sources), "grid": cells, "grids": [cells],
     }
-    study = output / "study.json"
-    if study.exists():
-        previous = json.loads(study.read_text())
-        if previous.get("model") != model.info.name or previous.get("seed") != seed:
+    path = output / "study.json"
+    if not resuming or not path.exists():
+        return document, []
+    previous = json.loads(path.read_text())
+    if previous.get("layout") != LAYOUT:
+        raise ValueError(f"{output} was built by an older advqa whose AE ids leave out "
+                         "settings such as steps; build into a new --out")
+    for name in ("model", "weights", "seed", "batch_size", "keep_failed"):
+        if previous.get(name) != document[name]:
             raise ValueError(
-                f"{output} holds a study of model {previous.get('model')!r} with seed "
-                f"{previous.get('seed')}; resume with the same model and seed or use a new --out")
-    atomic_write_bytes(study, json.dumps(settings, indent=2).encode())
+                f"{output} was built with {name} = {previous.get(name)!r}, this run asks for "
+                f"{document[name]!r}; resume with the same {name} or use a new --out")
+    known = {cell["key"] for cell in previous["grid"]}
+    new = [cell for cell in cells if cell["key"] not in known]
+    same_grid = known == {cell["key"] for cell in cells}
+    new_sources = sorted(set(sources) - set(previous["sources"]))
+    if not (same_grid and not new_sources) and not append:
+        raise ValueError(
+            f"{output} holds a study of {len(known)} grid cells from "
+            f"{', '.join(previous['sources'])}; this run asks for {len(cells)} cells "
+            f"({len(new)} not in the study) from {', '.join(sorted(sources))}. Pass --append "
+            "to add them to the study (study.json then lists every grid), or use a new --out")
+    document["grid"] = previous["grid"] + new
+    document["grids"] = previous["grids"] + ([] if same_grid else [cells])
+    document["sources"] = sorted(set(previous["sources"]) | set(sources))
+    notes = []
+    if new:
+        notes.append(f"appended {len(new)} grid cells to the {len(known)} already in {output}")
+    if new_sources:
+        notes.append(f"appended source(s) {', '.join(new_sources)}")
+    return document, notes
+
+
+def write_adversarial(row: dict, image: torch.Tensor, output: Path) -> None:
+    """Write one AE's PNG atomically and record its SHA-256 in its row."""
+    data = encode_png(image, where=row["adversarial_path"])
+    atomic_write_bytes(output / row["adversarial_path"], data)
+    row["adversarial_sha256"] = sha256(data)
+
+
+def missing_files(rows: list[dict], output: Path, keep_failed: bool) -> list[dict]:
+    """Rows the manifest would list whose PNG is not on disk (should never happen)."""
+    listed = [row for row in rows if row["success"] or keep_failed]
+    return [row for row in listed if not (output / row["adversarial_path"]).is_file()]
 
 
 def build_dataset(
@@ -205,6 +301,7 @@ def build_dataset(
     batch_size: int = 8,
     keep_failed: bool = False,
     seed: int = 0,
+    append: bool = False,
     progress: bool = True,
 ) -> BuildSummary:
     """Attack every sample with every grid cell and write an AdvDB-style study directory.
@@ -213,30 +310,65 @@ def build_dataset(
     ----------
     samples : SampleSet
         References; those without a label are attacked w.r.t. the clean prediction.
+        Labels must be classes of ``model``.
     model : advqa.models.Classifier
         Source model; its ``info`` gives the input and resize sizes.
     grid : list of AttackSpec
-        Grid cells, e.g. :func:`advqa.study.table2_grid`.
+        Grid cells, e.g. :func:`advqa.study.table2_grid`; no cell twice.
     output : path
         Study directory: ``images/ref``, ``images/adv``, ``manifest.{parquet,csv}``,
-        ``failures.csv``, ``study.json``, ``ledger.sqlite``.
+        ``failures.csv``, ``study.json``, ``ledger.sqlite``. An existing study is
+        resumed; it is locked (``study.lock``) while the build runs.
     batch_size : int
         References per work unit.
     keep_failed : bool
         Keep AEs that did not fool the model, flagged ``success=False``.
     seed : int
         Seeds every random start; each unit derives its own seed from it.
+    append : bool
+        Allow a resumed study to gain cells or sources it was not built with.
+
+    Raises
+    ------
+    ValueError
+        For a bad setting, a label outside the model's classes, a duplicate cell, or a
+        resumed study whose settings differ (see :func:`study_document`).
+    StudyLockedError
+        When another live process is writing the study.
     """
     started = time.perf_counter()
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(samples) == 0:
         raise ValueError("no readable images to attack")
-    write_study_file(output, model, grid, seed, batch_size, sorted({s.source for s in samples}))
-    remove_stale_temporaries(output)
+    check_unique(grid)
+    check_labels(samples, model)
+    warn_about_budgets(grid, (3, model.info.input_size, model.info.input_size))
+    with StudyLock(output):
+        ledger = Ledger(output / "ledger.sqlite")
+        try:
+            finished = ledger.finished()
+            document, notes = study_document(
+                output, model, grid, seed=seed, batch_size=batch_size,
+                keep_failed=keep_failed, sources=sorted({s.source for s in samples}),
+                append=append, resuming=bool(finished))
+            atomic_write_bytes(output / "study.json", json.dumps(document, indent=2).encode())
+            remove_stale_temporaries(output)
+            summary = run_units(samples, model, grid, output, ledger, finished,
+                                batch_size=batch_size, keep_failed=keep_failed, seed=seed,
+                                progress=progress)
+        finally:
+            ledger.close()
+    summary.notes = notes
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def run_units(samples, model, grid, output: Path, ledger: Ledger, finished: set[str], *,
+              batch_size: int, keep_failed: bool, seed: int, progress: bool) -> BuildSummary:
+    """Attack every (cell, chunk) unit not yet finished; write PNGs, rows and the manifest."""
     references = prepare_references(samples, model, output, batch_size)
-    ledger = Ledger(output / "ledger.sqlite")
-    finished = ledger.finished()
     # The ledger is read once; rows of new units join this copy, keyed by id like the
     # ledger's own table, so the manifest is rewritten without re-reading it each unit.
     recorded = {row["id"]: row for row in ledger.rows()}
@@ -264,17 +396,24 @@ def build_dataset(
         rows = unit_rows(references, model, spec, chunk, outcome, attack.parameters())
         for row, image in zip(rows, outcome[0].cpu(), strict=True):
             if row["success"] or keep_failed:
-                save_png(image, output / row["adversarial_path"])
+                write_adversarial(row, image, output)
         ledger.record(key, spec.describe(), rows)
         recorded.update((row["id"], row) for row in rows)
         write_table(manifest_frame(list(recorded.values()), keep_failed), output / "manifest")
     bar.close()
-    attempts = manifest_frame(list(recorded.values()), keep_failed=True)
-    manifest = manifest_frame(list(recorded.values()), keep_failed)
+    rows = list(recorded.values())
+    lost = missing_files(rows, output, keep_failed)
+    if lost:
+        warnings.warn(f"{len(lost)} AE file(s) listed in the ledger are missing and are left "
+                      "out of the manifest (see failures.csv)", stacklevel=2)
+        failures += [{"path": row["adversarial_path"], "unit": row["id"],
+                      "reason": "AE file missing"} for row in lost]
+        gone = {row["id"] for row in lost}
+        rows = [row for row in rows if row["id"] not in gone]
+    attempts = manifest_frame(rows, keep_failed=True)
+    manifest = manifest_frame(rows, keep_failed)
     write_table(manifest, output / "manifest")
-    ledger.close()
     atomic_write_bytes(output / "failures.csv",
                        pd.DataFrame(failures, columns=["path", "unit", "reason"])
                        .to_csv(index=False).encode())
-    return BuildSummary(output, manifest, attempts, len(units), skipped, failures,
-                        time.perf_counter() - started)
+    return BuildSummary(output, manifest, attempts, len(units), skipped, failures)

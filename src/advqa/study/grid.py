@@ -6,16 +6,25 @@ the same for every norm; we keep them as published. What ε means per norm is
 defined in :mod:`advqa.attacks.budgets` (for L0 it is a fraction of pixels).
 DeepFool has no L0 form (its sparse relative is SparseFool), so it runs over
 L2 and L∞ only.
+
+A cell's identity (:meth:`AttackSpec.key`) hashes every setting that changes
+its pixels, defaults included, so two cells that differ only in ``steps`` or
+``step_size`` never share an AE id, and a grid may not hold the same cell twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
+import math
+import re
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from advqa.attacks import attack_class, get_attack
+from advqa.attacks import NORMS, GradientAttack, attack_class, get_attack
 
 # Table 2 of the AdvDSS/AEQA paper: attack → strength values.
 TABLE2 = {
@@ -29,6 +38,14 @@ TABLE2_NORMS = ("l0", "l2", "linf")
 # C&W is in the QoMEX 2019 database (the dataset README) but not in Table 2.
 CW_KAPPAS = [0.0, 5.0, 20.0]
 
+# Settings a cell's ``settings`` may not hold: they are the cell's own fields or the
+# study's (the seed), and letting them through would run one thing and record another.
+RESERVED = ("name", "norm", "norms", "seed")
+
+
+class GridError(ValueError):
+    """A grid that cannot be run as written; the message says where and what to change."""
+
 
 @dataclass(frozen=True)
 class AttackSpec:
@@ -38,6 +55,18 @@ class AttackSpec:
     norm: str
     strength: float
     settings: dict = field(default_factory=dict, hash=False)
+
+    def __post_init__(self):
+        cls = attack_class(self.attack)
+        if self.norm not in NORMS:
+            raise GridError(f"unknown norm {self.norm!r}; valid norms: {', '.join(NORMS)}")
+        if self.norm not in cls.norms:
+            raise GridError(f"{cls.name} supports norms {', '.join(cls.norms)}, "
+                            f"not {self.norm!r}")
+        clash = sorted(set(self.settings) & {*RESERVED, cls.strength})
+        if clash:
+            raise GridError(f"settings of a {cls.name} cell may not set {', '.join(clash)}: "
+                            "the norm and strength are the cell's own fields")
 
     @property
     def strength_name(self) -> str:
@@ -53,22 +82,54 @@ class AttackSpec:
         return f"{self.attack}-{self.norm}-{self.strength_name}{self.strength:g}"
 
     def describe(self) -> dict:
+        """Every setting of the attack as it runs, defaults included."""
         return {"attack": self.attack, **self.build().parameters()}
+
+    def key(self) -> str:
+        """8 hex digits identifying the cell: a hash of :meth:`describe`."""
+        payload = json.dumps(self.describe(), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:8]
+
+    def identifier(self) -> str:
+        """The readable label plus the key, e.g. ``pgd-linf-eps0.03-1a2b3c4d``."""
+        return f"{self.label()}-{self.key()}"
+
+
+def check_unique(grid: list[AttackSpec], where: list[str] | None = None,
+                 source: str = "the grid") -> None:
+    """Refuse a grid that holds one cell twice; ``where`` names each cell's origin."""
+    seen: dict[str, int] = {}
+    for index, spec in enumerate(grid):
+        first = seen.setdefault(spec.key(), index)
+        if first != index:
+            origin = where or [f"cell {i + 1}" for i in range(len(grid))]
+            raise GridError(f"{source} holds {spec.label()} twice ({origin[first]} and "
+                            f"{origin[index]}) with the same settings; remove one")
 
 
 def expand(attack: str, norms, strengths, **settings) -> list[AttackSpec]:
+    """Every (norm, strength) cell of one attack; each is built once to check its settings."""
     cls = attack_class(attack)
-    usable = [norm for norm in norms if norm in cls.norms]
-    return [AttackSpec(cls.name, norm, float(value), dict(settings))
-            for norm in usable for value in strengths]
+    specs = [AttackSpec(cls.name, norm, float(value), dict(settings))
+             for norm in norms for value in strengths]
+    for spec in specs:
+        spec.build()  # reject bad settings now, not hours into a run
+    return specs
+
+
+def takes_steps(attack: str) -> bool:
+    """Whether ``steps`` is an iteration count of this attack's gradient loop."""
+    cls = attack_class(attack)
+    return issubclass(cls, GradientAttack) and "steps" in inspect.signature(cls).parameters
 
 
 def table2_grid(*, steps: int = 10) -> list[AttackSpec]:
     """The paper's Table 2: 5 attacks × (L0, L2, L∞) × 5 strengths (DeepFool: L2, L∞)."""
     grid = []
     for attack, strengths in TABLE2.items():
-        settings = {} if attack in ("fgsm", "deepfool") else {"steps": steps}
-        grid += expand(attack, TABLE2_NORMS, strengths, **settings)
+        settings = {"steps": steps} if takes_steps(attack) else {}
+        norms = [norm for norm in TABLE2_NORMS if norm in attack_class(attack).norms]
+        grid += expand(attack, norms, strengths, **settings)
     return grid
 
 
@@ -85,54 +146,173 @@ def demo_grid() -> list[AttackSpec]:
     """
     grid = []
     for attack, strengths in TABLE2.items():
-        settings = {} if attack in ("fgsm", "deepfool") else {"steps": 10}
+        settings = {"steps": 10} if takes_steps(attack) else {}
         chosen = [strengths[0], strengths[1], strengths[-1]]
         grid += expand(attack, ("l2", "linf"), chosen, **settings)
     return grid + expand("cw", ["l2"], [0.0], steps=40, binary_search_steps=2)
 
 
 def grid_from_options(attacks, norms, strengths, **settings) -> list[AttackSpec]:
-    """The product attacks × norms × strengths; norms an attack lacks are skipped."""
+    """The product attacks × norms × strengths.
+
+    Unknown norm names and repeated values are refused; a norm that an attack lacks
+    (DeepFool has no L0 form) is skipped for that attack with a warning.
+    """
+    unknown = [norm for norm in norms if norm not in NORMS]
+    if unknown:
+        raise GridError(f"unknown norm(s) {', '.join(map(repr, unknown))}; "
+                        f"valid norms: {', '.join(NORMS)}")
+    for name, values in (("attacks", [attack_class(a).name for a in attacks]),
+                         ("norms", list(norms)), ("strengths", list(strengths))):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise GridError(f"{name} lists {', '.join(repeated)} more than once")
     grid = []
     for attack in attacks:
-        grid += expand(attack, norms, strengths, **settings)
+        cls = attack_class(attack)
+        usable = [norm for norm in norms if norm in cls.norms]
+        skipped = [norm for norm in norms if norm not in cls.norms]
+        if skipped and usable:
+            warnings.warn(f"{cls.name} has no {', '.join(skipped)} form; those cells are "
+                          "skipped", stacklevel=2)
+        grid += expand(cls.name, usable, strengths, **settings)
     if not grid:
-        raise ValueError(f"no attack in {list(attacks)} supports any norm in {list(norms)}")
+        raise GridError(f"no attack in {list(attacks)} supports any norm in {list(norms)}")
+    return grid
+
+
+def options_grid(attacks, norms, strengths, *, steps: int = 10) -> list[AttackSpec]:
+    """``advqa build --attacks …``: the product, with ``steps`` for the iterative attacks."""
+    grid = []
+    for attack in attacks:
+        settings = {"steps": steps} if takes_steps(attack) else {}
+        grid += grid_from_options([attack], norms, strengths, **settings)
+    check_unique(grid)
     return grid
 
 
 def load_grid(path: str | Path) -> list[AttackSpec]:
     """Read a grid from TOML or JSON.
 
-    Each ``[[attack]]`` table (JSON: each item of the ``"attack"`` list) has a
-    ``name``, a list of ``norms``, a list under the attack's strength name
-    (``eps``, ``overshoot`` or ``kappa``) and any other fixed settings::
+    Each ``[[attack]]`` table (JSON: each object of the top-level ``"attack"`` list)
+    has a ``name``, a list of ``norms`` (default: the attack's first norm), a list of
+    values under the attack's strength name (``eps``, ``overshoot`` or ``kappa``) and
+    any other settings the attack takes, which hold for all its cells::
 
         [[attack]]
         name = "pgd"
         norms = ["linf", "l2"]
         eps = [0.003, 0.03]
         steps = 20
+
+    Raises
+    ------
+    GridError
+        For anything that could not run exactly as written: an unknown key (the
+        message lists the valid ones), an unknown norm or one the attack lacks, a
+        scalar where a list belongs, a value of the wrong type, or the same cell
+        twice (the message gives both entries' line numbers).
     """
     path = Path(path)
     text = path.read_text()
     try:
         document = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ValueError(f"cannot parse grid file {path}: {error}") from error
-    grid = []
-    for index, entry in enumerate(document.get("attack", [])):
-        entry = dict(entry)
-        try:
-            cls = attack_class(entry.pop("name"))
-            norms = entry.pop("norms", [cls.norms[0]])
-            strengths = entry.pop(cls.strength)
-        except KeyError as error:
-            raise ValueError(f"{path}: attack entry {index + 1} lacks {error}") from error
-        specs = expand(cls.name, norms, strengths, **entry)
-        for spec in specs:
-            spec.build()  # reject bad settings now, not hours into a run
+        raise GridError(f"cannot parse grid file {path}: {error}") from error
+    if not isinstance(document, dict):
+        raise GridError(f"{path}: the top level must be an object with an \"attack\" list, "
+                        f"not a {type(document).__name__}")
+    extra = sorted(set(document) - {"attack"})
+    if extra:
+        raise GridError(f"{path}: unknown top-level key(s) {', '.join(extra)}; a grid file "
+                        "holds only [[attack]] tables (JSON: an \"attack\" list)")
+    entries = document.get("attack", [])
+    if not isinstance(entries, list):
+        raise GridError(f"{path}: \"attack\" must be a list of tables, not "
+                        f"{type(entries).__name__}")
+    lines = entry_lines(text, json_format=path.suffix == ".json")
+    grid, where = [], []
+    for index, entry in enumerate(entries):
+        line = lines[index] if index < len(lines) else None
+        place = f"attack entry {index + 1}" + (f", line {line}" if line else "")
+        specs = entry_cells(entry, f"{path}, {place}")
         grid += specs
+        where += [place] * len(specs)
     if not grid:
-        raise ValueError(f"{path} defines no attacks (expected [[attack]] tables)")
+        raise GridError(f"{path} defines no attacks (expected [[attack]] tables)")
+    check_unique(grid, where, source=str(path))
     return grid
+
+
+def entry_cells(entry, place: str) -> list[AttackSpec]:
+    """The cells of one grid-file entry, every key and value checked."""
+    if not isinstance(entry, dict):
+        raise GridError(f"{place}: expected a table of settings, got {entry!r}")
+    if "name" not in entry or not isinstance(entry["name"], str):
+        raise GridError(f"{place}: needs a name, e.g. name = \"pgd\"")
+    cls = attack_class(entry["name"])
+    accepted = set(inspect.signature(cls).parameters) - {"norm", "seed", cls.strength}
+    valid = ["name", "norms", cls.strength, *sorted(accepted)]
+    unknown = sorted(set(entry) - set(valid))
+    if unknown:
+        hint = "; for one norm write norms = [\"...\"]" if "norm" in unknown else ""
+        raise GridError(f"{place}: unknown key(s) {', '.join(unknown)} for {cls.name}; "
+                        f"valid keys: {', '.join(valid)}{hint}")
+    norms = entry.get("norms", [cls.norms[0]])
+    if not isinstance(norms, list) or not all(isinstance(n, str) for n in norms):
+        raise GridError(f"{place}: norms must be a list of names, e.g. norms = [\"linf\"]")
+    for norm in norms:
+        if norm not in NORMS:
+            raise GridError(f"{place}: unknown norm {norm!r}; valid norms: {', '.join(NORMS)}"
+                            " (lower case)")
+        if norm not in cls.norms:
+            raise GridError(f"{place}: {cls.name} has no {norm} form; it supports "
+                            f"{', '.join(cls.norms)}")
+    if cls.strength not in entry:
+        raise GridError(f"{place}: needs a list of {cls.strength} values, "
+                        f"e.g. {cls.strength} = [0.03]")
+    strengths = entry[cls.strength]
+    if not isinstance(strengths, list) or not strengths or not all(
+            is_number(value) for value in strengths):
+        raise GridError(f"{place}: {cls.strength} must be a non-empty list of numbers, e.g. "
+                        f"{cls.strength} = [0.03], not {strengths!r}")
+    settings = {key: value for key, value in entry.items()
+                if key not in ("name", "norms", cls.strength)}
+    try:
+        return expand(cls.name, norms, strengths, **settings)
+    except ValueError as error:
+        raise GridError(f"{place}: {error}") from error
+
+
+def is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_TOML_ENTRY = re.compile(r"^[ \t]*\[\[[ \t]*attack[ \t]*\]\]", re.MULTILINE)
+
+
+def entry_lines(text: str, *, json_format: bool) -> list[int]:
+    """1-based line of each grid entry, for messages; empty when it cannot be told."""
+    if not json_format:
+        return [text.count("\n", 0, match.start()) + 1 for match in _TOML_ENTRY.finditer(text)]
+    decoder = json.JSONDecoder()
+    try:
+        position = text.index("{")
+        key_match = re.compile(r'"attack"\s*:\s*\[').search(text, position)
+        if key_match is None:
+            return []
+        position, lines = key_match.end(), []
+        while True:
+            position = skip(text, position, " \t\r\n,")
+            if text[position] == "]":
+                return lines
+            lines.append(text.count("\n", 0, position) + 1)
+            _, position = decoder.raw_decode(text, position)
+    except (ValueError, IndexError):
+        return []
+
+
+def skip(text: str, position: int, characters: str) -> int:
+    while position < len(text) and text[position] in characters:
+        position += 1
+    return position

@@ -103,6 +103,56 @@ def test_other_settings_in_the_same_folder_are_refused(local_run, image_sets):
                       settings=Settings(eps=4 / 255, amplitudes=(0.4, 0.8)), progress=False)
 
 
+@pytest.mark.parametrize("damage", ["array only", "sidecar only", "checksum mismatch"])
+def test_a_half_written_uap_is_retrained_on_resume(local_run, image_sets, tmp_path, monkeypatch,
+                                                   damage):
+    from advqa.robustness import uap as uap_module
+    from advqa.robustness.uap import UAP
+
+    train, test = image_sets
+    real = uap_module.atomic_write_bytes
+
+    def killed_at_sidecar(path, data):
+        if str(path).endswith(".json"):
+            raise KeyboardInterrupt  # the kill: between the .npy and its sidecar
+        return real(path, data)
+
+    monkeypatch.setattr(uap_module, "atomic_write_bytes", killed_at_sidecar)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(["psnr"], ["cumulative-uap"], train, test, tmp_path, settings=FAST,
+                      progress=False)
+    monkeypatch.undo()
+    array = tmp_path / "uaps" / "cumulative-uap-psnr.npy"
+    sidecar = array.with_suffix(".json")
+    assert array.is_file() and not sidecar.exists()
+    if damage != "array only":  # a sidecar of another perturbation (sidecar-first writers)
+        other = UAP(torch.zeros(3, 8, 8), "cumulative", "psnr", 0).save(tmp_path / "other.npy")
+        sidecar.write_bytes(other.with_suffix(".json").read_bytes())
+    if damage == "sidecar only":
+        array.unlink()
+
+    with pytest.warns(UserWarning, match=r"cumulative-uap-psnr.npy is incomplete or damaged"):
+        resumed = run_benchmark(["psnr"], ["cumulative-uap"], train, test, tmp_path,
+                                settings=FAST, progress=False)
+    expected = local_run.items.query("metric == 'psnr' and attack == 'cumulative-uap'")
+    key = ["amplitude", "image"]
+    pd.testing.assert_frame_equal(resumed.items.sort_values(key).reset_index(drop=True),
+                                  expected.sort_values(key).reset_index(drop=True))
+    assert torch.equal(UAP.load(array).perturbation,
+                       UAP.load(local_run.out / "uaps" / "cumulative-uap-psnr.npy").perturbation)
+
+
+def test_a_uap_from_other_training_images_is_not_reused(local_run, image_sets, tmp_path):
+    import shutil
+
+    train, test = image_sets
+    shutil.copytree(local_run.out / "uaps", tmp_path / "uaps")  # kept, database deleted
+    other = ImageSet(train.dataset, train.names[:2], train.images[:2])
+    with pytest.warns(UserWarning, match="not the one this run needs.*training_fingerprint"):
+        run_benchmark(["psnr"], ["cumulative-uap"], other, test, tmp_path, settings=FAST,
+                      progress=False)
+
+
 class FlakyMetric(torch.nn.Module):
     """A plug-in metric (mean brightness) that returns NaN on one image and raises on another."""
 

@@ -501,15 +501,24 @@ def uap_path(out: Path, metric: str, attack: str) -> Path:
 
 
 def train_uaps(out, executor, units, prepared, train, settings, failures) -> dict:
-    from advqa.robustness.uap import UAP
+    """Phase 2: load the finished UAP artefacts, train the missing ones.
+
+    An artefact half-written by a killed run, damaged, or made from other
+    training images is reported, removed and trained again
+    (:func:`advqa.robustness.uap.recover_uap`); it is never used.
+    """
+    from advqa.robustness.calibration import fingerprint
+    from advqa.robustness.uap import recover_uap
 
     needed = sorted({(unit.metric, unit.attack) for unit in units
                      if unit.attack in UAP_ATTACKS and unit.metric in prepared})
     uaps, tasks = {}, []
+    images = fingerprint(train.images) if needed else None
     for metric, attack in needed:
-        path = uap_path(out, metric, attack)
-        if path.is_file():
-            uaps[metric, attack] = UAP.load(path).perturbation
+        found = recover_uap(uap_path(out, metric, attack), kind=attack,
+                            training_fingerprint=images)
+        if found is not None:
+            uaps[metric, attack] = found.perturbation
         else:
             tasks.append((metric, attack, prepared[metric][0]))
     for (metric, attack, _), result in executor.run(

@@ -268,6 +268,57 @@ def test_cli_benchmark_runs_and_rejects_bad_input(tmp_path, capsys):
     assert "--scheduler" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"steps": 0}, "steps must be an integer >= 1, got 0"),
+    ({"steps": -3}, "steps"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"eps": 0.0}, "eps must be a finite number > 0"),
+    ({"step_size": float("nan")}, "step_size"),
+    ({"amplitudes": ()}, "amplitudes"),
+    ({"amplitudes": (0.4, -0.1)}, "amplitude"),
+    ({"jpeg_quality": 0}, "jpeg_quality"),
+    ({"uap": {"epochs": 0}}, r"uap\['epochs'\]"),
+])
+def test_settings_that_would_fail_every_unit_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(**options)
+
+
+def test_cli_refuses_non_positive_counts_up_front(tmp_path, capsys, monkeypatch):
+    def never(*_arguments, **_options):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(benchmark, "run_benchmark", never)
+    for option in (["--steps", "0"], ["--batch-size", "0"], ["--uap-epochs", "0"]):
+        assert main(["benchmark", "--metrics", "psnr", "--attacks", "ifgsm", "--size", "96",
+                     "--out", str(tmp_path), "--no-progress", *option]) == 2
+        assert "bad setting" in capsys.readouterr().err
+
+
+class NoGradientMetric(torch.nn.Module):
+    """Scores images (mean brightness) but cannot be differentiated: every attack fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.info = MetricInfo("no-gradient", False, True, (0.0, 1.0), True, "test plug-in")
+
+    def forward(self, distorted, reference=None):
+        if distorted.requires_grad:
+            raise RuntimeError("this metric has no gradient")
+        return distorted.mean(dim=(1, 2, 3))
+
+
+def test_a_run_in_which_every_unit_failed_exits_non_zero(tmp_path, capsys):
+    metric = f"{__name__}:NoGradientMetric"
+    assert main(["benchmark", "--metrics", metric, "--attacks", "fgsm,ifgsm", "--size", "96",
+                 "--out", str(tmp_path), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "every unit failed" in captured.err
+    assert f"FAILED {metric}|fgsm: all 5 image(s) failed" in captured.out
+    items = pd.read_csv(tmp_path / "items.csv")
+    assert len(items) == 2 * 5 and items.error.str.contains("no gradient").all()
+
+
 def test_entry_point_plugins_are_found_and_checked(monkeypatch):
     from importlib.metadata import EntryPoint
 

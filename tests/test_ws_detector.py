@@ -322,6 +322,15 @@ def test_exit_with_parent_watchdog_fallback(monkeypatch):
     assert workers.exit_with_parent(parent) == "watchdog" and exits == [1, 1]  # already gone
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"steps": 0}, "steps must be >= 1"), ({"step_size": 0.0}, "step_size"),
+    ({"workers": 0}, "workers"), ({"chunk_size": 0}, "chunk_size")])
+def test_stego_eval_refuses_bad_settings_before_any_work(tmp_path, options, message):
+    config = stego_eval.StegoEvalConfig(models=["tiny"], eps=[0.1], **options)
+    with pytest.raises(ValueError, match=message):
+        stego_eval.run_stego_eval(tmp_path, config, loader=tiny_classifier, data_dir=tmp_path)
+
+
 def test_combined_pipeline_definition():
     samples = pd.DataFrame({
         "model": "m", "eps": 0.1, "index": [0, 1, 2, 3], "label": [0, 0, 0, 0],

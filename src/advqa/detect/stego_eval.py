@@ -376,6 +376,10 @@ def run_stego_eval(out: str | Path, config: StegoEvalConfig | None = None, *,
         raise ValueError(f"workers must be >= 1, got {config.workers}")
     if config.chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {config.chunk_size}")
+    if config.steps < 1:  # checked here, not in every unit: a failing unit stops the run
+        raise ValueError(f"steps must be >= 1, got {config.steps}")
+    if config.step_size is not None and not (0 < config.step_size < math.inf):
+        raise ValueError(f"step_size must be a finite number > 0, got {config.step_size}")
     if not config.models:
         raise ValueError("no models given")
     eps_grid = sorted({round(float(e), 6) for e in config.eps})

@@ -103,6 +103,56 @@ def test_other_settings_in_the_same_folder_are_refused(local_run, image_sets):
                       settings=Settings(eps=4 / 255, amplitudes=(0.4, 0.8)), progress=False)
 
 
+@pytest.mark.parametrize("damage", ["array only", "sidecar only", "checksum mismatch"])
+def test_a_half_written_uap_is_retrained_on_resume(local_run, image_sets, tmp_path, monkeypatch,
+                                                   damage):
+    from advqa.robustness import uap as uap_module
+    from advqa.robustness.uap import UAP
+
+    train, test = image_sets
+    real = uap_module.atomic_write_bytes
+
+    def killed_at_sidecar(path, data):
+        if str(path).endswith(".json"):
+            raise KeyboardInterrupt  # the kill: between the .npy and its sidecar
+        return real(path, data)
+
+    monkeypatch.setattr(uap_module, "atomic_write_bytes", killed_at_sidecar)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(["psnr"], ["cumulative-uap"], train, test, tmp_path, settings=FAST,
+                      progress=False)
+    monkeypatch.undo()
+    array = tmp_path / "uaps" / "cumulative-uap-psnr.npy"
+    sidecar = array.with_suffix(".json")
+    assert array.is_file() and not sidecar.exists()
+    if damage != "array only":  # a sidecar of another perturbation (sidecar-first writers)
+        other = UAP(torch.zeros(3, 8, 8), "cumulative", "psnr", 0).save(tmp_path / "other.npy")
+        sidecar.write_bytes(other.with_suffix(".json").read_bytes())
+    if damage == "sidecar only":
+        array.unlink()
+
+    with pytest.warns(UserWarning, match=r"cumulative-uap-psnr.npy is incomplete or damaged"):
+        resumed = run_benchmark(["psnr"], ["cumulative-uap"], train, test, tmp_path,
+                                settings=FAST, progress=False)
+    expected = local_run.items.query("metric == 'psnr' and attack == 'cumulative-uap'")
+    key = ["amplitude", "image"]
+    pd.testing.assert_frame_equal(resumed.items.sort_values(key).reset_index(drop=True),
+                                  expected.sort_values(key).reset_index(drop=True))
+    assert torch.equal(UAP.load(array).perturbation,
+                       UAP.load(local_run.out / "uaps" / "cumulative-uap-psnr.npy").perturbation)
+
+
+def test_a_uap_from_other_training_images_is_not_reused(local_run, image_sets, tmp_path):
+    import shutil
+
+    train, test = image_sets
+    shutil.copytree(local_run.out / "uaps", tmp_path / "uaps")  # kept, database deleted
+    other = ImageSet(train.dataset, train.names[:2], train.images[:2])
+    with pytest.warns(UserWarning, match="not the one this run needs.*training_fingerprint"):
+        run_benchmark(["psnr"], ["cumulative-uap"], other, test, tmp_path, settings=FAST,
+                      progress=False)
+
+
 class FlakyMetric(torch.nn.Module):
     """A plug-in metric (mean brightness) that returns NaN on one image and raises on another."""
 
@@ -216,6 +266,57 @@ def test_cli_benchmark_runs_and_rejects_bad_input(tmp_path, capsys):
     assert main(["benchmark", "--train-images", "photos", "--out", str(tmp_path)]) == 2
     assert main(["benchmark", "--engine", "dask", "--out", str(tmp_path)]) == 2
     assert "--scheduler" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"steps": 0}, "steps must be an integer >= 1, got 0"),
+    ({"steps": -3}, "steps"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"eps": 0.0}, "eps must be a finite number > 0"),
+    ({"step_size": float("nan")}, "step_size"),
+    ({"amplitudes": ()}, "amplitudes"),
+    ({"amplitudes": (0.4, -0.1)}, "amplitude"),
+    ({"jpeg_quality": 0}, "jpeg_quality"),
+    ({"uap": {"epochs": 0}}, r"uap\['epochs'\]"),
+])
+def test_settings_that_would_fail_every_unit_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(**options)
+
+
+def test_cli_refuses_non_positive_counts_up_front(tmp_path, capsys, monkeypatch):
+    def never(*_arguments, **_options):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(benchmark, "run_benchmark", never)
+    for option in (["--steps", "0"], ["--batch-size", "0"], ["--uap-epochs", "0"]):
+        assert main(["benchmark", "--metrics", "psnr", "--attacks", "ifgsm", "--size", "96",
+                     "--out", str(tmp_path), "--no-progress", *option]) == 2
+        assert "bad setting" in capsys.readouterr().err
+
+
+class NoGradientMetric(torch.nn.Module):
+    """Scores images (mean brightness) but cannot be differentiated: every attack fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.info = MetricInfo("no-gradient", False, True, (0.0, 1.0), True, "test plug-in")
+
+    def forward(self, distorted, reference=None):
+        if distorted.requires_grad:
+            raise RuntimeError("this metric has no gradient")
+        return distorted.mean(dim=(1, 2, 3))
+
+
+def test_a_run_in_which_every_unit_failed_exits_non_zero(tmp_path, capsys):
+    metric = f"{__name__}:NoGradientMetric"
+    assert main(["benchmark", "--metrics", metric, "--attacks", "fgsm,ifgsm", "--size", "96",
+                 "--out", str(tmp_path), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "every unit failed" in captured.err
+    assert f"FAILED {metric}|fgsm: all 5 image(s) failed" in captured.out
+    items = pd.read_csv(tmp_path / "items.csv")
+    assert len(items) == 2 * 5 and items.error.str.contains("no gradient").all()
 
 
 def test_entry_point_plugins_are_found_and_checked(monkeypatch):

@@ -6,6 +6,9 @@ import argparse
 import csv
 import itertools
 import json
+import os
+import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,15 @@ import torch
 from advqa.detect.distortions import DISTORTIONS, distort
 from advqa.detect.features import Features, QualityScale
 from advqa.detect.fitness_eval import grouped_splits
-from advqa.detect.gate import Gate, GateFormatError, SVMDetector, rbf_decision
+from advqa.detect.gate import (
+    Gate,
+    GateFormatError,
+    GateSignatureError,
+    SVMDetector,
+    create_gate_key,
+    rbf_decision,
+    read_gate_key,
+)
 from advqa.detect.squeeze import FeatureSqueezing, median_filter, reduce_bit_depth
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -125,15 +136,21 @@ def synthetic_gate():
     return gate, probe
 
 
+KEY = b"0123456789abcdef-test-key"
+
+
 def test_gate_save_load_round_trip(tmp_path, synthetic_gate):
     gate, probe = synthetic_gate
-    json_path, arrays_path = gate.save(tmp_path / "gate.json")
+    json_path, arrays_path = gate.save(tmp_path / "gate.json", key=KEY)
     assert arrays_path == tmp_path / "gate.npz"
     document = json.loads(json_path.read_text())
     assert document["format_version"] == 1 and len(document["arrays_sha256"]) == 64
+    assert document["signature"]["algorithm"] == "HMAC-SHA256"
     with np.load(arrays_path, allow_pickle=False) as archive:
         assert "svm_support_vectors" in archive.files
-    loaded = Gate.load(json_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a verified gate loads without a warning
+        loaded = Gate.load(json_path, key=KEY)
     assert loaded.detectors == gate.detectors == ["svm", "quality", "squeeze"]
     before, after = gate.decide(probe), loaded.decide(probe)
     assert [d.fit for d in before] == [d.fit for d in after]
@@ -146,7 +163,7 @@ def test_gate_save_load_round_trip(tmp_path, synthetic_gate):
 
 def test_gate_load_refuses_tampering(tmp_path, synthetic_gate):
     gate, _ = synthetic_gate
-    json_path, arrays_path = gate.save(tmp_path / "gate.json")
+    json_path, arrays_path = gate.save(tmp_path / "gate.json", key=KEY)
     original_json, original_arrays = json_path.read_text(), arrays_path.read_bytes()
 
     # Tampered arrays: one byte changed.
@@ -154,7 +171,7 @@ def test_gate_load_refuses_tampering(tmp_path, synthetic_gate):
     data[len(data) // 2] ^= 0xFF
     arrays_path.write_bytes(bytes(data))
     with pytest.raises(GateFormatError, match="SHA-256 does not match"):
-        Gate.load(json_path)
+        Gate.load(json_path, key=KEY)
     arrays_path.write_bytes(original_arrays)
 
     # Edited JSON: a threshold changed, still valid JSON.
@@ -162,24 +179,135 @@ def test_gate_load_refuses_tampering(tmp_path, synthetic_gate):
     document["detectors"]["quality"]["threshold"] = 0.0
     json_path.write_text(json.dumps(document))
     with pytest.raises(GateFormatError, match="edited or corrupted"):
-        Gate.load(json_path)
+        Gate.load(json_path, key=KEY)
 
     # Wrong version.
     document = json.loads(original_json)
     document["format_version"] = 99
     json_path.write_text(json.dumps(document))
     with pytest.raises(GateFormatError, match="unsupported gate format_version 99"):
-        Gate.load(json_path)
+        Gate.load(json_path, key=KEY)
 
     # Corrupt JSON.
     json_path.write_text(original_json[: len(original_json) // 2])
     with pytest.raises(GateFormatError, match="not a valid gate JSON"):
-        Gate.load(json_path)
+        Gate.load(json_path, key=KEY)
     assert issubclass(GateFormatError, ValueError)
 
     # Restored: loads again.
     json_path.write_text(original_json)
-    assert Gate.load(json_path).detectors == gate.detectors
+    assert Gate.load(json_path, key=KEY).detectors == gate.detectors
+
+
+def forge(json_path: Path, edit) -> None:
+    """The attack of issue 11: edit the JSON, then recompute its unkeyed SHA-256."""
+    from advqa.detect.gate import _canonical, _sha256
+
+    document = json.loads(json_path.read_text())
+    document.pop("json_sha256")
+    edit(document)
+    document["json_sha256"] = _sha256(_canonical(document))
+    json_path.write_text(json.dumps(document, indent=2))
+
+
+def screen(folder, gate_path, *options) -> int:
+    from advqa.cli.main import main
+
+    return main(["screen", str(folder), "--gate", str(gate_path),
+                 "--out", str(folder.parent / "decisions.csv"), *options])
+
+
+def test_signature_refuses_an_edited_threshold_with_a_recomputed_hash(tmp_path, synthetic_gate,
+                                                                      capsys):
+    gate, probe = synthetic_gate
+    key_file = create_gate_key(tmp_path / "gate.key")
+    key = read_gate_key(key_file)
+    json_path, _ = gate.save(tmp_path / "gate.json", key=key)
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    # Untouched and the right key: loads (library and screen, which has no image to load).
+    assert Gate.load(json_path, key=key).detectors == gate.detectors
+    assert screen(folder, json_path, "--key-file", str(key_file)) == 0
+
+    # The attack: every detector made blind, hashes recomputed.
+    def blind(document):
+        document["detectors"]["svm"]["threshold"] = 1e9
+        document["detectors"]["squeeze"]["threshold"] = 1e9
+        document["detectors"]["quality"]["threshold"] = -1.0
+
+    forge(json_path, blind)
+    with pytest.warns(UserWarning, match="NOT verified"):  # what the unkeyed check let through
+        blinded = Gate.load(json_path, allow_unsigned=True)
+    assert all(d.fit for d in blinded.decide(probe))     # every AE would pass as fit
+    with pytest.raises(GateSignatureError, match="signature does not match"):
+        Gate.load(json_path, key=key)
+    with pytest.raises(GateSignatureError, match="is signed"):
+        Gate.load(json_path)
+    capsys.readouterr()
+    assert screen(folder, json_path, "--key-file", str(key_file)) == 2
+    assert "signature does not match" in capsys.readouterr().err
+    assert screen(folder, json_path) == 2
+    assert "--allow-unsigned" in capsys.readouterr().err
+
+    # Stripping the signature does not help: an unsigned gate needs an explicit opt-in.
+    forge(json_path, lambda document: document.pop("signature"))
+    with pytest.raises(GateSignatureError, match="not signed"):
+        Gate.load(json_path, key=key)
+    assert screen(folder, json_path, "--key-file", str(key_file)) == 2
+    assert "not signed" in capsys.readouterr().err
+
+
+def test_wrong_key_and_unsigned_gates(tmp_path, synthetic_gate, capsys):
+    gate, _ = synthetic_gate
+    signed, _ = gate.save(tmp_path / "signed.json", key=KEY)
+    with pytest.raises(GateSignatureError, match="signature does not match"):
+        Gate.load(signed, key=b"another key of 16+ bytes")
+    with pytest.raises(GateSignatureError, match="signature does not match"):
+        Gate.load(signed, key=b"another key, 16+ bytes", allow_unsigned=True)  # never waived
+    with pytest.warns(UserWarning, match="signature NOT verified"):
+        assert Gate.load(signed, allow_unsigned=True).detectors == gate.detectors
+    with pytest.raises(ValueError, match="fewer than 16"):
+        gate.save(tmp_path / "weak.json", key=b"short")
+
+    unsigned, _ = gate.save(tmp_path / "unsigned.json")
+    assert "signature" not in json.loads(unsigned.read_text())
+    for key in (None, KEY):
+        with pytest.raises(GateSignatureError, match="not signed"):
+            Gate.load(unsigned, key=key)
+    with pytest.warns(UserWarning, match="corruption, not deliberate edits"):
+        assert Gate.load(unsigned, allow_unsigned=True).detectors == gate.detectors
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    assert screen(folder, unsigned) == 2
+    assert screen(folder, unsigned, "--allow-unsigned") == 0
+    assert "corruption, not deliberate edits" in capsys.readouterr().err
+
+
+def test_gate_key_file(tmp_path, monkeypatch, capsys):
+    from advqa.cli.main import main
+
+    path = tmp_path / "keys" / "gate.key"
+    assert main(["detect", "gate-key", str(path)]) == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = read_gate_key(path)
+    assert len(key) == 64 and int(key, 16) >= 0  # 32 random bytes as hex
+    assert main(["detect", "gate-key", str(path)]) == 2  # never overwritten
+    assert "exists" in capsys.readouterr().err
+    assert read_gate_key(path) == key
+
+    monkeypatch.delenv("ADVQA_GATE_KEY_FILE", raising=False)
+    assert read_gate_key() is None
+    monkeypatch.setenv("ADVQA_GATE_KEY_FILE", str(path))
+    assert read_gate_key() == key
+
+    short = tmp_path / "short.key"
+    short.write_bytes(b"0123456789\n")
+    os.chmod(short, 0o600)
+    with pytest.raises(ValueError, match="10 bytes, fewer than 16"):
+        read_gate_key(short)
+    os.chmod(path, 0o644)
+    with pytest.warns(UserWarning, match="chmod 600"):
+        assert read_gate_key(path) == key
 
 
 def test_squeezers_match_reference():
@@ -249,14 +377,16 @@ def cli():
 
 
 def test_screen_writes_decisions_and_lists_unreadable(tmp_path, model, photos, adversarial,
-                                                      capsys):
+                                                      capsys, monkeypatch):
     from advqa.data import save_png
 
     images, _ = photos
     noisy = (images[2:3] + 0.3 * torch.randn(images[2:3].shape,
                                              generator=torch.Generator().manual_seed(0)))
     gate = Gate.fit(model, images[:3], torch.cat([adversarial, noisy.clamp(0, 1)]))
-    gate_path, _ = gate.save(tmp_path / "gate.json")
+    key_file = create_gate_key(tmp_path / "gate.key")
+    monkeypatch.setenv("ADVQA_GATE_KEY_FILE", str(key_file))  # screen finds the key here
+    gate_path, _ = gate.save(tmp_path / "gate.json", key=read_gate_key(key_file))
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -275,7 +405,7 @@ def test_screen_writes_decisions_and_lists_unreadable(tmp_path, model, photos, a
     assert {row["decision"] for row in rows} <= {"fit", "unfit"}
     assert {"reasons", "svm", "quality", "squeeze"} <= set(rows[0])
     # The saved gate decides like the in-memory one.
-    reloaded = Gate.load(gate_path, model=model)
+    reloaded = Gate.load(gate_path, key=read_gate_key(), model=model)
     features = gate.features(torch.cat([images[:2], adversarial]))
     assert [d.fit for d in reloaded.decide(features)] == [d.fit for d in gate.decide(features)]
 

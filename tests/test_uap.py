@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +11,13 @@ import torch
 
 from advqa.quality import get_metric
 from advqa.robustness import jpeg_copy
+from advqa.robustness import uap as uap_module
 from advqa.robustness.uap import (
     UAP,
     UAP_KINDS,
     UAPFormatError,
     apply_uap,
+    recover_uap,
     train_uap,
 )
 
@@ -169,3 +172,66 @@ def test_load_reports_corrupt_or_missing_sidecar(trained, tmp_path):
         UAP.load(path)
     with pytest.raises(FileNotFoundError, match="no UAP perturbation"):
         UAP.load(tmp_path / "absent.npy")
+
+
+def small_uap(value: float, kind: str = "cumulative") -> UAP:
+    return UAP(perturbation=torch.full((3, 8, 8), value), kind=kind, metric="psnr", seed=0,
+               settings={"eps": 0.1}, training_fingerprint="images-a")
+
+
+class Killed(BaseException):
+    """Stands for a kill: nothing after it runs."""
+
+
+@pytest.mark.parametrize("dies_at", [".npy", ".json"])
+def test_a_kill_during_save_leaves_a_pair_or_a_recoverable_half(tmp_path, monkeypatch, dies_at):
+    path = small_uap(0.01).save(tmp_path / "cumulative-uap-psnr.npy")
+    real = uap_module.atomic_write_bytes
+
+    def killed_writing(target, data):
+        if Path(target).suffix == dies_at:
+            real(Path(target).parent / f".{Path(target).name}.0123abcd.tmp", data[:10])
+            raise Killed
+        return real(target, data)
+
+    monkeypatch.setattr(uap_module, "atomic_write_bytes", killed_writing)
+    with pytest.raises(Killed):
+        small_uap(0.02).save(path)
+    monkeypatch.undo()
+    # The old sidecar went first, so the old array alone is visibly incomplete.
+    assert path.is_file() and not path.with_suffix(".json").exists()
+    with pytest.raises(FileNotFoundError, match="no sidecar"):
+        UAP.load(path)
+    with pytest.warns(UserWarning, match="incomplete or damaged.*no sidecar"):
+        assert recover_uap(path) is None
+    assert list(tmp_path.iterdir()) == []  # the half and the temporary are gone
+    assert recover_uap(path) is None       # nothing left: nothing to report
+
+
+def test_recover_uap_keeps_good_pairs_and_removes_bad_ones(tmp_path):
+    import warnings
+
+    path = small_uap(0.01).save(tmp_path / "a.npy")
+    sidecar = path.with_suffix(".json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = recover_uap(path, kind="cumulative-uap", training_fingerprint="images-a")
+    assert torch.equal(found.perturbation, small_uap(0.01).perturbation)
+
+    for damage, message in [
+        (lambda: path.unlink(), "no UAP perturbation"),            # sidecar without array
+        (lambda: np.save(path, np.zeros((3, 8, 8), np.float32)), "checksum"),
+        (lambda: sidecar.write_text("{"), "not valid JSON"),
+    ]:
+        small_uap(0.01).save(path)
+        damage()
+        with pytest.warns(UserWarning, match=message):
+            assert recover_uap(path) is None
+        assert not path.exists() and not sidecar.exists()
+
+    small_uap(0.01).save(path)
+    with pytest.warns(UserWarning, match="training_fingerprint 'images-a', expected 'images-b'"):
+        assert recover_uap(path, training_fingerprint="images-b") is None
+    small_uap(0.01).save(path)
+    with pytest.warns(UserWarning, match="kind 'cumulative', expected 'optimized'"):
+        assert recover_uap(path, kind="optimized-uap") is None

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -227,6 +233,102 @@ def test_stego_eval_end_to_end_and_resume(tmp_path, monkeypatch):
 
 def retrained_tiny_classifier(name: str) -> nn.Module:
     return tiny_classifier(name, seed=1)
+
+
+SLEEPY = """
+import os, time
+from pathlib import Path
+
+def loader(name):
+    Path(os.environ["SLEEPY_DIR"], f"worker-{os.getpid()}").touch()
+    time.sleep(600)  # a long unit
+"""
+
+PARENT = """
+import sys
+import torch
+import sleepy
+from advqa.detect import stego_eval
+from advqa.study.store import Ledger
+
+if __name__ == "__main__":
+    pending = [(f"unit{i}", {"model": f"m{i}", "eps": 0.1, "start": 0, "stop": 1, "steps": 1,
+                             "step_size": None, "seed": 0, "tag": ""}) for i in range(2)]
+    stego_eval._execute(pending, Ledger(sys.argv[1]), torch.zeros(1, 1, 28, 28),
+                        torch.zeros(1, dtype=torch.long), sleepy.loader, 2, False)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (dead, not yet reaped by init) counts as gone."""
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kill -9 and re-parenting are POSIX")
+def test_stego_eval_workers_exit_when_the_parent_is_killed(tmp_path):
+    (tmp_path / "sleepy.py").write_text(SLEEPY)
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "PYTHONPATH": path, "SLEEPY_DIR": str(tmp_path)}
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path / "ledger.sqlite")],
+                              env=environment)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while len(workers) < 2:  # both workers are inside a unit
+            assert parent.poll() is None, "the parent stopped before its workers started"
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.2)
+            workers = [int(name.name.split("-")[1]) for name in tmp_path.glob("worker-*")]
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if alive(pid)], "workers outlived their parent"
+    finally:  # on failure, end the workers this test started, by pid
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def test_exit_with_parent_watchdog_fallback(monkeypatch):
+    """Where prctl is unavailable, a thread notices the re-parenting and exits."""
+    from advqa import workers
+
+    monkeypatch.setattr(workers, "_death_signal", lambda signum: False)
+    exits = []
+    monkeypatch.setattr(workers.os, "_exit", lambda code: exits.append(code))
+    parent = os.getppid()
+    assert workers.exit_with_parent(parent, poll=0.01) == "watchdog"
+    assert exits == []
+    monkeypatch.setattr(workers.os, "getppid", lambda: 1)  # the parent died: adopted by init
+    deadline = time.monotonic() + 5
+    while not exits and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert exits == [1]
+    assert workers.exit_with_parent(parent) == "watchdog" and exits == [1, 1]  # already gone
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"steps": 0}, "steps must be >= 1"), ({"step_size": 0.0}, "step_size"),
+    ({"workers": 0}, "workers"), ({"chunk_size": 0}, "chunk_size")])
+def test_stego_eval_refuses_bad_settings_before_any_work(tmp_path, options, message):
+    config = stego_eval.StegoEvalConfig(models=["tiny"], eps=[0.1], **options)
+    with pytest.raises(ValueError, match=message):
+        stego_eval.run_stego_eval(tmp_path, config, loader=tiny_classifier, data_dir=tmp_path)
 
 
 def test_combined_pipeline_definition():

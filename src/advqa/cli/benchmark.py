@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from advqa.cli.common import CommandError, name_list, number, number_list
@@ -95,13 +96,16 @@ def run(arguments) -> int:
     if unknown:
         raise CommandError(f"unknown attack(s) {', '.join(unknown)}; valid: "
                            f"{', '.join(ATTACK_NAMES)}")
+    try:  # before anything is loaded: a setting that fails every unit is refused up front
+        settings = Settings(
+            eps=arguments.eps, steps=arguments.steps, step_size=arguments.step_size,
+            momentum=arguments.momentum, amplitudes=tuple(arguments.amplitudes),
+            uap_eps=arguments.uap_eps, jpeg_quality=arguments.jpeg_quality,
+            batch_size=arguments.batch_size, seed=arguments.seed,
+            uap={} if arguments.uap_epochs is None else {"epochs": arguments.uap_epochs})
+    except ValueError as error:
+        raise CommandError(f"bad setting: {error}") from error
     train, test = image_sets(arguments)
-    settings = Settings(
-        eps=arguments.eps, steps=arguments.steps, step_size=arguments.step_size,
-        momentum=arguments.momentum, amplitudes=tuple(arguments.amplitudes),
-        uap_eps=arguments.uap_eps, jpeg_quality=arguments.jpeg_quality,
-        batch_size=arguments.batch_size, seed=arguments.seed,
-        uap={} if arguments.uap_epochs is None else {"epochs": arguments.uap_epochs})
     print(f"advqa benchmark: {len(metrics)} metric(s) × {len(attacks)} attack(s); "
           f"train {len(train.names)} images ({train.dataset}), test {len(test.names)} "
           f"({test.dataset}), {arguments.size}², engine {arguments.engine}")
@@ -119,7 +123,11 @@ def run(arguments) -> int:
     finally:
         executor.close()
     print_summary(summary)
-    return 1 if summary.failures else 0
+    if summary.all_failed:
+        print("advqa benchmark: every unit failed: no attacked image was scored (errors above "
+              f"and in {summary.out / 'items.csv'})", file=sys.stderr)
+        return 1
+    return 1 if summary.failures or summary.failed_units else 0
 
 
 def print_summary(summary) -> None:
@@ -128,5 +136,5 @@ def print_summary(summary) -> None:
     print(f"{len(items)} rows ({failed} failed) in {summary.out / 'items.parquet'}")
     for path in summary.paths.values():
         print(f"wrote {path}")
-    for failure in summary.failures:
+    for failure in summary.failures + summary.failed_units:
         print(f"FAILED {failure}")

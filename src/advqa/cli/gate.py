@@ -1,7 +1,7 @@
-"""``advqa detect fit-gate``, ``advqa detect gate-eval`` and ``advqa screen``.
+"""``advqa detect fit-gate``, ``gate-eval``, ``gate-key`` and ``advqa screen``.
 
 The fit-for-task gate of Feng & Cai (see :mod:`advqa.detect.gate`). Wire with
-``add_commands(detect_subparsers)`` for the two ``detect`` commands and
+``add_commands(detect_subparsers)`` for the three ``detect`` commands and
 ``register(subparsers)`` for the top-level ``screen``.
 """
 
@@ -44,8 +44,14 @@ def _add_generation_options(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
 
 
+def _add_key_option(parser) -> None:
+    parser.add_argument("--key-file", type=Path, default=None,
+                        help="file holding the gate signing key (from `advqa detect gate-key`); "
+                        "default: the file named by $ADVQA_GATE_KEY_FILE")
+
+
 def add_commands(detect_subparsers) -> None:
-    """Add ``fit-gate`` and ``gate-eval`` to the ``advqa detect`` subcommands."""
+    """Add ``fit-gate``, ``gate-eval`` and ``gate-key`` to the ``advqa detect`` subcommands."""
     fit = detect_subparsers.add_parser(
         "fit-gate", help="fit a fit-for-task gate (Feng & Cai) and write gate.json/.npz",
         description="Generate clean and universal-adversarial (DeepFool UAP) images from a "
@@ -57,7 +63,17 @@ def add_commands(detect_subparsers) -> None:
                      help="also calibrate the WS steganalysis detector, if available")
     fit.add_argument("--out", type=Path, default=Path("gate.json"),
                      help="gate JSON path; arrays go next to it as .npz (default: gate.json)")
+    _add_key_option(fit)
     fit.set_defaults(handler=run_fit)
+
+    key = detect_subparsers.add_parser(
+        "gate-key", help="create a secret key for signing gates",
+        description="Write a new random 256-bit key (hex) to PATH, readable by you only (mode "
+        "0600). `fit-gate --key-file PATH` signs a gate with it (HMAC-SHA256) and `screen "
+        "--key-file PATH` refuses a gate whose signature does not match. An existing file is "
+        "never overwritten. Keep the key secret: whoever reads it can sign forged gates.")
+    key.add_argument("path", type=Path, help="key file to create")
+    key.set_defaults(handler=run_key)
 
     evaluate = detect_subparsers.add_parser(
         "gate-eval", help="Feng & Cai's Tables IV/V on generated image groups",
@@ -85,6 +101,10 @@ def register(subparsers) -> None:
         "score. Unreadable images are skipped and listed; the exit code is 1 if any were.")
     parser.add_argument("folder", type=Path, help="folder of images")
     parser.add_argument("--gate", type=Path, required=True, help="gate JSON file")
+    _add_key_option(parser)
+    parser.add_argument("--allow-unsigned", action="store_true",
+                        help="load a gate that cannot be verified (unsigned, or no key given); "
+                        "its checksums then catch corruption only, not deliberate edits")
     parser.add_argument("--out", type=Path, default=Path("decisions.csv"),
                         help="CSV to write (default: %(default)s)")
     parser.add_argument("--recursive", action="store_true", help="include sub-folders")
@@ -127,10 +147,27 @@ def _groups(arguments, *, fooling: int, distortions):
     return model, scale, groups
 
 
+def run_key(arguments) -> int:
+    from advqa.detect.gate import create_gate_key
+
+    try:
+        path = create_gate_key(arguments.path)
+    except FileExistsError as error:
+        raise CommandError(str(error)) from error
+    print(f"wrote {path} (readable by you only); sign with `advqa detect fit-gate --key-file "
+          f"{path}`, verify with `advqa screen --key-file {path}`; keep it secret")
+    return 0
+
+
 def run_fit(arguments) -> int:
-    from advqa.detect.gate import Gate
+    from advqa.detect.gate import Gate, read_gate_key
 
     _check_common(arguments)
+    key = read_gate_key(arguments.key_file)  # before the long fit: a bad key fails fast
+    if key is None:
+        print("warning: no key (--key-file or ADVQA_GATE_KEY_FILE): the gate will be unsigned "
+              "and `advqa screen` will load it only with --allow-unsigned; create a key with "
+              "`advqa detect gate-key PATH`", file=sys.stderr)
     model, scale, groups = _groups(arguments, fooling=0, distortions=False)
     threshold = arguments.quality_threshold if arguments.quality_threshold >= 0 else None
     gate = Gate.from_features(
@@ -140,12 +177,14 @@ def run_fit(arguments) -> int:
         model_name=model.info.name, weights=arguments.weights, model=model,
         metadata={"source": str(arguments.source), "uap": groups.summary["uap"],
                   "clean_names": groups.summary["clean_names"]})
-    json_path, arrays_path = gate.save(arguments.out)
+    json_path, arrays_path = gate.save(arguments.out, key=key)
     flagged = sum(not d.fit for d in gate.decide(groups.adversarial.features))
     alarms = sum(not d.fit for d in gate.decide(groups.clean.features))
-    print(f"wrote {json_path} and {arrays_path}: detectors {', '.join(gate.detectors)}; on "
-          f"its training images it flags {flagged}/{len(groups.adversarial)} adversarial and "
-          f"{alarms}/{len(groups.clean)} clean (optimistic: training data)")
+    signed = "signed" if key else "UNSIGNED"
+    print(f"wrote {json_path} and {arrays_path} ({signed}): detectors "
+          f"{', '.join(gate.detectors)}; on its training images it flags "
+          f"{flagged}/{len(groups.adversarial)} adversarial and {alarms}/{len(groups.clean)} "
+          "clean (optimistic: training data)")
     return 0
 
 
@@ -171,13 +210,14 @@ def run_eval(arguments) -> int:
 
 def run_screen(arguments) -> int:
     from advqa.data import ImageReadError, find_images, read_image
-    from advqa.detect.gate import Gate
+    from advqa.detect.gate import Gate, read_gate_key
 
     if not arguments.folder.is_dir():
         raise CommandError(f"not a directory: {arguments.folder}")
     if arguments.batch_size < 1:
         raise CommandError("--batch-size must be 1 or more")
-    gate = Gate.load(arguments.gate, device=arguments.device)
+    gate = Gate.load(arguments.gate, key=read_gate_key(arguments.key_file),
+                     allow_unsigned=arguments.allow_unsigned, device=arguments.device)
     files = find_images(arguments.folder, recursive=arguments.recursive)
     images, names, failures = [], [], []
     for name in files:

@@ -180,11 +180,14 @@ def encode_png(image: torch.Tensor, *, where: str | os.PathLike = "image") -> by
     return buffer.getvalue()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *,
+                       mode: int = 0o666) -> pathlib.Path:
     """Write ``data`` so that ``path`` is absent, old or complete — never partial.
 
     The bytes go to a temporary file in the destination directory, are flushed
     to disk and renamed over ``path``; missing parent directories are created.
+    ``mode`` is the new file's permission bits before the umask (``0o600`` for a
+    secret: the file is never readable by others, not even while being written).
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +197,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
     # os.open with mode 0o666 lets the umask decide the permissions, as for any new
     # file; tempfile would create it readable by the owner only.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    descriptor = os.open(temporary, flags, 0o666)
+    descriptor = os.open(temporary, flags, mode)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)

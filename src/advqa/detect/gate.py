@@ -20,21 +20,40 @@ Saved format (no pickle anywhere)
 ``gate.json`` (UTF-8 JSON) and ``gate.npz`` (``np.savez`` arrays, read with
 ``allow_pickle=False``). The JSON holds ``format_version`` (:data:`FORMAT_VERSION`),
 the model name and weights, the quality scale, the detector settings and
-thresholds, ``arrays_file`` and ``arrays_sha256`` (SHA-256 of the .npz bytes), and
-``json_sha256``: the SHA-256 of the canonical JSON (sorted keys, no spaces) of
-the document without that field, so edits to the JSON are detected too. The SVM
-is stored as support vectors, dual coefficients, intercept and gamma (plus the
-standardisation mean/scale) and evaluated by :func:`rbf_decision`, identical to
-scikit-learn's ``SVC.decision_function``. :meth:`Gate.load` raises
-:class:`GateFormatError` (a ValueError) for a wrong version, a corrupt or edited
-JSON, or a missing, corrupt or tampered arrays file.
+thresholds, ``arrays_file`` and ``arrays_sha256`` (SHA-256 of the .npz bytes),
+``signature`` and ``json_sha256``. The SVM is stored as support vectors, dual
+coefficients, intercept and gamma (plus the standardisation mean/scale) and
+evaluated by :func:`rbf_decision`, identical to scikit-learn's
+``SVC.decision_function``.
+
+Corruption and tampering
+------------------------
+``json_sha256`` is the SHA-256 of the canonical JSON (sorted keys, no spaces) of
+the document without that field. Being unkeyed, it and ``arrays_sha256`` detect
+*corruption* only: whoever edits a threshold can recompute them. Deliberate
+edits are caught by ``signature``: an HMAC-SHA256, under a secret key the user
+holds, of the canonical JSON without ``json_sha256`` and ``signature`` (which
+covers the arrays through ``arrays_sha256``). :func:`create_gate_key` writes a
+key, :func:`read_gate_key` reads one (from a file, or the file named by
+:data:`KEY_ENVIRONMENT`). :meth:`Gate.save` signs when given a key;
+:meth:`Gate.load` verifies with the key and refuses a wrong signature. A file
+that cannot be verified — unsigned, or signed but loaded without a key — is
+refused unless ``allow_unsigned=True``, and then loads with a warning.
+:meth:`Gate.load` raises :class:`GateFormatError` (a ValueError) for a wrong
+version, a corrupt or edited JSON, or a missing, corrupt or tampered arrays
+file, and its subclass :class:`GateSignatureError` for a signature that is
+missing, unverifiable or wrong.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
+import os
+import secrets
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +64,110 @@ from advqa.detect.squeeze import FeatureSqueezing
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "advqa-fit-for-task-gate"
+SIGNATURE_ALGORITHM = "HMAC-SHA256"
+#: Environment variable naming the key file when none is given explicitly.
+KEY_ENVIRONMENT = "ADVQA_GATE_KEY_FILE"
+#: Shortest key accepted: 128 bits, the least HMAC-SHA256 should be keyed with.
+MIN_KEY_BYTES = 16
 
 
 class GateFormatError(ValueError):
     """A gate file that cannot be trusted or read."""
+
+
+class GateSignatureError(GateFormatError):
+    """A gate whose signature is missing, cannot be verified or does not match."""
+
+
+# ---------------------------------------------------------------- signing keys
+
+def create_gate_key(path) -> Path:
+    """Write a new random signing key (32 bytes, hex) to ``path``, readable by the owner only.
+
+    The file is created with mode 0600 and written atomically. An existing file
+    is never overwritten (:class:`FileExistsError`): gates signed with the old
+    key would no longer load.
+    """
+    from advqa.data import atomic_write_bytes
+
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists; a new key there would orphan the gates signed "
+                              "with it: delete it first or choose another path")
+    return atomic_write_bytes(path, (secrets.token_hex(32) + "\n").encode(), mode=0o600)
+
+
+def read_gate_key(path=None) -> bytes | None:
+    """The signing key held in ``path``: the file's bytes without trailing whitespace.
+
+    With ``path`` None, the file named by the environment variable
+    :data:`KEY_ENVIRONMENT` (``ADVQA_GATE_KEY_FILE``) is read; when that is
+    unset too, returns None (no key). A key file that the group or others may
+    read gives a warning (anyone who can read it can forge gates).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the key is shorter than :data:`MIN_KEY_BYTES` bytes.
+    """
+    if path is None:
+        path = os.environ.get(KEY_ENVIRONMENT) or None
+        if path is None:
+            return None
+    path = Path(path)
+    key = _checked_key(path.read_bytes().rstrip(b" \t\r\n"), where=str(path))
+    # Warn rather than refuse: secrets mounted by container platforms are often 0644.
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        warnings.warn(f"gate key file {path} can be read by other users, who could then "
+                      f"sign forged gates; restrict it with: chmod 600 {path}", stacklevel=2)
+    return key
+
+
+def _checked_key(key, *, where: str = "key") -> bytes:
+    if not isinstance(key, bytes | bytearray):
+        raise ValueError(f"a gate key must be bytes (see read_gate_key), got "
+                         f"{type(key).__name__}")
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"{where}: the gate key has {len(key)} bytes, fewer than "
+                         f"{MIN_KEY_BYTES}; create one with `advqa detect gate-key PATH`")
+    return bytes(key)
+
+
+def _signature(key: bytes, document: dict) -> str:
+    return hmac.new(key, _canonical(document), hashlib.sha256).hexdigest()
+
+
+def _verify(path: Path, document: dict, signature, key: bytes | None,
+            allow_unsigned: bool) -> None:
+    """Check ``signature`` of ``document`` (without it and json_sha256); raise or warn."""
+    how = "pass its key (--key-file or ADVQA_GATE_KEY_FILE; key= in Python)"
+    if signature is None:
+        if not allow_unsigned:
+            raise GateSignatureError(
+                f"{path}: the gate is not signed, so deliberate edits cannot be detected; "
+                "refit it with a key (--key-file), or pass --allow-unsigned "
+                "(allow_unsigned=True) to load it anyway")
+        warnings.warn(f"{path}: unsigned gate: its checksums detect corruption, not "
+                      "deliberate edits", stacklevel=3)
+        return
+    if not (isinstance(signature, dict) and signature.get("algorithm") == SIGNATURE_ALGORITHM
+            and isinstance(signature.get("value"), str)):
+        raise GateSignatureError(f"{path}: malformed signature (expected "
+                                 f"{SIGNATURE_ALGORITHM}); refit or restore the gate")
+    if key is None:
+        if not allow_unsigned:
+            raise GateSignatureError(f"{path}: the gate is signed; {how} to verify it, or "
+                                     "--allow-unsigned to load it unverified")
+        warnings.warn(f"{path}: signature NOT verified (no key given): the gate is only "
+                      "checked for corruption", stacklevel=3)
+        return
+    expected = _signature(key, document).encode()
+    if not hmac.compare_digest(signature["value"].encode(), expected):
+        raise GateSignatureError(
+            f"{path}: the signature does not match: the gate was edited after it was signed, "
+            "or signed with another key; do not use it (refit, or use the right key)")
 
 
 def rbf_decision(features, support_vectors, dual_coef, intercept, gamma) -> np.ndarray:
@@ -302,8 +421,13 @@ class Gate:
                 "arrays_file": arrays_file, "arrays_sha256": arrays_sha256,
                 "metadata": self.metadata}
 
-    def save(self, path) -> tuple[Path, Path]:
-        """Write ``path`` (JSON) and the arrays next to it (same stem, ``.npz``)."""
+    def save(self, path, *, key: bytes | None = None) -> tuple[Path, Path]:
+        """Write ``path`` (JSON) and the arrays next to it (same stem, ``.npz``).
+
+        With ``key`` (see :func:`read_gate_key`) the JSON is signed
+        (HMAC-SHA256); without it the gate is unsigned and loads only with
+        ``allow_unsigned=True``.
+        """
         from advqa.data import atomic_write_bytes
 
         path = Path(path)
@@ -313,6 +437,9 @@ class Gate:
                             {"empty": np.zeros(0)}))
         data = buffer.getvalue()
         document = self._document(arrays_path.name, _sha256(data))
+        if key is not None:
+            document["signature"] = {"algorithm": SIGNATURE_ALGORITHM,
+                                     "value": _signature(_checked_key(key), document)}
         document["json_sha256"] = _sha256(_canonical(document))
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(arrays_path, data)
@@ -320,12 +447,27 @@ class Gate:
         return path, arrays_path
 
     @classmethod
-    def load(cls, path, *, model=None, device=None) -> Gate:
+    def load(cls, path, *, key: bytes | None = None, allow_unsigned: bool = False,
+             model=None, device=None) -> Gate:
         """Read a gate written by :meth:`save`; raises :class:`GateFormatError`.
 
-        The victim is loaded lazily by name (on ``device``, CPU by default) unless
-        ``model`` is given.
+        Parameters
+        ----------
+        path : path
+            The gate's JSON file.
+        key : bytes, optional
+            The signing key (:func:`read_gate_key`). A signed gate is verified
+            with it; a wrong signature raises :class:`GateSignatureError`.
+        allow_unsigned : bool
+            Load a gate that cannot be verified — unsigned, or signed while no
+            ``key`` is given — with a warning instead of raising
+            :class:`GateSignatureError`. Its checksums then catch corruption only.
+        model, device
+            The victim is loaded lazily by name (on ``device``, CPU by default)
+            unless ``model`` is given.
         """
+        if key is not None:
+            key = _checked_key(key)
         path = Path(path)
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
@@ -343,6 +485,7 @@ class Gate:
         if recorded != _sha256(_canonical(document)):
             raise GateFormatError(f"{path}: the JSON was edited or corrupted (json_sha256 "
                                   "does not match its content); refit or restore the gate")
+        _verify(path, document, document.pop("signature", None), key, allow_unsigned)
         try:
             arrays_path = path.parent / Path(str(document["arrays_file"])).name
             data = arrays_path.read_bytes()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -142,8 +143,12 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    """Pool initializer: one torch thread, and exit when the parent process dies."""
+    from advqa.workers import exit_with_parent
+
     torch.set_num_threads(1)
+    exit_with_parent(parent)  # else a killed run leaves ~1 GB workers behind
 
 
 def unit_seed(seed: int, model: str, eps: float, start: int) -> int:
@@ -361,7 +366,8 @@ def run_stego_eval(out: str | Path, config: StegoEvalConfig | None = None, *,
     :class:`~concurrent.futures.ProcessPoolExecutor`, each worker with one torch
     thread (PGD on small batches does not scale with intra-op threads, and the
     attack holds the GIL between small ops, so processes beat threads); the
-    parent alone writes the ledger.
+    parent alone writes the ledger. Workers exit when the parent dies, even by
+    ``kill -9`` (:func:`advqa.workers.exit_with_parent`).
     """
     from advqa.study.store import Ledger, write_table
 
@@ -370,6 +376,10 @@ def run_stego_eval(out: str | Path, config: StegoEvalConfig | None = None, *,
         raise ValueError(f"workers must be >= 1, got {config.workers}")
     if config.chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {config.chunk_size}")
+    if config.steps < 1:  # checked here, not in every unit: a failing unit stops the run
+        raise ValueError(f"steps must be >= 1, got {config.steps}")
+    if config.step_size is not None and not (0 < config.step_size < math.inf):
+        raise ValueError(f"step_size must be a finite number > 0, got {config.step_size}")
     if not config.models:
         raise ValueError("no models given")
     eps_grid = sorted({round(float(e), 6) for e in config.eps})
@@ -458,7 +468,7 @@ def _execute(pending, ledger, images, labels, loader, workers, progress) -> None
 
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_init_worker) as pool:
+                                 initializer=_init_worker, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_run_unit, arguments(spec)): key for key, spec in pending}
             try:
                 for future in as_completed(futures):

@@ -52,6 +52,14 @@ class Settings:
     ``amplitudes`` scale the UAPs, ``uap_eps`` bounds a UAP before scaling,
     ``jpeg_quality`` makes the distorted start of a full-reference metric. ``uap``
     holds extra UAP training options (epochs, lr…).
+
+    Raises
+    ------
+    ValueError
+        For a count below 1 (``steps``, ``batch_size``, UAP ``epochs``…), a
+        bound or step that is not a finite number > 0, a negative momentum or
+        amplitude, no amplitude, or a JPEG quality outside 1–100: such a run
+        would fail every unit, or silently attack with nothing.
     """
 
     eps: float = 10 / 255
@@ -65,8 +73,50 @@ class Settings:
     seed: int = 0
     uap: dict = field(default_factory=dict, hash=False)
 
+    def __post_init__(self):
+        for name in ("eps", "step_size", "uap_eps"):
+            _check_number(name, getattr(self, name), low=0.0, strict=True)
+        _check_number("momentum", self.momentum, low=0.0)
+        for name in ("steps", "batch_size"):
+            _check_count(name, getattr(self, name))
+        if not 1 <= _check_count("jpeg_quality", self.jpeg_quality) <= 100:
+            raise ValueError(f"jpeg_quality must lie in 1..100, got {self.jpeg_quality!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if isinstance(self.amplitudes, str) or not len(self.amplitudes):
+            raise ValueError(f"amplitudes must be a non-empty sequence of numbers, "
+                             f"got {self.amplitudes!r}")
+        for amplitude in self.amplitudes:
+            _check_number("every amplitude", amplitude, low=0.0)
+        if not isinstance(self.uap, dict):
+            raise ValueError(f"uap must be a dict of UAP training options, got {self.uap!r}")
+        for name in ("epochs", "batch_size", "size", "width", "depth"):
+            if name in self.uap:
+                _check_count(f"uap[{name!r}]", self.uap[name])
+        if "lr" in self.uap:
+            _check_number("uap['lr']", self.uap["lr"], low=0.0, strict=True)
+
     def describe(self) -> dict:
         return {**asdict(self), "amplitudes": list(self.amplitudes)}
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _check_number(name: str, value, *, low: float, strict: bool = False) -> float:
+    """``value`` as a finite float >= ``low`` (> ``low`` when ``strict``), else ValueError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < low or (
+            strict and number == low):
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be a finite number {relation} {low:g}, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -378,13 +428,37 @@ def export_items(store: BenchmarkStore, out: Path) -> pd.DataFrame:
 
 @dataclass
 class BenchmarkSummary:
-    """What a run produced: the per-item table, the metrics' facts and what failed."""
+    """What a run produced: the per-item table, the metrics' facts and what failed.
+
+    ``failures`` lists the metrics that could not be calibrated and the UAPs that
+    could not be trained; ``failed_units`` the units in which every image failed.
+    """
 
     out: Path
     items: pd.DataFrame
     facts: dict[str, MetricFacts]
     failures: list[str]
     paths: dict[str, Path]
+    failed_units: list[str] = field(default_factory=list)
+
+    @property
+    def all_failed(self) -> bool:
+        """True when no attacked image was scored: every unit failed, or none could run."""
+        return not len(self.items) or bool(self.items.error.notna().all())
+
+
+def failed_units(items: pd.DataFrame) -> list[str]:
+    """``"metric × attack[@amplitude]: …"`` for each unit whose every row has an error."""
+    found = []
+    if not len(items):
+        return found
+    for (metric, attack, amplitude), rows in items.groupby(
+            ["metric", "attack", "amplitude"], dropna=False, sort=True):
+        if rows.error.notna().all():
+            unit = Unit(metric, attack, None if pd.isna(amplitude) else float(amplitude))
+            found.append(f"{unit.key}: all {len(rows)} image(s) failed, e.g. "
+                         f"{rows.error.iloc[0]}")
+    return found
 
 
 def load_image_set(spec, *, size: int = 256, dataset: str | None = None) -> ImageSet:
@@ -454,11 +528,19 @@ def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
         Attack settings (the public benchmark's defaults).
     executor : LocalExecutor or DaskExecutor, optional
         Where tasks run; in this process by default.
+
+    Returns
+    -------
+    BenchmarkSummary
+        A failing image or unit does not stop the run: see its ``failures``,
+        ``failed_units`` and ``all_failed``.
     """
     from advqa.robustness.calibration import fingerprint
     from advqa.robustness.executors import LocalExecutor
 
     settings = settings or Settings()
+    if not metrics or not attacks:
+        raise ValueError(f"nothing to run: {len(metrics)} metric(s), {len(attacks)} attack(s)")
     executor = executor or LocalExecutor(progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -476,7 +558,7 @@ def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
     finally:
         store.close()
     return BenchmarkSummary(out, items, {name: facts for name, (facts, _) in prepared.items()},
-                            failures, paths)
+                            failures, paths, failed_units(items))
 
 
 def prepare_metrics(store, executor, metrics, train, test, settings, failures) -> dict:
@@ -501,15 +583,24 @@ def uap_path(out: Path, metric: str, attack: str) -> Path:
 
 
 def train_uaps(out, executor, units, prepared, train, settings, failures) -> dict:
-    from advqa.robustness.uap import UAP
+    """Phase 2: load the finished UAP artefacts, train the missing ones.
+
+    An artefact half-written by a killed run, damaged, or made from other
+    training images is reported, removed and trained again
+    (:func:`advqa.robustness.uap.recover_uap`); it is never used.
+    """
+    from advqa.robustness.calibration import fingerprint
+    from advqa.robustness.uap import recover_uap
 
     needed = sorted({(unit.metric, unit.attack) for unit in units
                      if unit.attack in UAP_ATTACKS and unit.metric in prepared})
     uaps, tasks = {}, []
+    images = fingerprint(train.images) if needed else None
     for metric, attack in needed:
-        path = uap_path(out, metric, attack)
-        if path.is_file():
-            uaps[metric, attack] = UAP.load(path).perturbation
+        found = recover_uap(uap_path(out, metric, attack), kind=attack,
+                            training_fingerprint=images)
+        if found is not None:
+            uaps[metric, attack] = found.perturbation
         else:
             tasks.append((metric, attack, prepared[metric][0]))
     for (metric, attack, _), result in executor.run(

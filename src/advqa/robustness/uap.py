@@ -37,8 +37,10 @@ seed and images give a bit-identical UAP on the same machine and thread count.
 :func:`apply_uap` adds a trained UAP to images at an *amplitude*, as the
 benchmark's evaluation does (amplitudes 0.2, 0.4 and 0.8). :class:`UAP` holds
 the perturbation and how it was made; :meth:`UAP.save` writes a float32
-``.npy`` and a JSON sidecar atomically and :meth:`UAP.load` reads them back
-without unpickling anything.
+``.npy`` and then its JSON sidecar, each atomically, and :meth:`UAP.load` reads
+them back without unpickling anything. The sidecar is the pair's commit mark: a
+kill during :meth:`UAP.save` leaves the complete pair, nothing, or an array
+without sidecar, which :func:`recover_uap` reports and removes on resume.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import hashlib
 import io
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,9 +189,12 @@ class UAP:
     def save(self, path: str | Path) -> Path:
         """Write the perturbation (float32 ``.npy``) and its JSON sidecar, each atomically.
 
-        The sidecar is written last and records the SHA-256 of the ``.npy``
-        bytes, so a reader never pairs a sidecar with another perturbation.
-        Returns the ``.npy`` path.
+        An old sidecar is removed first and the new one is written last; it
+        records the SHA-256 of the ``.npy`` bytes, so a reader never pairs a
+        sidecar with another perturbation. Whenever the process dies, the files
+        are the complete new pair, the complete old pair, or an array without
+        sidecar (incomplete: :meth:`load` refuses it, :func:`recover_uap`
+        removes it). Returns the ``.npy`` path.
         """
         array_path, sidecar_path = self.paths(path)
         array = np.ascontiguousarray(self.perturbation.detach().cpu().numpy().astype(np.float32))
@@ -206,6 +212,8 @@ class UAP:
             "shape": list(array.shape),
             "sha256": hashlib.sha256(data).hexdigest(),
         }
+        # Without its sidecar an old array is visibly incomplete while the new one is written.
+        sidecar_path.unlink(missing_ok=True)
         atomic_write_bytes(array_path, data)
         atomic_write_bytes(sidecar_path, (json.dumps(sidecar, indent=1, sort_keys=True)
                                           + "\n").encode())
@@ -254,6 +262,48 @@ class UAP:
                    settings=dict(sidecar["settings"]),
                    training_fingerprint=sidecar.get("training_fingerprint", ""),
                    version=sidecar.get("advqa_version", ""))
+
+
+def recover_uap(path: str | Path, *, kind: str | None = None,
+                training_fingerprint: str | None = None) -> UAP | None:
+    """The UAP saved at ``path`` if it is complete and the one expected; else None.
+
+    For resuming a run. Returns None when neither file exists. A pair that is
+    incomplete or inconsistent — an array without sidecar (a kill during
+    :meth:`UAP.save`), a sidecar without array, a checksum mismatch, an
+    unreadable sidecar — or a complete UAP of another ``kind`` or made from
+    other training images (``training_fingerprint``) is reported with a
+    warning, removed (both files, and temporaries a killed write left) and
+    None is returned, so that the caller trains it again. It is never returned.
+    """
+    array_path, sidecar_path = UAP.paths(path)
+    for stray in _temporaries(array_path) + _temporaries(sidecar_path):
+        stray.unlink(missing_ok=True)
+    if not array_path.exists() and not sidecar_path.exists():
+        return None
+    try:
+        uap = UAP.load(array_path)
+    except (FileNotFoundError, UAPFormatError) as error:
+        problem = f"incomplete or damaged ({error})"
+    else:
+        expected = {"kind": KIND_ALIASES.get(kind, kind),
+                    "training_fingerprint": training_fingerprint}
+        wrong = [f"{name} {getattr(uap, name)!r}, expected {value!r}"
+                 for name, value in expected.items()
+                 if value is not None and getattr(uap, name) != value]
+        if not wrong:
+            return uap
+        problem = f"not the one this run needs ({'; '.join(wrong)})"
+    warnings.warn(f"UAP artefact {array_path} is {problem}: removed, it will be trained again",
+                  stacklevel=2)
+    array_path.unlink(missing_ok=True)
+    sidecar_path.unlink(missing_ok=True)
+    return None
+
+
+def _temporaries(path: Path) -> list[Path]:
+    """Files a killed :func:`advqa.data.atomic_write_bytes` of ``path`` left (its naming)."""
+    return list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
 
 
 # --------------------------------------------------------------------------- the generator

@@ -64,8 +64,8 @@ def test_a_real_duplicate_cell_is_refused_with_both_lines(tmp_path):
     grid.write_text('[[attack]]\nname = "pgd"\neps = [0.03]\n\n'
                     '[[attack]]\nname = "fgsm"\neps = [0.01]\n\n'
                     '[[attack]]\nname = "pgd"\nnorms = ["linf"]\neps = [0.03]\nsteps = 10\n')
-    with pytest.raises(GridError, match=r"holds pgd-linf-eps0.03 twice \(attack entry 1, line 1 and "
-                       r"attack entry 3, line 9\)"):
+    with pytest.raises(GridError, match=r"holds pgd-linf-eps0.03 twice \(attack entry 1, "
+                       r"line 1 and attack entry 3, line 9\)"):
         load_grid(grid)
     with pytest.raises(GridError, match="more than once"):
         options_grid(["pgd"], ["linf"], [0.03, 0.03])

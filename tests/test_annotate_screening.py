@@ -192,7 +192,9 @@ def test_export_writes_csv_reports_and_study_mos(tmp_path, study):
     assert {"item_id", "rater", "score", "reason"} <= set(removed.columns)
 
     stored = load_mos(study)
-    assert list(stored.columns) == ["id", "mos", "mos_std", "n_ratings"]
+    assert list(stored.columns) == ["id", "mos", "mos_std", "n_ratings", "mos_source"]
+    assert set(stored["mos_source"]) == {"annotate"}
+    assert (result.study.added, result.study.replaced) == (60, 0)
     assert stored["id"].tolist() == [f"item{k:03d}" for k in range(59, -1, -1)]  # manifest order
     expected = result.table.set_index("item_id").loc[stored["id"]]
     assert stored["mos"].to_numpy() == pytest.approx(expected["mos"].to_numpy())

@@ -445,6 +445,8 @@ def live(app):
 def raw_request(port: int, head: str, parts: list[bytes], *, timeout: float = 5) -> int:
     """Send a request head and body parts without finishing the body; the status code.
 
+    The answer must close the connection (the rest of the body is never read).
+
     Fails (socket timeout) if the server waits for the rest of the body instead of
     answering. Stops sending as soon as the server answers or closes.
     """
@@ -456,11 +458,12 @@ def raw_request(port: int, head: str, parts: list[bytes], *, timeout: float = 5)
             except (BrokenPipeError, ConnectionResetError):
                 break
         answer = b""
-        while b"\r\n" not in answer:
+        while b"\r\n\r\n" not in answer:
             chunk = connection.recv(4096)
             if not chunk:
                 break
             answer += chunk
+    assert b"\r\nconnection: close\r\n" in answer.lower(), answer
     return int(answer.split(b" ", 2)[1])
 
 

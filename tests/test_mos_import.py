@@ -352,3 +352,27 @@ def test_scale_must_be_low_high(study, tmp_path):
     for bad in ((5, 1), (1,), "1-5", (1, float("inf"))):
         with pytest.raises(ValueError, match="scale"):
             import_mos(study, sheet, mapping=MAPPING, scale=bad)
+
+
+def test_sources_are_named_and_old_tables_read_as_unrecorded(study, tmp_path):
+    from advqa.annotate.export import database_source, export_mos
+
+    assert database_source(tmp_path / "lab" / "ratings.sqlite") == "annotate:ratings.sqlite"
+    assert database_source("postgresql://user:secret@db.example/study1") == "annotate:study1"
+    ids = list(pd.read_parquet(study / "manifest.parquet")["id"])
+    # A mos.parquet from before sources were recorded: its rows are not overwritten.
+    pd.DataFrame({"id": ids[:3], "mos": [1.0, 2.0, 3.0], "mos_std": 0.5,
+                  "n_ratings": 10}).to_parquet(study / "mos.parquet", index=False)
+    assert set(load_mos(study)["mos_source"]) == {"unrecorded"}
+    manifest = study / "manifest.parquet"
+    with pytest.raises(MosSourceError, match="3 from 'unrecorded'"):
+        export_mos(ratings_for(ids[:4]), tmp_path / "a.csv", manifest=manifest, screen=False)
+    result = export_mos(ratings_for(ids[3:5]), tmp_path / "a.csv", manifest=manifest,
+                        screen=False)
+    assert (result.study.added, result.study.kept) == (2, {"unrecorded": 3})
+    # Exporting again with an item no longer scored removes it, and says so.
+    result = export_mos(ratings_for(ids[3:4]), tmp_path / "a.csv", manifest=manifest,
+                        screen=False)
+    assert (result.study.added, result.study.replaced, result.study.dropped) == (0, 1, 1)
+    assert "1 no longer scored removed" in result.study.summary()
+    assert sorted(load_mos(study)["id"]) == sorted(ids[:4])

@@ -239,6 +239,18 @@ def test_cli_export(tmp_path, study, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "1 rater(s) rejected" in printed and "random: rejected" in printed
     assert out.is_file() and (study / "mos.parquet").is_file()
+    assert "MOS source 'annotate:ratings.sqlite': 60 added, 0 replaced" in printed
+    assert "no MOS from other sources" in printed
+    # Another database scoring the same items is refused unless --replace-source.
+    other = ["export", "--db", "other.sqlite", "--out", str(out),
+             "--manifest", str(study / "manifest.parquet")]
+    arguments = top.parse_args(other)
+    with pytest.raises(CommandError, match=r"60 from 'annotate:ratings\.sqlite'"):
+        arguments.handler(arguments)
+    arguments = top.parse_args([*other, "--replace-source"])
+    assert arguments.handler(arguments) == 0
+    assert "replaced the MOS of 60 item(s) from 'annotate:ratings.sqlite'" in (
+        capsys.readouterr().out)
 
     arguments = top.parse_args(["export", "--db", "x", "--out", str(out), "--no-screening",
                                 "--keep-outliers"])

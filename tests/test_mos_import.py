@@ -376,3 +376,19 @@ def test_sources_are_named_and_old_tables_read_as_unrecorded(study, tmp_path):
     assert (result.study.added, result.study.replaced, result.study.dropped) == (0, 1, 1)
     assert "1 no longer scored removed" in result.study.summary()
     assert sorted(load_mos(study)["id"]) == sorted(ids[:4])
+
+
+def test_import_command_takes_the_scale(study, tmp_path, advqa, capsys):
+    rows = sheet_rows(study)
+    rows.loc[2, "MOS"] = "80"
+    sheet = tmp_path / "scores.csv"
+    rows.to_csv(sheet, index=False)
+    command = ["evaluate", "import", str(study), str(sheet), "--map", "id=Image name,mos=MOS"]
+    assert advqa(command) == 0
+    assert "warning: scores.csv: 1 MOS value(s) lie far outside the declared scale 1–5: " \
+           "row 4 ('80')" in capsys.readouterr().err
+    assert advqa([*command, "--scale", "0,100"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        advqa([*command, "--scale", "5,1"])
+    assert "finite low < high" in capsys.readouterr().err

@@ -107,7 +107,7 @@ class Server:
                                    f"see {self.log}:\n{self.log.read_text()[-3000:]}")
             try:
                 response = httpx.get(f"http://127.0.0.1:{self.port}/api/next",
-                                     params={"token": "probe"}, timeout=2)
+                                     headers={"X-Advqa-Token": "probe"}, timeout=2)
                 if response.status_code < 500:
                     return time.perf_counter() - began
             except httpx.TransportError:
@@ -179,10 +179,10 @@ class Load:
     async def rate_all(self, index: int) -> None:
         token = self.tokens[index]
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=self.base, timeout=30, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=self.base, timeout=30, limits=limits,
+                                     headers={"X-Advqa-Token": token}) as client:
             while True:
-                response, elapsed = await self.request(client, "GET", "/api/next",
-                                                       params={"token": token})
+                response, elapsed = await self.request(client, "GET", "/api/next")
                 if response.status_code != 200:
                     self.client_errors.append(f"GET /api/next {response.status_code}: "
                                               f"{response.text[:200]}")
@@ -195,7 +195,7 @@ class Load:
                     score = score_for(index, item["item_id"])
                     response, elapsed = await self.request(
                         client, "POST", "/api/ratings",
-                        json={"token": token, "item_id": item["item_id"], "score": score})
+                        json={"item_id": item["item_id"], "score": score})
                     self.posted += 1
                     if 200 <= response.status_code < 300:
                         self.acknowledged[token, item["item_id"]] = score

@@ -7,6 +7,7 @@ AEs only, at native pixel size — what gets stored, resuming after a reload, an
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import socket
@@ -28,6 +29,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 # Two references of different (width, height), with 3 and 2 AEs of the same size.
 SETS = {"tall": ((80, 120), 3), "wide": ((96, 64), 2)}
 TIMEOUT = 15_000  # ms, per wait
+# Item-id endings that mean something in a URL (fragment, query, escape).
+ODD = ("#1", "?x=2&y", "\\3")
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +47,16 @@ def browser(chromium):
         browser.close()
 
 
-def make_study(root: Path) -> tuple[Path, dict[str, str]]:
-    """Write a fake study; return it and each AE's reference name."""
+def css_string(text: str) -> str:
+    """``text`` quoted for a CSS attribute selector."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_study(root: Path, *, odd: bool = False) -> tuple[Path, dict[str, str]]:
+    """Write a fake study; return it and each AE's reference name.
+
+    With ``odd``, item ids (and file names) end in characters that mean something in a URL.
+    """
     generator = torch.Generator().manual_seed(0)
     rows, owner = [], {}
     for name, ((width, height), count) in SETS.items():
@@ -54,7 +65,7 @@ def make_study(root: Path) -> tuple[Path, dict[str, str]]:
         (root / "images/adv").mkdir(parents=True, exist_ok=True)
         save_png(torch.rand(3, height, width, generator=generator), root / reference)
         for index in range(count):
-            identifier = f"{name}-ae{index}"
+            identifier = f"{name}-ae{index}" + (ODD[index] if odd else "")
             adversarial = f"images/adv/{identifier}.png"
             save_png(torch.rand(3, height, width, generator=generator), root / adversarial)
             owner[identifier] = name
@@ -73,12 +84,18 @@ def make_study(root: Path) -> tuple[Path, dict[str, str]]:
 @pytest.fixture
 def server(tmp_path):
     """The app on a free loopback port (uvicorn in a thread); yields (url, study, db, owner)."""
+    study, owner = make_study(tmp_path / "study")
+    database = tmp_path / "ratings.sqlite"
+    with serving(study, database) as url:
+        yield url, study, database, owner
+
+
+@contextlib.contextmanager
+def serving(study: Path, database: Path):
     import uvicorn
 
     from advqa.annotate.app import create_app
 
-    study, owner = make_study(tmp_path / "study")
-    database = tmp_path / "ratings.sqlite"
     app = create_app(study, database)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -90,10 +107,12 @@ def server(tmp_path):
     while not uv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", study, database, owner
-    uv.should_exit = True
-    thread.join(10)
-    listener.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(10)
+        listener.close()
 
 
 def invite(database: Path, n: int = 1) -> list[str]:
@@ -165,7 +184,7 @@ def shown_set(page, study: Path, owner: dict[str, str]) -> tuple[str, list[str]]
     # Pixel for pixel what is on screen is the PNG: the reference shown is this set's
     # reference, and each AE is the AE of its item id, unscaled and unfiltered.
     expected = {"#reference img": study / f"images/ref/{name}.png"} | {
-        f'.item[data-item-id="{item}"] img': study / f"images/adv/{item}.png"
+        f".item[data-item-id={css_string(item)}] img": study / f"images/adv/{item}.png"
         for item in items}
     screen = np.asarray(Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB"))
     for selector, path in expected.items():
@@ -185,7 +204,7 @@ def score_for(item: str) -> int:
 
 def rate(page, items: list[str]) -> None:
     for item in items:
-        page.check(f'input[name="score-{item}"][value="{score_for(item)}"]')
+        page.check(f'input[name={css_string("score-" + item)}][value="{score_for(item)}"]')
 
 
 def progress(page) -> tuple[int, int]:
@@ -208,9 +227,16 @@ def test_rater_scores_two_sets_resumes_and_exports(server, browser, tmp_path):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     errors = watch(page)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(f"{url}/?token={token}")
 
     first, items = shown_set(page, study, owner)
+    # The link's token went into an HttpOnly cookie: the page's URL, its scripts and
+    # every later request are free of it.
+    assert page.url == f"{url}/" and page.evaluate("document.cookie") == ""
+    assert requested[0] == f"{url}/?token={token}"
+    assert not [u for u in requested[1:] if "token" in u or token in u], requested
     wait_progress(page, 0, total)
     assert not page.is_visible("#finished")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -298,3 +324,56 @@ def test_two_raters_do_not_see_each_other(server, browser):
     context.close()
     ratings = stored(database)
     assert ratings.rater.nunique() == 1 and len(ratings) == len(items)
+
+
+def test_odd_ids_load_and_a_broken_image_cannot_be_rated(browser, tmp_path):
+    from advqa.annotate.app import Study
+
+    study, owner = make_study(tmp_path / "study", odd=True)
+    database = tmp_path / "ratings.sqlite"
+    first, second = invite(database, 2)
+    with serving(study, database) as url:
+        # Ids ending in '#1', '?x=2&y' and '\\3': every image is the right one, scored.
+        context = browser.new_context()
+        page = context.new_page()
+        errors = watch(page)
+        page.goto(f"{url}/?token={first}")
+        _, items = shown_set(page, study, owner)
+        rate(page, items)
+        page.click("#submit")
+        wait_progress(page, len(items), len(owner))
+        _, items = shown_set(page, study, owner)
+        rate(page, items)
+        page.click("#submit")
+        page.wait_for_selector("#finished", state="visible", timeout=TIMEOUT)
+        assert errors == [], errors
+        ratings = stored(database)
+        assert dict(zip(ratings.item_id, ratings.score, strict=True)) == {
+            item: score_for(item) for item in owner}
+        context.close()
+
+        # An AE of the second rater's first set goes missing after start-up.
+        shown = Study(study).sets(second)[0]
+        broken = shown[0]
+        (study / f"images/adv/{broken}.png").unlink()
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{url}/?token={second}")
+        page.wait_for_selector(".item[data-failed=true]", timeout=TIMEOUT)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.item:not([data-failed]) img,"
+            " #reference img')].every(i => i.complete && i.naturalWidth > 0)",
+            timeout=TIMEOUT)
+        message = page.inner_text("#message")
+        assert "Image" in message and "could not be loaded" in message
+        radios = page.locator(f'input[name={css_string("score-" + broken)}]')
+        assert radios.count() == 5
+        assert all(radios.nth(index).is_disabled() for index in range(5))
+        for item in shown[1:]:
+            radio = f'input[name={css_string("score-" + item)}][value="2"]'
+            page.check(radio)
+            assert page.is_checked(radio)
+        assert page.is_disabled("#submit"), "a set with a missing image can be submitted"
+        assert page.locator(f'input[name={css_string("score-" + broken)}]:checked').count() == 0
+        context.close()
+    assert set(stored(database).rater) == {"rater-001"}  # nothing stored for the second

@@ -192,7 +192,9 @@ def test_export_writes_csv_reports_and_study_mos(tmp_path, study):
     assert {"item_id", "rater", "score", "reason"} <= set(removed.columns)
 
     stored = load_mos(study)
-    assert list(stored.columns) == ["id", "mos", "mos_std", "n_ratings"]
+    assert list(stored.columns) == ["id", "mos", "mos_std", "n_ratings", "mos_source"]
+    assert set(stored["mos_source"]) == {"annotate"}
+    assert (result.study.added, result.study.replaced) == (60, 0)
     assert stored["id"].tolist() == [f"item{k:03d}" for k in range(59, -1, -1)]  # manifest order
     expected = result.table.set_index("item_id").loc[stored["id"]]
     assert stored["mos"].to_numpy() == pytest.approx(expected["mos"].to_numpy())
@@ -237,6 +239,18 @@ def test_cli_export(tmp_path, study, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "1 rater(s) rejected" in printed and "random: rejected" in printed
     assert out.is_file() and (study / "mos.parquet").is_file()
+    assert "MOS source 'annotate:ratings.sqlite': 60 added, 0 replaced" in printed
+    assert "no MOS from other sources" in printed
+    # Another database scoring the same items is refused unless --replace-source.
+    other = ["export", "--db", "other.sqlite", "--out", str(out),
+             "--manifest", str(study / "manifest.parquet")]
+    arguments = top.parse_args(other)
+    with pytest.raises(CommandError, match=r"60 from 'annotate:ratings\.sqlite'"):
+        arguments.handler(arguments)
+    arguments = top.parse_args([*other, "--replace-source"])
+    assert arguments.handler(arguments) == 0
+    assert "replaced the MOS of 60 item(s) from 'annotate:ratings.sqlite'" in (
+        capsys.readouterr().out)
 
     arguments = top.parse_args(["export", "--db", "x", "--out", str(out), "--no-screening",
                                 "--keep-outliers"])

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,7 +23,8 @@ import pandas as pd
 import pytest
 import torch
 
-from advqa.annotate.app import SET_SIZE, create_app
+import advqa
+from advqa.annotate.app import SET_SIZE, RedactTokens, allowed_hosts_for, create_app
 from advqa.annotate.store import RatingStore
 from advqa.cli import annotate as annotate_cli
 from advqa.cli.common import CommandError
@@ -29,6 +34,10 @@ with warnings.catch_warnings():
     # Starlette >= 1.x suggests httpx2 for its TestClient; httpx still works.
     warnings.filterwarnings("ignore", message=".*httpx.*", category=UserWarning)
     from fastapi.testclient import TestClient
+
+#: A subprocess imports the advqa under test.
+SOURCE = {"PYTHONPATH": os.pathsep.join(
+    filter(None, [str(Path(advqa.__file__).parents[1]), os.environ.get("PYTHONPATH")]))}
 
 # AEs per reference: 2 (one set), 7 (two sets: 4 + 3), 5 (one full set).
 AES = {"ref_a": 2, "ref_b": 7, "ref_c": 5}
@@ -64,10 +73,18 @@ def database(tmp_path):
     return tmp_path / "ratings.sqlite"
 
 
+#: What a browser on the rater's machine sends as Host for a server on 127.0.0.1:8000.
+BASE = "http://127.0.0.1:8000"
+
+
+def http_client(app) -> TestClient:
+    return TestClient(app, base_url=BASE)
+
+
 @pytest.fixture
 def client(study, database):
-    with TestClient(create_app(study, database)) as test_client:
-        yield test_client
+    with http_client(create_app(study, database)) as client:
+        yield client
 
 
 def tokens(database, n=1, **options):
@@ -75,10 +92,14 @@ def tokens(database, n=1, **options):
         return store.invite(n, **options)
 
 
+def auth(token: str) -> dict[str, str]:
+    return {"X-Advqa-Token": token}
+
+
 def rate_set(client, token, body, score=3):
     for item in body["items"]:
-        response = client.post("/api/ratings",
-                               json={"token": token, "item_id": item["item_id"], "score": score})
+        response = client.post("/api/ratings", headers=auth(token),
+                               json={"item_id": item["item_id"], "score": score})
         assert response.status_code == 201, response.text
         assert response.json() == {"stored": True}
 
@@ -134,7 +155,7 @@ def test_a_rater_goes_through_every_set(client, database):
     total = sum(AES.values())
     seen, sets = [], 0
     while True:
-        body = client.get("/api/next", params={"token": token}).json()
+        body = client.get("/api/next", headers=auth(token)).json()
         assert body["done"] == len(seen) and body["total"] == total
         if not body["items"]:
             break
@@ -163,7 +184,7 @@ def test_a_rater_goes_through_every_set(client, database):
 
 def test_order_is_per_rater_and_deterministic(study, database):
     first, second = tokens(database, 2)
-    with TestClient(create_app(study, database)) as client:
+    with http_client(create_app(study, database)) as client:
         app = client.app
         assert app.state.study.sets(first) == app.state.study.sets(first)
         orders = {tuple(map(tuple, app.state.study.sets(t))) for t in tokens(database, 12)}
@@ -174,10 +195,10 @@ def test_order_is_per_rater_and_deterministic(study, database):
 
 def test_rerating_updates_and_never_duplicates(client, database):
     (token,) = tokens(database)
-    item_id = client.get("/api/next", params={"token": token}).json()["items"][0]["item_id"]
+    item_id = client.get("/api/next", headers=auth(token)).json()["items"][0]["item_id"]
     for score in (1, 4, 2):
-        response = client.post("/api/ratings",
-                               json={"token": token, "item_id": item_id, "score": score})
+        response = client.post("/api/ratings", headers=auth(token),
+                               json={"item_id": item_id, "score": score})
         assert response.status_code == 201
     with RatingStore(database) as store:
         table = store.ratings()
@@ -186,31 +207,31 @@ def test_rerating_updates_and_never_duplicates(client, database):
 
 def test_bad_requests_get_4xx_with_a_message(client, database):
     (token,) = tokens(database)
-    item_id = client.get("/api/next", params={"token": token}).json()["items"][0]["item_id"]
-    good = {"token": token, "item_id": item_id, "score": 3}
+    item_id = client.get("/api/next", headers=auth(token)).json()["items"][0]["item_id"]
+    good = {"item_id": item_id, "score": 3}
     cases = [
-        ({**good, "token": "not-a-token"}, 403),
+        ({**good, "token": token}, 422),  # the token goes in a header, never in the body
         ({**good, "item_id": "ref_a__nothing"}, 404),
         ({**good, "item_id": "../manifest.parquet"}, 404),
         *(({**good, "score": bad}, 422) for bad in (0, 6, -1, 2.5, 3.0, True, False, "3", None,
                                                      [3], {"v": 3})),
         *(({k: v for k, v in good.items() if k != key}, 422) for key in good),
-        ({**good, "token": 5}, 422),
         ({**good, "item_id": 5}, 422),
         ([good], 422),
         ("3", 422),
     ]
     for body, status in cases:
-        response = client.post("/api/ratings", json=body)
+        response = client.post("/api/ratings", json=body, headers=auth(token))
         assert response.status_code == status, (body, response.text)
         assert isinstance(response.json()["detail"], str) and response.json()["detail"]
     for raw in (b"{not json", b"", b"\xff\xfe"):
         response = client.post("/api/ratings", content=raw,
-                               headers={"content-type": "application/json"})
+                               headers={"content-type": "application/json", **auth(token)})
         assert response.status_code == 400 and response.json()["detail"]
-    for params in ({}, {"token": ""}, {"token": "not-a-token"}):
-        response = client.get("/api/next", params=params)
-        assert response.status_code in (403, 404) and response.json()["detail"]
+    for headers in ({}, auth(""), auth("not-a-token")):
+        for response in (client.get("/api/next", headers=headers),
+                         client.post("/api/ratings", json=good, headers=headers)):
+            assert response.status_code == 403 and response.json()["detail"]
     with RatingStore(database) as store:
         assert store.ratings().empty
 
@@ -246,8 +267,7 @@ def test_manifest_pointing_outside_the_study_is_refused(tmp_path):
 
 
 def test_page_and_static_files(client, database):
-    (token,) = tokens(database)
-    page = client.get("/", params={"token": token})
+    page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     html = page.text
     for needle in ('id="reference"', 'id="submit"', 'id="progress"', 'id="finished"',
@@ -265,28 +285,28 @@ def test_page_and_static_files(client, database):
 
 def test_resume_after_reconnect(study, database):
     (token,) = tokens(database)
-    with TestClient(create_app(study, database)) as client:
-        first = client.get("/api/next", params={"token": token}).json()
+    with http_client(create_app(study, database)) as client:
+        first = client.get("/api/next", headers=auth(token)).json()
         rate_set(client, token, first)
-        second = client.get("/api/next", params={"token": token}).json()
+        second = client.get("/api/next", headers=auth(token)).json()
         # Half of the next set rated, then the rater leaves.
-        client.post("/api/ratings", json={"token": token,
-                                          "item_id": second["items"][0]["item_id"], "score": 5})
-    with TestClient(create_app(study, database)) as client:
-        again = client.get("/api/next", params={"token": token}).json()
+        client.post("/api/ratings", headers=auth(token),
+                    json={"item_id": second["items"][0]["item_id"], "score": 5})
+    with http_client(create_app(study, database)) as client:
+        again = client.get("/api/next", headers=auth(token)).json()
         assert again["items"] == second["items"]
         assert again["done"] == len(first["items"]) + 1
         rate_set(client, token, again)
-        third = client.get("/api/next", params={"token": token}).json()
+        third = client.get("/api/next", headers=auth(token)).json()
         assert {i["item_id"] for i in third["items"]}.isdisjoint(
             {i["item_id"] for i in first["items"] + second["items"]})
 
 
 def test_raters_never_see_each_others_scores(client, database):
     first, second = tokens(database, 2)
-    body = client.get("/api/next", params={"token": first}).json()
+    body = client.get("/api/next", headers=auth(first)).json()
     rate_set(client, first, body, score=5)
-    other = client.get("/api/next", params={"token": second})
+    other = client.get("/api/next", headers=auth(second))
     assert other.json()["done"] == 0 and "score" not in other.text
     assert all(set(item) == {"item_id", "image_url", "width", "height"}
                for item in other.json()["items"])
@@ -358,8 +378,8 @@ def test_acknowledged_ratings_survive_kill_9(tmp_path):
         token, item_id, score = job
         try:
             with httpx.Client(timeout=10) as http:
-                response = http.post(f"http://127.0.0.1:{port}/api/ratings",
-                                     json={"token": token, "item_id": item_id, "score": score})
+                response = http.post(f"http://127.0.0.1:{port}/api/ratings", headers=auth(token),
+                                     json={"item_id": item_id, "score": score})
         except httpx.TransportError:
             return
         if 200 <= response.status_code < 300:
@@ -380,7 +400,7 @@ def test_acknowledged_ratings_survive_kill_9(tmp_path):
         server = start_server(study, database, port)
         # After the restart the server answers from the same database.
         status = httpx.get(f"http://127.0.0.1:{port}/api/next",
-                           params={"token": raters[0]}, timeout=10).json()
+                           headers=auth(raters[0]), timeout=10).json()
         assert status["total"] == len(item_ids)
         server.send_signal(signal.SIGTERM)
         server.wait(10)
@@ -396,3 +416,296 @@ def test_acknowledged_ratings_survive_kill_9(tmp_path):
     missing = [job for job in acknowledged if stored.get(job[:2]) != job[2]]
     assert not missing, f"{len(missing)} acknowledged rating(s) lost"
     assert set(stored) <= {job[:2] for job in work}
+
+
+# -- hardening (issue 11, section 4) -------------------------------------------------------
+
+@contextlib.contextmanager
+def live(app):
+    """``app`` served by uvicorn in a thread on a free loopback port; yields the port."""
+    import uvicorn
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+
+def raw_request(port: int, head: str, parts: list[bytes], *, timeout: float = 5) -> int:
+    """Send a request head and body parts without finishing the body; the status code.
+
+    The answer must close the connection (the rest of the body is never read).
+
+    Fails (socket timeout) if the server waits for the rest of the body instead of
+    answering. Stops sending as soon as the server answers or closes.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(head.replace("\n", "\r\n").encode())
+        for part in parts:
+            try:
+                connection.sendall(part)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert b"\r\nconnection: close\r\n" in answer.lower(), answer
+    return int(answer.split(b" ", 2)[1])
+
+
+def post_head(port: int, token: str, framing: str) -> str:
+    return (f"POST /api/ratings HTTP/1.1\nHost: 127.0.0.1:{port}\n"
+            f"Content-Type: application/json\nX-Advqa-Token: {token}\n{framing}\n")
+
+
+def test_request_size_is_limited_and_the_token_checked_first(study, database):
+    (token,) = tokens(database)
+    huge = 150 * 1024 * 1024
+    with live(create_app(study, database)) as port:
+        # 150 MB announced, 1 KiB sent: the answer comes without the rest being read.
+        assert raw_request(port, post_head(port, "not-a-token", f"Content-Length: {huge}\n"),
+                           [b" " * 1024]) == 403
+        assert raw_request(port, post_head(port, token, f"Content-Length: {huge}\n"),
+                           [b" " * 1024]) == 413
+        from advqa.annotate.app import MAX_BODY
+
+        # Chunked, no length: refused once the limit is passed, before the body ends.
+        chunk = b"%x\r\n%s\r\n" % (16 * 1024, b" " * 16 * 1024)
+        assert raw_request(port, post_head(port, token, "Transfer-Encoding: chunked\n"),
+                           [chunk] * (MAX_BODY // (16 * 1024) + 2)) == 413
+        # A whole body over the limit, and one just under it (valid JSON, padded).
+        item_id = httpx.get(f"http://127.0.0.1:{port}/api/next",
+                            headers=auth(token)).json()["items"][0]["item_id"]
+        rating = json.dumps({"item_id": item_id, "score": 4}).encode()
+        for size, status in ((MAX_BODY + 1, 413), (MAX_BODY, 201)):
+            response = httpx.post(f"http://127.0.0.1:{port}/api/ratings", headers={
+                **auth(token), "content-type": "application/json"},
+                content=rating + b" " * (size - len(rating)))
+            assert response.status_code == status, response.text
+    with RatingStore(database) as store:
+        assert store.ratings()[["item_id", "score"]].values.tolist() == [[item_id, 4]]
+
+
+def test_deeply_nested_json_is_a_400(client, database):
+    (token,) = tokens(database)
+    for depth in (1000, 10000):  # 10000 levels still fit in the body limit
+        for opening, closing in (("[", "]"), ('{"a":', "}")):
+            response = client.post("/api/ratings", headers=auth(token),
+                                   content=opening * depth + "1" + closing * depth)
+            assert response.status_code == 400, (depth, opening)
+            assert response.json()["detail"] == "the body is JSON nested too deeply"
+
+
+def test_the_token_moves_from_the_link_to_a_cookie(client, database):
+    (token,) = tokens(database)
+    link = client.get("/", params={"token": token}, follow_redirects=False)
+    assert link.status_code == 303 and link.headers["location"] == "/"
+    cookie = link.headers["set-cookie"]
+    assert cookie.startswith(f"advqa_token={token};")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    # The cookie (a browser) or the header (a script) carry it; a URL never does.
+    assert client.cookies["advqa_token"] == token
+    assert client.get("/api/next").json()["total"] == sum(AES.values())
+    client.cookies.clear()
+    assert client.get("/api/next").status_code == 403
+    assert client.get("/api/next", headers=auth(token)).status_code == 200
+    for method, url in (("GET", f"/api/next?token={token}"),
+                        ("POST", f"/api/ratings?token={token}")):
+        response = client.request(method, url, headers=auth(token), json={})
+        assert response.status_code == 400
+        assert "never in a URL" in response.json()["detail"]
+    # The page asks the API without a token of its own (the cookie goes along).
+    script = client.get("/static/app.js").text
+    assert 'api("/api/next")' in script and "location.search" not in script
+    bad = client.get("/", params={"token": "a;b=c"}, follow_redirects=False)
+    assert bad.status_code == 303 and 'advqa_token="";' in bad.headers["set-cookie"]
+
+
+def test_tokens_never_reach_the_access_log(tmp_path):
+    study = make_study(tmp_path / "study")
+    database = tmp_path / "ratings.sqlite"
+    (token,) = tokens(database)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "advqa", "annotate", "serve", "--study", str(study), "--db",
+         str(database), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **SOURCE})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
+            try:
+                httpx.get(f"{base}/static/style.css", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        statuses = [httpx.get(f"{base}/?token={token}", timeout=5).status_code,  # the link
+                    httpx.get(f"{base}/api/next?token={token}&x=1", timeout=5).status_code,
+                    httpx.get(f"{base}/api/next", headers=auth(token), timeout=5).status_code]
+    finally:
+        server.send_signal(signal.SIGINT)
+        output = server.communicate(timeout=30)[0].decode()
+    assert token not in output
+    assert output.count("token=[redacted]") == 2, output
+    assert "GET /api/next HTTP/1.1" in output  # the access log is on
+    assert statuses == [303, 400, 200]
+
+
+def test_http_details(client, database, study):
+    (token,) = tokens(database)
+    image = "/images/adversarial/ref_a__fgsm-linf-eps0"
+    for method, url, allow in (("POST", "/api/next", "GET, HEAD"),
+                               ("DELETE", image, "GET, HEAD"),
+                               ("GET", "/api/ratings", "POST"),
+                               ("POST", "/", "GET, HEAD"),
+                               ("PUT", "/static/app.js", "GET, HEAD")):
+        response = client.request(method, url, headers=auth(token))
+        assert response.status_code == 405, (method, url)
+        # Starlette lists the methods in set order, which varies between runs.
+        allowed = set(response.headers.get("allow", "").split(", "))
+        assert allowed == set(allow.split(", ")), (method, url, response.headers)
+    for url in ("/", "/api/next", image, "/images/reference/ref_a__fgsm-linf-eps0",
+                "/static/app.js"):
+        head, get = (client.request(method, url, headers=auth(token))
+                     for method in ("HEAD", "GET"))
+        assert head.status_code == get.status_code == 200, url
+        assert head.headers["content-type"] == get.headers["content-type"]
+    # Every answer, errors included, carries a strict policy: this server only, no inline.
+    for url in ("/", "/api/next", image, "/static/app.js", "/nothing"):
+        policy = client.get(url, headers=auth(token)).headers["content-security-policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["default-src"] == directives["img-src"] == "'self'", policy
+        assert directives["script-src"] == directives["style-src"] == "'self'", policy
+        assert directives["frame-ancestors"] == "'none'" and "unsafe" not in policy
+    html = client.get("/").text
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/app.js">']
+    assert " style=" not in html and not re.search(r"\son[a-z]+=", html)
+    # DNS rebinding: a foreign name for this machine is refused, whatever the path.
+    for host in ("evil.example:8000", "evil.example", "127.0.0.1.evil.example:8000", ""):
+        response = client.get("/static/app.js", headers={"host": host})
+        assert response.status_code == 400, host
+        assert "does not answer to the host" in response.json()["detail"]
+    for host in ("localhost:8000", "[::1]:8000", "127.0.0.1"):
+        assert client.get("/static/app.js", headers={"host": host}).status_code == 200, host
+    # With the bound address given, other ports and names are refused too.
+    app = create_app(study, database, allowed_hosts=allowed_hosts_for("127.0.0.1", 8000))
+    with http_client(app) as bound:
+        for host, status in (("127.0.0.1:8000", 200), ("localhost:8000", 200),
+                             ("127.0.0.1:8001", 400), ("localhost", 400),
+                             ("ratings.example.org", 400)):
+            assert bound.get("/", headers={"host": host}).status_code == status, host
+    app = create_app(study, database, allowed_hosts=["ratings.example.org"])
+    with http_client(app) as proxied:
+        assert proxied.get("/", headers={"host": "ratings.example.org"}).status_code == 200
+        assert proxied.get("/").status_code == 400
+    with pytest.raises(ValueError, match="not a host"):
+        create_app(study, database, allowed_hosts=["http://x/y"])
+
+
+ODD_IDS = ["a#1", "b?x=2", "c\\3", "d/4", "e 5%20", "f&g=ü"]
+
+
+def odd_study(root: Path) -> Path:
+    """A study whose item ids hold characters with a meaning in URLs."""
+    (root / "images").mkdir(parents=True)
+    generator = torch.Generator().manual_seed(1)
+    save_png(torch.rand(3, 5, 6, generator=generator), root / "images" / "ref.png")
+    rows = []
+    for index, identifier in enumerate(ODD_IDS):
+        save_png(torch.rand(3, 5, 6, generator=generator), root / "images" / f"ae{index}.png")
+        rows.append({"id": identifier, "reference_path": "images/ref.png",
+                     "adversarial_path": f"images/ae{index}.png", "image": "ref"})
+    pd.DataFrame(rows).to_parquet(root / "manifest.parquet", index=False)
+    return root
+
+
+def test_image_urls_are_percent_encoded(tmp_path):
+    study = odd_study(tmp_path / "study")
+    database = tmp_path / "ratings.sqlite"
+    (token,) = tokens(database)
+    # A real server: Starlette's TestClient decodes a path twice, uvicorn once.
+    with live(create_app(study, database)) as port, httpx.Client(
+            base_url=f"http://127.0.0.1:{port}") as client:
+        seen = set()
+        while (body := client.get("/api/next", headers=auth(token)).json())["items"]:
+            for item in body["items"]:
+                url = item["image_url"]
+                assert url.startswith("/images/adversarial/") and "#" not in url
+                assert "?" not in url and "\\" not in url and url.count("/") == 3, url
+                index = ODD_IDS.index(item["item_id"])
+                response = client.get(url)
+                assert response.status_code == 200, url
+                assert response.content == (study / "images" / f"ae{index}.png").read_bytes()
+                seen.add(item["item_id"])
+            reference = client.get(body["reference"]["image_url"])
+            assert reference.content == (study / "images" / "ref.png").read_bytes()
+            rate_set(client, token, body)
+    assert seen == set(ODD_IDS)
+
+
+def test_unreadable_images_are_skipped_and_listed(tmp_path, capsys, monkeypatch):
+    study = make_study(tmp_path / "study")
+    manifest = pd.read_parquet(study / "manifest.parquet")
+    header_cut = study / manifest.adversarial_path[0]  # an AE of ref_a
+    data_cut = study / "images" / "ref" / "ref_c.png"  # the reference of 5 AEs
+    header_cut.write_bytes(header_cut.read_bytes()[:20])
+    data_cut.write_bytes(data_cut.read_bytes()[:-30])
+    database = tmp_path / "ratings.sqlite"
+    (token,) = tokens(database)
+    with pytest.warns(UserWarning, match=r"skipped 6 of 14 items whose image cannot be read"):
+        app = create_app(study, database)
+    assert app.state.study.unreadable == {
+        str(header_cut.relative_to(study)): "truncated PNG (no end chunk)",
+        "images/ref/ref_c.png": "truncated PNG (no end chunk)"}
+    assert sorted(app.state.study.skipped) == sorted(
+        [manifest.id[0], *(f"ref_c__fgsm-linf-eps{i}" for i in range(5))])
+    with http_client(app) as client:
+        served = []
+        while (body := client.get("/api/next", headers=auth(token)).json())["items"]:
+            served += [item["item_id"] for item in body["items"]]
+            rate_set(client, token, body)
+        assert sorted(served) == sorted(app.state.study.items) and len(served) == 8
+        assert client.get(f"/images/adversarial/{manifest.id[0]}").status_code == 404
+    # `serve` lists them and serves the rest.
+    ran = []
+    monkeypatch.setattr("advqa.annotate.app.serve", lambda app, **where: ran.append(where))
+    top = argparse.ArgumentParser()
+    annotate_cli.register(top.add_subparsers())
+    arguments = top.parse_args(["annotate", "serve", "--study", str(study), "--db",
+                                str(database), "--port", "8123"])
+    assert arguments.handler(arguments) == 0 and ran == [{"host": "127.0.0.1", "port": 8123}]
+    err = capsys.readouterr().err
+    assert "skipped 6 item(s) whose image cannot be read" in err
+    assert f"  {header_cut.relative_to(study)}: truncated PNG (no end chunk)" in err
+    assert "serving 8 item(s)" in err and "127.0.0.1:8123, localhost:8123" in err
+    # Nothing readable: a clear error, no traceback.
+    for path in (study / "images" / "ref").glob("*.png"):
+        path.write_bytes(b"not a png")
+    with pytest.raises(CommandError, match=r"no item of .* can be served: every one of the 14"
+                       r" items has an unreadable image \(images/ref/ref_a.png: not a PNG"):
+        arguments.handler(arguments)
+
+
+def test_redaction_filter_and_allowed_hosts():
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                               '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", "/?token=abc-_1&x=2", "1.1", 303), None)
+    assert RedactTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1:5 - "GET /?token=[redacted]&x=2 HTTP/1.1" 303'
+    assert allowed_hosts_for("::1", 9000, ["r.example.org"]) == [
+        "127.0.0.1:9000", "localhost:9000", "[::1]:9000", "r.example.org"]

@@ -65,6 +65,39 @@ def test_outlier_ratio_counts_errors_beyond_two_standard_deviations():
     assert 0.0 < expected < 0.2
 
 
+def test_items_without_a_std_count_everywhere_but_the_outlier_ratio():
+    # Items rated once have no std (NaN): they still count in SROCC, PLCC, ...
+    pred, mos = logistic_data(n=40, noise=0.3, seed=4)
+    std = np.full(40, 0.3)
+    std[::2] = np.nan
+    with pytest.warns(UserWarning, match="outlier_ratio uses the 20 of 40 items that have "
+                      "a mos_std; 20 have none"):
+        result = correlations(pred, mos, mos_std=std)
+    plain = correlations(pred, mos)
+    assert result["n"] == 40
+    for name in ("srocc", "krocc", "plcc", "rmse"):
+        assert result[name] == pytest.approx(plain[name]), name
+    error = np.abs(mos - fitted_curve(pred, mos)(pred))
+    assert result["outlier_ratio"] == pytest.approx(np.mean(error[1::2] > 0.6))
+    # Fewer than 5 items with a std is no reason to fail, none gives a NaN outlier ratio.
+    std[:] = np.nan
+    std[:3] = 0.3
+    with pytest.warns(UserWarning, match="uses the 3 of 40"):
+        assert correlations(pred, mos, mos_std=std)["n"] == 40
+    with pytest.warns(UserWarning, match="uses the 0 of 40"):
+        assert np.isnan(correlations(pred, mos, mos_std=np.full(40, np.nan))["outlier_ratio"])
+    frame = study_frame().assign(std=np.where(np.arange(60) % 3, 0.4, np.nan))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = correlation_table(frame, ["psnr", "ssim"], mos_std="std", group=None,
+                                  criteria=("srocc", "outlier_ratio", "n"))
+    said = [str(w.message) for w in caught if "outlier_ratio uses" in str(w.message)]
+    assert said == ["outlier_ratio uses the 40 of 60 items that have a mos_std; 20 have "
+                    "none (e.g. rated once) and count in the other criteria only"]
+    assert table.loc[("all", "srocc"), "psnr"] == pytest.approx(
+        correlations(frame["psnr"], frame["mos"])["srocc"])
+
+
 def test_constant_predictions_give_nan_and_a_warning():
     _, mos = logistic_data()
     with pytest.warns(UserWarning, match="constant predictions"):

@@ -10,7 +10,10 @@ score per item is removed (the AdvDSS paper's §3.1 step; the exact rule is in
 and ``<stem>_removed_scores.csv`` (each removed individual score and why). Given a study's
 ``manifest.parquet`` it also stores the MOS the way ``advqa evaluate import`` does
 (``mos.parquet``/``mos.csv`` in the study directory, columns ``id, mos, mos_std,
-n_ratings``), replacing any earlier import, so ``advqa evaluate correlations`` uses them.
+n_ratings, mos_source``) with the source ``annotate:<database name>``: an earlier export
+of the same database is replaced, MOS from other sources (an imported sheet) are kept,
+and an item that another source already scored is an error unless ``replace_source``
+(:func:`advqa.evaluate.mos.store_mos`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -32,6 +36,7 @@ from advqa.annotate.screening import (
     remove_outlier_scores,
 )
 from advqa.data import atomic_write_bytes
+from advqa.evaluate.mos import MosUpdate, store_mos
 
 EXPORT_COLUMNS = ("item_id", "mos", "std", "ci95", "n")
 SHOWN_IDS = 20  # unknown ids listed in a message before "... and N more"
@@ -67,6 +72,7 @@ class ExportResult:
     table: pd.DataFrame
     report: ExportReport
     paths: dict[str, Path]
+    study: MosUpdate | None = None  # what storing the study's MOS did (with a manifest)
 
 
 def summarise(scores: pd.DataFrame) -> pd.DataFrame:
@@ -145,17 +151,35 @@ def _check_items(table: pd.DataFrame, manifest: pd.DataFrame, path: Path) -> Non
                                 f"{shown}{more}")
 
 
-def store_study_mos(table: pd.DataFrame, manifest_path: str | Path) -> pd.DataFrame:
-    """Store ``table`` (``item_id, mos, std, n``) as the study's MOS, in manifest order.
+def database_source(database) -> str:
+    """``annotate:<name>``: the ``mos_source`` of MOS exported from a rating database.
 
-    Writes ``mos.parquet``/``mos.csv`` beside ``manifest_path`` with the columns of
-    :data:`advqa.evaluate.mos.MOS_COLUMNS`, as ``advqa evaluate import`` does; items
-    whose every score was dropped (``n = 0``) are left out.
+    The name is the file name of a SQLite database, or the database name of a
+    ``postgresql://`` URL (never its user or password).
+    """
+    text = os.fspath(database) if isinstance(database, os.PathLike) else str(database)
+    if "://" in text:
+        parts = urlsplit(text)
+        name = parts.path.strip("/") or (parts.hostname or "postgresql")
+    else:
+        name = Path(text).name
+    return f"annotate:{name}"
+
+
+def store_study_mos(table: pd.DataFrame, manifest_path: str | Path, *, source: str,
+                    replace_source: bool = False) -> MosUpdate:
+    """Store ``table`` (``item_id, mos, std, n``) as the study's MOS from ``source``.
+
+    Writes ``mos.parquet``/``mos.csv`` beside ``manifest_path`` as ``advqa evaluate
+    import`` does (:func:`advqa.evaluate.mos.store_mos`: other sources are kept, and
+    overwriting them needs ``replace_source``); items whose every score was dropped
+    (``n = 0``) are left out.
     """
     manifest_path = Path(manifest_path)
     manifest = read_manifest(manifest_path)
     _check_items(table, manifest, manifest_path)
-    return _store(table, manifest, manifest_path)
+    return _store(table, manifest, manifest_path, source=source,
+                  replace_source=replace_source)
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
@@ -168,20 +192,14 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return manifest
 
 
-def _store(table: pd.DataFrame, manifest: pd.DataFrame, manifest_path: Path) -> pd.DataFrame:
-    from advqa.evaluate.mos import MOS_COLUMNS
-    from advqa.study.store import write_table
-
-    order = {item: index for index, item in enumerate(manifest["id"].astype(str))}
+def _store(table: pd.DataFrame, manifest: pd.DataFrame, manifest_path: Path, *,
+           source: str, replace_source: bool) -> MosUpdate:
     rated = table[table["n"] > 0]
-    stored = pd.DataFrame({"id": rated["item_id"].astype(str),
-                           "mos": rated["mos"].astype(float),
-                           "mos_std": rated["std"].astype(float),
-                           "n_ratings": rated["n"].astype("Int64")})
-    stored = stored.iloc[np.argsort([order[item] for item in stored["id"]], kind="stable")]
-    stored = stored.reset_index(drop=True)[list(MOS_COLUMNS)]
-    write_table(stored, manifest_path.parent / "mos")
-    return stored
+    # A single rating has no std (NaN): stored as missing, which correlations accept.
+    stored = pd.DataFrame({"id": rated["item_id"].astype(str), "mos": rated["mos"],
+                           "mos_std": rated["std"], "n_ratings": rated["n"]})
+    return store_mos(manifest_path.parent, stored, source=source,
+                     replace_source=replace_source, manifest=manifest)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -189,7 +207,8 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def export_mos(source, out_csv: str | Path, *, manifest: str | Path | None = None,
-               screen: bool = True, remove_outliers: bool = True) -> ExportResult:
+               screen: bool = True, remove_outliers: bool = True,
+               mos_source: str | None = None, replace_source: bool = False) -> ExportResult:
     """Write the MOS CSV, its screening reports and, with ``manifest``, the study's MOS.
 
     Parameters
@@ -203,31 +222,48 @@ def export_mos(source, out_csv: str | Path, *, manifest: str | Path | None = Non
         report survives).
     manifest : str or Path, optional
         A study's ``manifest.parquet``: every rated item must be in it, and the MOS is
-        stored in that study (``mos.parquet``/``mos.csv``).
+        stored in that study (``mos.parquet``/``mos.csv``) with ``mos_source``
+        `mos_source`, keeping MOS from other sources.
     screen, remove_outliers : bool
         See :func:`mos_table`.
+    mos_source : str, optional
+        Default :func:`database_source` of the database (``annotate:ratings.sqlite``), or
+        ``annotate`` for a DataFrame.
+    replace_source : bool, default False
+        Replace study MOS of the same items from another source instead of refusing.
+
+    Returns
+    -------
+    ExportResult
+        With ``study`` (a :class:`advqa.evaluate.mos.MosUpdate`) when `manifest` is given.
 
     Raises
     ------
     UnknownItemsError
         Rated items absent from ``manifest`` (listed); nothing is written then.
+    advqa.evaluate.mos.MosSourceError
+        Rated items that another source already scored in the study, unless
+        ``replace_source``; nothing is written then.
     """
-    ratings = source if isinstance(source, pd.DataFrame) else read_ratings(source)
+    if isinstance(source, pd.DataFrame):
+        ratings, name = source, mos_source or "annotate"
+    else:
+        ratings, name = read_ratings(source), mos_source or database_source(source)
     table, report = mos_table(ratings, screen=screen, remove_outliers=remove_outliers)
-    manifest_frame = None
+    paths, update = {}, None
     if manifest is not None:
         manifest = Path(manifest)
         manifest_frame = read_manifest(manifest)
-        _check_items(table, manifest_frame, manifest)  # before anything is written
+        _check_items(table, manifest_frame, manifest)
+        # First, so a refused overwrite leaves every file as it was.
+        update = _store(table, manifest_frame, manifest, source=name,
+                        replace_source=replace_source)
     out_csv = Path(out_csv)
-    paths = {
-        "mos": _write_csv(table, out_csv),
-        "screening": _write_csv(report.screening_table,
-                                out_csv.with_name(f"{out_csv.stem}_screening.csv")),
-        "removed": _write_csv(report.removed,
-                              out_csv.with_name(f"{out_csv.stem}_removed_scores.csv")),
-    }
-    if manifest is not None:
-        _store(table, manifest_frame, manifest)
-        paths["study_mos"] = manifest.parent / "mos.parquet"
-    return ExportResult(table, report, paths)
+    paths["mos"] = _write_csv(table, out_csv)
+    paths["screening"] = _write_csv(report.screening_table,
+                                    out_csv.with_name(f"{out_csv.stem}_screening.csv"))
+    paths["removed"] = _write_csv(report.removed,
+                                  out_csv.with_name(f"{out_csv.stem}_removed_scores.csv"))
+    if update is not None:
+        paths["study_mos"] = update.path
+    return ExportResult(table, report, paths, update)

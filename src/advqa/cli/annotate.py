@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import ipaddress
 import sys
+import warnings
 from pathlib import Path
 
 from advqa.cli.common import CommandError
@@ -46,6 +47,10 @@ def register(subparsers) -> None:
     serve.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     serve.add_argument("--allow-remote", action="store_true",
                        help="allow a non-loopback --host (exposes the study's images)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="HOST[:PORT]",
+                       help="also answer requests for this Host header (the name raters "
+                       "use, e.g. behind a reverse proxy); repeatable. Default: only "
+                       "127.0.0.1, localhost, [::1] and --host, on --port")
     serve.set_defaults(handler=run_serve)
 
     # `advqa annotate export` lives in its own module, added when present.
@@ -91,13 +96,23 @@ def run_serve(arguments) -> int:
             "(127.0.0.1) behind a reverse proxy, or pass --allow-remote.")
     if not arguments.study.is_dir():
         raise CommandError(f"not a directory: {arguments.study}")
-    import uvicorn
+    from advqa.annotate.app import allowed_hosts_for, create_app, serve
 
-    from advqa.annotate.app import create_app
-
-    app = create_app(arguments.study, arguments.db)
+    hosts = allowed_hosts_for(arguments.host, arguments.port, arguments.allowed_host)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the skipped images are listed below
+            app = create_app(arguments.study, arguments.db, allowed_hosts=hosts)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
     study = app.state.study
+    if study.skipped:
+        print(f"skipped {len(study.skipped)} item(s) whose image cannot be read; "
+              f"unreadable files:", file=sys.stderr)
+        for name, reason in study.unreadable.items():
+            print(f"  {name}: {reason}", file=sys.stderr)
     print(f"serving {len(study.items)} item(s) from {arguments.study} on "
-          f"{link(arguments.host, arguments.port, 'TOKEN')}", file=sys.stderr)
-    uvicorn.run(app, host=arguments.host, port=arguments.port, workers=1)
+          f"{link(arguments.host, arguments.port, 'TOKEN')} (Host headers answered: "
+          f"{', '.join(hosts)})", file=sys.stderr)
+    serve(app, host=arguments.host, port=arguments.port)
     return 0

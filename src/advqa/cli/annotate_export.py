@@ -16,8 +16,10 @@ def add_commands(annotate_subparsers) -> None:
         "one outlier individual score per item (farther than 2 std from the item mean) is "
         "removed. OUT_screening.csv lists every rater's P, Q, N and why they were kept or "
         "rejected; OUT_removed_scores.csv lists the removed scores. With --manifest, the "
-        "MOS is also stored in that study (mos.parquet, columns mos, mos_std, n_ratings) "
-        "for `advqa evaluate correlations`.")
+        "MOS is also stored in that study (mos.parquet, columns mos, mos_std, n_ratings, "
+        "mos_source) for `advqa evaluate correlations`, as source annotate:<db name>: an "
+        "earlier export of this database is replaced, MOS from other sources are kept, "
+        "and items another source already scored are refused unless --replace-source.")
     parser.add_argument("--db", required=True,
                         help="rating database (SQLite file or PostgreSQL URL)")
     parser.add_argument("--out", required=True, type=Path, help="MOS CSV to write")
@@ -27,17 +29,22 @@ def add_commands(annotate_subparsers) -> None:
                         help="keep every rater (skip BT.500 screening)")
     parser.add_argument("--keep-outliers", dest="remove_outliers", action="store_false",
                         help="keep outlier individual scores")
+    parser.add_argument("--replace-source", action="store_true",
+                        help="with --manifest: replace the study MOS of items that another "
+                        "source (e.g. an imported sheet) already scored")
     parser.set_defaults(handler=run_export)
 
 
 def run_export(arguments) -> int:
     from advqa.annotate.export import UnknownItemsError, export_mos
+    from advqa.evaluate.mos import MosSourceError
 
     try:
         result = export_mos(arguments.db, arguments.out, manifest=arguments.manifest,
                             screen=arguments.screen,
-                            remove_outliers=arguments.remove_outliers)
-    except UnknownItemsError as error:
+                            remove_outliers=arguments.remove_outliers,
+                            replace_source=arguments.replace_source)
+    except (UnknownItemsError, MosSourceError) as error:
         raise CommandError(str(error)) from error
     report, table = result.report, result.table
     print(f"{report.n_ratings} ratings by {report.n_raters} raters of {len(table)} items")
@@ -54,5 +61,8 @@ def run_export(arguments) -> int:
     else:
         print(f"outlier scores: {len(report.removed)} removed (at most one per item)")
     for label, path in result.paths.items():
-        print(f"wrote {path}" + (" (study MOS)" if label == "study_mos" else ""))
+        if label != "study_mos":
+            print(f"wrote {path}")
+    if result.study is not None:
+        print(result.study.summary())
     return 0

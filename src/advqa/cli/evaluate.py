@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advqa.cli.common import CommandError, name_list, number
+from advqa.cli.common import CommandError, name_list, number, number_list
 from advqa.study.store import write_table
 
 MAPPING_HELP = ("comma-separated FIELD=COLUMN pairs, fields among id, mos, mos_std, "
@@ -23,6 +23,16 @@ def mapping(text: str) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"not FIELD=COLUMN: {part.strip()!r}")
         pairs[field.strip()] = column.strip()
     return pairs
+
+
+def scale(text: str) -> tuple[float, float]:
+    """Parse ``1,5`` into ``(1.0, 5.0)``."""
+    from advqa.evaluate.mos import check_scale
+
+    try:
+        return check_scale(number_list(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(subparsers) -> None:
@@ -54,14 +64,25 @@ def add_aeqa(commands) -> None:
 
 
 def add_import(commands) -> None:
-    parser = commands.add_parser("import", help="store opinion scores from a CSV/XLSX sheet",
-                                 description="Map a spreadsheet's rows onto the study's AEs "
-                                 "and store id, mos, mos_std, n_ratings in mos.parquet.")
+    parser = commands.add_parser(
+        "import", help="store opinion scores from a CSV/XLSX sheet",
+        description="Map a spreadsheet's rows onto the study's AEs and store id, mos, "
+        "mos_std, n_ratings in mos.parquet, with mos_source import:<sheet file name>. An "
+        "earlier import of the same file is replaced; MOS from other sources (e.g. "
+        "`advqa annotate export`) are kept, and items they already scored are refused "
+        "unless --replace-source. MOS far outside --scale get a warning.")
     parser.add_argument("study", type=Path, help="study directory")
     parser.add_argument("sheet", type=Path, help="CSV or XLSX file of opinion scores")
     parser.add_argument("--map", dest="mapping", type=mapping, default=None, help=MAPPING_HELP)
     parser.add_argument("--sheet", dest="worksheet", default=None,
                         help="worksheet name of an XLSX file; default the first")
+    parser.add_argument("--scale", type=scale, default=(1.0, 5.0), metavar="LOW,HIGH",
+                        help="the sheet's opinion-score scale; MOS more than 10%% of its "
+                        "width outside it get a warning (default: 1,5)")
+    parser.add_argument("--source", default=None,
+                        help="mos_source name of these scores; default import:<sheet name>")
+    parser.add_argument("--replace-source", action="store_true",
+                        help="replace the MOS of items that another source already scored")
 
 
 def add_correlations(commands) -> None:
@@ -77,6 +98,9 @@ def add_correlations(commands) -> None:
                         help="resamples for 95%% confidence intervals (e.g. 1000); default 0")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--no-plot", action="store_true", help="skip scatter.png")
+    parser.add_argument("--mos-source", type=name_list, default=None, metavar="NAME[,NAME]",
+                        help="MOS source(s) to use (see mos.csv's mos_source); required when "
+                        "the study has several, which are pooled only when listed")
 
 
 def run(arguments) -> int:
@@ -91,22 +115,27 @@ def run(arguments) -> int:
 
 
 def run_import(arguments) -> int:
-    from advqa.evaluate.mos import MosImportError, import_mos
+    from advqa.evaluate.mos import MosImportError, MosSourceError, import_mos
 
     try:
-        table = import_mos(arguments.study, arguments.sheet, mapping=arguments.mapping,
-                           sheet=arguments.worksheet)
-    except MosImportError as error:
+        update = import_mos(arguments.study, arguments.sheet, mapping=arguments.mapping,
+                            sheet=arguments.worksheet, scale=arguments.scale,
+                            source=arguments.source, replace_source=arguments.replace_source)
+    except (MosImportError, MosSourceError) as error:
         raise CommandError(str(error)) from error
-    print(f"imported MOS of {len(table)} AEs into {arguments.study / 'mos.parquet'}")
+    print(f"imported MOS of {len(update.rows)} AEs")
+    print(update.summary())
     return 0
 
 
-def study_frame(study: Path):
-    """The scored manifest with the imported MOS merged in; CommandError if no MOS."""
+def study_frame(study: Path, sources: list[str] | None = None):
+    """The scored AEs with a MOS from the chosen source(s), and the rows per source.
+
+    CommandError if there is no MOS, or several sources and none chosen.
+    """
     import pandas as pd
 
-    from advqa.evaluate.mos import MissingMosError, require_mos, with_mos
+    from advqa.evaluate.mos import MissingMosError, MosSourceError, select_mos_source, with_mos
 
     path = study / "scored_manifest.parquet"
     if not path.is_file():
@@ -114,8 +143,8 @@ def study_frame(study: Path):
                            f"score the study first (`advqa score --study {study}`)")
     frame = with_mos(pd.read_parquet(path), study)
     try:
-        return require_mos(frame)
-    except MissingMosError as error:
+        return select_mos_source(frame, sources)
+    except (MissingMosError, MosSourceError) as error:
         raise CommandError(str(error)) from error
 
 
@@ -136,20 +165,27 @@ def run_correlations(arguments) -> int:
     from advqa.study.store import write_table
 
     study = arguments.study
-    frame = study_frame(study)
-    metrics = chosen_metrics(frame, arguments.metrics)
+    rated, sources = study_frame(study, arguments.mos_source)
+    metrics = chosen_metrics(rated, arguments.metrics)
     if not metrics:
         raise CommandError(f"no metric scores in {study}: run `advqa score --study {study}`")
     group = None if arguments.group.lower() == "none" else arguments.group
-    if group is not None and group not in frame.columns:
+    if group is not None and group not in rated.columns:
         raise CommandError(f"no column {group!r} to group by")
-    mos_std = "mos_std" if "mos_std" in frame and frame["mos_std"].notna().any() else None
+    with_std = int(rated["mos_std"].notna().sum()) if "mos_std" in rated else 0
+    # The std only feeds the outlier ratio; items rated once (no std) count everywhere else.
+    mos_std = "mos_std" if with_std else None
     criteria = ("srocc", "krocc", "plcc", "rmse", *(("outlier_ratio",) if mos_std else ()))
-    rated = frame[frame["mos"].notna()]
     table = correlation_table(rated, metrics, group=group, criteria=criteria,
                               mos_std=mos_std, bootstrap=arguments.bootstrap,
                               seed=arguments.seed)
-    print(f"agreement with MOS ({len(rated)} rated AEs)")
+    used = ", ".join(f"{name} ({count} AEs)" for name, count in sources.items())
+    print(f"agreement with MOS ({len(rated)} rated AEs; MOS source: {used})")
+    if with_std < len(rated):
+        print(f"outlier_ratio: only the {with_std} AEs with a rating std count "
+              f"({len(rated) - with_std} have none, e.g. rated once); the other criteria "
+              f"use all {len(rated)}" if with_std else
+              "outlier_ratio: left out, no AE has a rating std (mos_std)")
     print(table.to_string(float_format=lambda value: f"{value:.4f}"))
     parquet, _ = write_table(table.reset_index(), study / "correlations")
     print(f"\nwrote {parquet} and {parquet.with_suffix('.csv')}")

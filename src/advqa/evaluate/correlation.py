@@ -62,7 +62,11 @@ class FittedCurve:
 
 
 def _as_arrays(pred, mos, mos_std=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Validate lengths, drop items with a NaN anywhere, and require enough items."""
+    """Validate lengths, drop items without a prediction or MOS, require enough items.
+
+    A missing ``mos_std`` (an item rated once) drops nothing: only the outlier ratio
+    needs it, and it skips those items (:func:`_outlier_ratio`).
+    """
     pred = np.asarray(pred, dtype=float).ravel()
     mos = np.asarray(mos, dtype=float).ravel()
     arrays = [pred, mos]
@@ -72,7 +76,7 @@ def _as_arrays(pred, mos, mos_std=None) -> tuple[np.ndarray, np.ndarray, np.ndar
     if len(lengths) != 1:
         raise ValueError(f"predictions, MOS (and mos_std) differ in length: "
                          f"{[len(array) for array in arrays]}")
-    keep = np.logical_and.reduce([np.isfinite(array) for array in arrays])
+    keep = np.isfinite(pred) & np.isfinite(mos)
     dropped = int((~keep).sum())
     if dropped:
         warnings.warn(f"dropped {dropped} of {len(pred)} items with a missing (NaN) "
@@ -164,8 +168,26 @@ def _criteria(pred, mos, mos_std=None, starts=None, *,
         "rmse": float(np.sqrt(np.mean((mos - fitted) ** 2))),
     }
     if mos_std is not None:
-        values["outlier_ratio"] = float(np.mean(np.abs(mos - fitted) > 2.0 * mos_std))
+        values["outlier_ratio"] = _outlier_ratio(mos, fitted, mos_std)
     return values, curve
+
+
+def _outlier_ratio(mos, fitted, mos_std) -> float:
+    """Fraction of the items *with* a std whose error exceeds ``2·std``; NaN if none has."""
+    known = np.isfinite(mos_std)
+    if not known.any():
+        return float("nan")
+    return float(np.mean(np.abs(mos - fitted)[known] > 2.0 * mos_std[known]))
+
+
+def _warn_missing_std(mos_std: np.ndarray | None, n: int, *, stacklevel: int) -> None:
+    if mos_std is None:
+        return
+    known = int(np.isfinite(mos_std).sum())
+    if known < n:
+        warnings.warn(f"outlier_ratio uses the {known} of {n} items that have a mos_std; "
+                      f"{n - known} have none (e.g. rated once) and count in the other "
+                      f"criteria only", stacklevel=stacklevel)
 
 
 def _bootstrap(pred, mos, mos_std, *, resamples: int, seed: int, starts) -> dict:
@@ -209,7 +231,9 @@ def correlations(pred, mos, *, mos_std=None, bootstrap: int = 0, seed: int = 0) 
         Standard deviation of each item's ratings. When given, ``outlier_ratio`` is the
         fraction of items whose fitted prediction error exceeds ``2·mos_std`` (VQEG FR-TV
         Phase I). Phase II uses twice the standard *error* instead: pass
-        ``std / sqrt(n_ratings)`` for that variant.
+        ``std / sqrt(n_ratings)`` for that variant. NaN (an item rated once) is allowed:
+        such items count in every other criterion and are left out of the outlier ratio
+        only, with a warning (NaN if no item has a std).
     bootstrap : int, default 0
         Number of resamples of items for 95% percentile confidence intervals
         (``srocc_ci`` etc., each ``(low, high)``); 0 skips them.
@@ -229,6 +253,7 @@ def correlations(pred, mos, *, mos_std=None, bootstrap: int = 0, seed: int = 0) 
         If the inputs differ in length or fewer than 5 items remain after dropping NaNs.
     """
     pred, mos, mos_std = _as_arrays(pred, mos, mos_std)
+    _warn_missing_std(mos_std, len(pred), stacklevel=2)
     names = (*CRITERIA, "outlier_ratio") if mos_std is not None else CRITERIA
     if _is_constant(pred) or _is_constant(mos):
         which = "predictions" if _is_constant(pred) else "MOS"
@@ -346,7 +371,9 @@ def correlation_table(frame: pd.DataFrame, metrics: Sequence[str], *, mos: str =
     criteria : sequence of str, default ("srocc", "krocc", "plcc", "rmse")
         Rows of each block; "outlier_ratio" needs `mos_std`, "n" counts the items.
     mos_std : str, optional
-        Column of rating standard deviations, for the outlier ratio.
+        Column of rating standard deviations, for the outlier ratio only; NaN (items
+        rated once) is allowed and leaves those items out of the outlier ratio, with one
+        warning.
     bootstrap : int, default 0
         Resamples for 95% intervals, added as ``<criterion>_low``/``_high`` rows.
     seed : int, default 0
@@ -362,14 +389,22 @@ def correlation_table(frame: pd.DataFrame, metrics: Sequence[str], *, mos: str =
         (str(value), part) for value, part in frame.groupby(group, sort=True, dropna=True)]
     blocks.append(("all", frame))
     labels = _row_labels(criteria, bootstrap)
+    if mos_std:
+        rated = frame[mos].notna().to_numpy()
+        _warn_missing_std(frame[mos_std].to_numpy(float)[rated], int(rated.sum()),
+                          stacklevel=2)
     columns = {}
     for metric in metrics:
         cells = []
         for value, part in blocks:
             stds = part[mos_std].to_numpy(float) if mos_std else None
-            values = _group_values(part[metric].to_numpy(float), part[mos].to_numpy(float),
-                                   stds, label=f"{metric}, {group or 'all'}={value}",
-                                   bootstrap=bootstrap, seed=seed)
+            with warnings.catch_warnings():
+                # Said once for the whole frame above, not once per metric and group.
+                warnings.filterwarnings("ignore", message="outlier_ratio uses the")
+                values = _group_values(part[metric].to_numpy(float),
+                                       part[mos].to_numpy(float), stds,
+                                       label=f"{metric}, {group or 'all'}={value}",
+                                       bootstrap=bootstrap, seed=seed)
             cells.extend(_group_rows(values, criteria, bootstrap))
         columns[metric] = cells
     index = pd.MultiIndex.from_tuples(

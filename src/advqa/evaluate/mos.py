@@ -1,9 +1,16 @@
 """Import mean opinion scores (MOS) from a spreadsheet into a study.
 
 Imported scores live in ``mos.parquet``/``mos.csv`` in the study directory (columns
-``id, mos, mos_std, n_ratings``), not in ``manifest.parquet``, which ``advqa build``
-regenerates. A manifest may still carry its own ``mos``/``mos_std``/``n_ratings`` columns;
-:func:`with_mos` merges both, imported values first.
+``id, mos, mos_std, n_ratings, mos_source``), not in ``manifest.parquet``, which ``advqa
+build`` regenerates. A manifest may still carry its own ``mos``/``mos_std``/``n_ratings``
+columns; :func:`with_mos` merges both, imported values first.
+
+Every row records where its opinion scores came from (``mos_source``: ``import:<sheet
+file>`` for this module, ``annotate:<database>`` for ``advqa annotate export``). Storing
+new scores (:func:`store_mos`) replaces only the rows of the same source; scores from
+another source are never overwritten silently: an item already scored by another source
+is an error unless ``replace_source=True``. Correlations use one source unless told to
+pool several (:func:`select_mos_source`).
 
 Example: the QoMEX 2019 study's per-image subjective results spreadsheet has one row per
 adversarial image with its file name and MOS. Map its columns onto the manifest with e.g.
@@ -15,7 +22,9 @@ names images by their source image, attack and strength instead of an AE id, map
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +32,15 @@ import pandas as pd
 
 from advqa.study.store import write_table
 
-MOS_COLUMNS = ("id", "mos", "mos_std", "n_ratings")
+MOS_COLUMNS = ("id", "mos", "mos_std", "n_ratings", "mos_source")
+SCORE_COLUMNS = MOS_COLUMNS[1:4]
+#: ``mos_source`` of rows stored before sources were recorded, and of a manifest's own MOS.
+UNRECORDED_SOURCE = "unrecorded"
+MANIFEST_SOURCE = "manifest"
+#: The declared opinion-score scale when none is given: the 1–5 scale of the rating app.
+DEFAULT_SCALE = (1.0, 5.0)
+#: MOS farther outside the scale than this fraction of its width get a warning.
+SCALE_TOLERANCE = 0.1
 KEY_COLUMNS = ("image", "attack", "norm", "strength")
 TARGETS = (*MOS_COLUMNS, *KEY_COLUMNS)
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
@@ -37,6 +54,56 @@ class MosImportError(ValueError):
 
 class MissingMosError(ValueError):
     """The study has no opinion scores."""
+
+
+class MosSourceError(ValueError):
+    """Opinion scores of different sources would be overwritten or pooled unasked."""
+
+
+@dataclass
+class MosUpdate:
+    """What :func:`store_mos` did to a study's ``mos.parquet``.
+
+    Attributes
+    ----------
+    source : str
+        The ``mos_source`` of the stored rows.
+    rows : pandas.DataFrame
+        The rows written by this update (:data:`MOS_COLUMNS`).
+    stored : pandas.DataFrame
+        The study's whole MOS table afterwards.
+    added, replaced, dropped : int
+        Items new to the study; items of the same source whose MOS was replaced; items of
+        the same source that the new scores no longer hold, removed.
+    kept : dict
+        Rows kept from other sources, per source.
+    overridden : dict
+        Item ids of other sources replaced (only with ``replace_source=True``), per source.
+    path : Path
+        ``mos.parquet``.
+    """
+
+    source: str
+    rows: pd.DataFrame
+    stored: pd.DataFrame
+    added: int
+    replaced: int
+    dropped: int
+    kept: dict[str, int]
+    overridden: dict[str, list[str]]
+    path: Path
+
+    def summary(self) -> str:
+        """One line per fact, for the command line."""
+        lines = [f"MOS source {self.source!r}: {self.added} added, {self.replaced} replaced"
+                 + (f", {self.dropped} no longer scored removed" if self.dropped else "")]
+        for source, ids in self.overridden.items():
+            lines.append(f"replaced the MOS of {len(ids)} item(s) from {source!r} "
+                         f"(--replace-source): {_ids_text(ids)}")
+        kept = ", ".join(f"{count} from {source!r}" for source, count in self.kept.items())
+        lines.append(f"kept {kept}" if kept else "no MOS from other sources")
+        lines.append(f"wrote {self.path} ({len(self.stored)} AEs with MOS)")
+        return "\n".join(lines)
 
 
 def read_sheet(path: str | Path, *, sheet: str | None = None) -> pd.DataFrame:
@@ -88,6 +155,12 @@ def _cell_text(cell) -> str:
     return str(cell)
 
 
+def _ids_text(ids) -> str:
+    ids = list(ids)
+    more = f" ... and {len(ids) - SHOWN_ROWS} more" if len(ids) > SHOWN_ROWS else ""
+    return ", ".join(map(repr, ids[:SHOWN_ROWS])) + more
+
+
 def _rows_text(sheet_rows: pd.Series | list, values: pd.Series | list | None = None) -> str:
     """``row 3 ('x'), row 7 ('y')``, spreadsheet row numbers (header is row 1)."""
     rows = list(sheet_rows)
@@ -129,10 +202,14 @@ def _check_columns(table: pd.DataFrame, mapping: dict[str, str], name: str) -> N
 
 def _numbers(table: pd.DataFrame, column: str, target: str, *, required: bool,
              whole: bool = False) -> tuple[pd.Series, str | None]:
-    """Parse a column as numbers; return them and a message naming bad rows, if any."""
+    """Parse a column as finite numbers; return them and a message naming bad rows, if any.
+
+    "nan", "inf" and the like are bad values, not missing ones: only an empty cell is
+    missing (and allowed when not ``required``).
+    """
     text = table[column].astype(str).str.strip()
     values = pd.to_numeric(text.replace("", np.nan), errors="coerce")
-    bad = values.isna() & ((text != "") | required)
+    bad = ~np.isfinite(values) & ((text != "") | required)
     if whole:
         bad |= values.notna() & (values % 1 != 0)
     if not bad.any():
@@ -220,11 +297,46 @@ def _scores(table: pd.DataFrame, mapping: dict[str, str], problems: list[str]) -
         columns[target] = values
         if problem:
             problems.append(problem)
+    # A standard deviation below 0 or a count below 1 is a wrong column, not a score.
+    for target, low, what in (("mos_std", 0, "negative"), ("n_ratings", 1, "below 1")):
+        bad = columns[target] < low
+        if bad.any():
+            text = table[mapping[target]].astype(str).str.strip()
+            problems.append(f"{target} column {mapping[target]!r} is {what} in "
+                            f"{_rows_text(table.index[bad] + 2, text[bad])}")
     return columns
 
 
+def check_scale(scale) -> tuple[float, float]:
+    """``(low, high)`` as floats, or a ValueError saying what a scale is."""
+    try:
+        low, high = (float(value) for value in scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"a MOS scale is (low, high), e.g. (1, 5); got {scale!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"a MOS scale needs finite low < high; got ({low}, {high})")
+    return low, high
+
+
+def _warn_off_scale(mos: pd.Series, table: pd.DataFrame, column: str,
+                    scale: tuple[float, float], name: str) -> None:
+    """Warn about MOS farther outside ``scale`` than SCALE_TOLERANCE of its width."""
+    low, high = scale
+    margin = SCALE_TOLERANCE * (high - low)
+    off = (mos < low - margin) | (mos > high + margin)
+    if off.any():
+        text = table[column].astype(str).str.strip()
+        warnings.warn(
+            f"{name}: {int(off.sum())} MOS value(s) lie far outside the declared scale "
+            f"{low:g}–{high:g}: {_rows_text(table.index[off] + 2, text[off])}. Check the "
+            f"mapped column, or declare the sheet's scale (--scale LOW,HIGH)",
+            stacklevel=3)
+
+
 def import_mos(study_dir: str | Path, sheet_path: str | Path, *, id_column: str | None = None,
-               mapping: dict[str, str] | None = None, sheet: str | None = None) -> pd.DataFrame:
+               mapping: dict[str, str] | None = None, sheet: str | None = None,
+               scale=DEFAULT_SCALE, source: str | None = None,
+               replace_source: bool = False) -> MosUpdate:
     """Read opinion scores from a CSV/XLSX sheet and store them in the study.
 
     Parameters
@@ -242,63 +354,181 @@ def import_mos(study_dir: str | Path, sheet_path: str | Path, *, id_column: str 
         QoMEX 2019 per-image results: ``{"id": "Image name", "mos": "MOS", ...}``.
     sheet : str, optional
         Worksheet of an Excel file; default the first.
+    scale : (float, float), default (1, 5)
+        The sheet's opinion-score scale. MOS more than 10% of its width outside it get a
+        warning naming the rows (they are still stored).
+    source : str, optional
+        The ``mos_source`` of the rows; default ``import:<sheet file name>``.
+    replace_source : bool, default False
+        Replace items that already have MOS from another source (else an error).
 
     Returns
     -------
-    pandas.DataFrame
-        The stored table: ``id, mos, mos_std, n_ratings``, in manifest order. It replaces
-        any earlier import.
+    MosUpdate
+        ``rows`` (``id, mos, mos_std, n_ratings, mos_source``, in manifest order), the
+        whole stored table and the counts of what was added, replaced and kept.
 
     Raises
     ------
     MosImportError
-        Listing the sheet rows (header = row 1) with unknown ids, duplicates, missing or
-        non-numeric scores, or the missing columns.
+        Listing the sheet rows (header = row 1) with unknown ids, duplicates, missing,
+        non-numeric or non-finite scores, negative stds, counts below 1, or the missing
+        columns.
+    MosSourceError
+        Items already scored by another source, unless ``replace_source``.
     ImportError
         For an XLSX file without openpyxl installed.
     """
     study = Path(study_dir)
+    scale = check_scale(scale)
     manifest = _read_manifest(study)
     table = read_sheet(sheet_path, sheet=sheet)
+    name = Path(sheet_path).name
     mapping = _resolve_mapping(table, mapping, id_column)
-    _check_columns(table, mapping, Path(sheet_path).name)
+    _check_columns(table, mapping, name)
     problems: list[str] = []
     ids = _identify(table, manifest, mapping, problems)
     scores = _scores(table, mapping, problems)
     if problems:
-        raise MosImportError(f"cannot import {Path(sheet_path).name}:\n  "
-                             + "\n  ".join(problems))
+        raise MosImportError(f"cannot import {name}:\n  " + "\n  ".join(problems))
+    _warn_off_scale(scores["mos"], table, mapping["mos"], scale, name)
     imported = pd.DataFrame({"id": ids.astype(str), **scores})
-    imported["n_ratings"] = imported["n_ratings"].astype("Int64")
-    order = pd.Series(range(len(manifest)), index=manifest["id"])
-    imported = imported.iloc[np.argsort(order[imported["id"]].to_numpy(), kind="stable")]
-    imported = imported.reset_index(drop=True)[list(MOS_COLUMNS)]
-    write_table(imported, study / "mos")
-    return imported
+    return store_mos(study, imported, source=source or f"import:{name}",
+                     replace_source=replace_source, manifest=manifest)
+
+
+def _as_stored(table: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``table``'s ``id, mos, mos_std, n_ratings`` with the stored dtypes and ``source``."""
+    return pd.DataFrame({
+        "id": table["id"].astype(str).to_numpy(),
+        "mos": table["mos"].astype(float).to_numpy(),
+        "mos_std": table["mos_std"].astype(float).to_numpy(),
+        "n_ratings": pd.array(table["n_ratings"], dtype="Int64"),
+        "mos_source": source,
+    })
+
+
+def _conflicts(others: pd.DataFrame, new_ids: set[str]) -> dict[str, list[str]]:
+    """Item ids of ``new_ids`` already scored by another source, per source."""
+    clashing = others[others["id"].isin(new_ids)]
+    return {str(source): sorted(part["id"])
+            for source, part in clashing.groupby("mos_source", sort=True)}
+
+
+def store_mos(study_dir: str | Path, table: pd.DataFrame, *, source: str,
+              replace_source: bool = False, manifest: pd.DataFrame | None = None,
+              ) -> MosUpdate:
+    """Store ``table`` as the study's MOS from ``source``, keeping other sources' MOS.
+
+    Rows already stored from ``source`` are all replaced by ``table`` (so storing the
+    same scores again changes nothing); rows of other sources are kept. An item that
+    another source already scored is an error, unless ``replace_source``.
+
+    Parameters
+    ----------
+    study_dir : str or Path
+        The study directory; ``mos.parquet``/``mos.csv`` are written there.
+    table : pandas.DataFrame
+        ``id, mos`` and optionally ``mos_std``, ``n_ratings``; ids unique and finite MOS.
+    source : str
+        Where the scores come from, e.g. ``import:scores.csv`` or
+        ``annotate:ratings.sqlite``.
+    replace_source : bool, default False
+        Replace the MOS of items that another source scored (reported in the result).
+    manifest : pandas.DataFrame, optional
+        The study's manifest (read from ``study_dir`` if not given): rows are stored in
+        its order.
+
+    Returns
+    -------
+    MosUpdate
+
+    Raises
+    ------
+    MosSourceError
+        Items scored by another source, naming them and the source, unless
+        ``replace_source``; nothing is written then.
+    ValueError
+        Duplicate ids, a missing or non-finite MOS, or an empty ``source``.
+    """
+    study = Path(study_dir)
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"a MOS source is a non-empty name, not {source!r}")
+    table = table.assign(**{column: table.get(column, np.nan)
+                            for column in ("mos_std", "n_ratings")})
+    rows = _as_stored(table, source)
+    if rows["id"].duplicated().any():
+        raise ValueError(f"MOS table repeats ids: {_ids_text(rows['id'][rows['id'].duplicated()])}")
+    if not np.isfinite(rows["mos"]).all():
+        raise ValueError(f"MOS is missing or not finite for "
+                         f"{_ids_text(rows['id'][~np.isfinite(rows['mos'])])}")
+    existing = load_mos(study)
+    same = existing[existing["mos_source"] == source]
+    others = existing[existing["mos_source"] != source]
+    new_ids = set(rows["id"])
+    overridden = _conflicts(others, new_ids)
+    if overridden and not replace_source:
+        listed = "; ".join(f"{len(ids)} from {name!r}: {_ids_text(ids)}"
+                           for name, ids in overridden.items())
+        raise MosSourceError(
+            f"refusing to overwrite MOS from another source with {source!r}: {listed}. "
+            f"Nothing was written. Pass --replace-source (replace_source=True) to replace "
+            f"them, or store these scores in another study")
+    kept = others[~others["id"].isin(new_ids)]
+    stored = pd.concat([kept, rows], ignore_index=True) if len(kept) else rows
+    if manifest is None:
+        manifest = _read_manifest(study)
+    order = {item: index for index, item in enumerate(manifest["id"].astype(str))}
+    position = [order.get(item, len(order)) for item in stored["id"]]
+    stored = stored.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)
+    path, _ = write_table(stored[list(MOS_COLUMNS)], study / "mos")
+    same_ids = set(same["id"])
+    return MosUpdate(
+        source=source, rows=stored[stored["mos_source"] == source].reset_index(drop=True),
+        stored=stored, added=len(new_ids - set(existing["id"])),
+        replaced=len(new_ids & same_ids), dropped=len(same_ids - new_ids),
+        kept=kept["mos_source"].value_counts(sort=False).sort_index().to_dict(),
+        overridden=overridden, path=path)
 
 
 def load_mos(study_dir: str | Path) -> pd.DataFrame:
-    """The study's imported opinion scores (``id, mos, mos_std, n_ratings``); empty if none."""
+    """The study's stored opinion scores (:data:`MOS_COLUMNS`); empty if none.
+
+    A ``mos.parquet`` written before sources were recorded gets ``mos_source``
+    ``"unrecorded"``.
+    """
     path = Path(study_dir) / "mos.parquet"
     if not path.is_file():
-        return pd.DataFrame({column: pd.Series(dtype=object if column == "id" else float)
+        return pd.DataFrame({column: pd.Series(dtype=object if column in ("id", "mos_source")
+                                               else float)
                              for column in MOS_COLUMNS})
-    return pd.read_parquet(path)
+    table = pd.read_parquet(path)
+    if "mos_source" not in table.columns:
+        table["mos_source"] = UNRECORDED_SOURCE
+    return table
 
 
 def with_mos(frame: pd.DataFrame, study_dir: str | Path) -> pd.DataFrame:
-    """`frame` with the study's imported MOS columns merged in by ``id``.
+    """`frame` with the study's stored MOS columns merged in by ``id``.
 
-    Imported values take precedence; rows the import does not cover keep any MOS the
-    frame (e.g. a manifest) already carried.
+    Stored values take precedence; rows they do not cover keep any MOS the frame (e.g. a
+    manifest) already carried, with ``mos_source`` ``"manifest"``.
     """
-    imported = load_mos(study_dir)
-    if imported.empty:
+    frame = frame.copy()
+    if "mos" in frame.columns:
+        own = frame.get("mos_source", pd.Series(None, index=frame.index, dtype=object))
+        frame["mos_source"] = own.where(own.notna() | frame["mos"].isna(), MANIFEST_SOURCE)
+    stored = load_mos(study_dir)
+    if stored.empty:
         return frame
-    merged = frame.merge(imported, on="id", how="left", suffixes=("", "_imported"))
+    merged = frame.merge(stored, on="id", how="left", suffixes=("", "_imported"))
+    if "mos_imported" not in merged:
+        return merged
+    # A stored row replaces the frame's score, std, count and source together, never a mix.
+    has_stored = merged["mos_imported"].notna()
     for column in MOS_COLUMNS[1:]:
         if f"{column}_imported" in merged:
-            merged[column] = merged[f"{column}_imported"].combine_first(merged[column])
+            merged[column] = merged[f"{column}_imported"].where(has_stored, merged[column])
             merged = merged.drop(columns=f"{column}_imported")
     return merged
 
@@ -308,3 +538,50 @@ def require_mos(frame: pd.DataFrame, *, column: str = "mos") -> pd.DataFrame:
     if column not in frame.columns or not frame[column].notna().any():
         raise MissingMosError(f"no MOS in this study: {IMPORT_HINT}")
     return frame
+
+
+def select_mos_source(frame: pd.DataFrame, sources: list[str] | None = None,
+                      ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rows of ``frame`` with a MOS from the chosen source(s), and their counts.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows with ``mos`` and ``mos_source`` (as :func:`with_mos` gives).
+    sources : list of str, optional
+        Sources to use; several are pooled. Default: the only source present.
+
+    Returns
+    -------
+    rated : pandas.DataFrame
+        The rows with a MOS from those sources.
+    used : dict
+        Source -> number of rows used.
+
+    Raises
+    ------
+    MissingMosError
+        No MOS at all.
+    MosSourceError
+        Several sources present and none chosen (MOS of different studies are not
+        pooled unasked), or a chosen source that is absent; the message lists the
+        sources present.
+    """
+    require_mos(frame)
+    rated = frame[frame["mos"].notna()]
+    labels = rated.get("mos_source", pd.Series(MANIFEST_SOURCE, index=rated.index))
+    labels = labels.fillna(MANIFEST_SOURCE)
+    present = labels.value_counts(sort=False).sort_index().to_dict()
+    listed = ", ".join(f"{name!r} ({count} AEs)" for name, count in present.items())
+    if sources is None:
+        if len(present) > 1:
+            raise MosSourceError(
+                f"this study has MOS from {len(present)} sources: {listed}. Choose one "
+                f"with --mos-source NAME, or pool some explicitly with --mos-source A,B")
+        return rated, present
+    missing = [name for name in sources if name not in present]
+    if missing:
+        raise MosSourceError(f"no MOS from {', '.join(map(repr, missing))} in this study; "
+                             f"its sources: {listed}")
+    chosen = labels.isin(sources)
+    return rated[chosen], {name: present[name] for name in sources}

@@ -1,9 +1,14 @@
 // The rating page: fetch the next set, show it at native size, send its scores.
+// The rater's token is in an HttpOnly cookie set by their invitation link (/?token=…):
+// this script never sees it, and no URL it requests carries it.
 "use strict";
 
-const token = new URLSearchParams(window.location.search).get("token") || "";
 const $ = (selector) => document.querySelector(selector);
 let current = [];
+// Item id -> true once its image (and the reference) loaded; false if one failed.
+let loaded = new Map();
+let referenceLoaded = false;
+let generation = 0;  // the set on screen; late events of an earlier set are ignored
 
 function showMessage(text) {
   const box = $("#message");
@@ -12,7 +17,7 @@ function showMessage(text) {
 }
 
 async function api(path, options) {
-  const response = await fetch(path, options);
+  const response = await fetch(path, {credentials: "same-origin", ...options});
   let body = {};
   try { body = await response.json(); } catch (error) { /* not JSON */ }
   if (!response.ok) {
@@ -21,17 +26,21 @@ async function api(path, options) {
   return body;
 }
 
-function image(url, width, height, alt) {
+function image(url, width, height, alt, onLoad, onError) {
   const element = document.createElement("img");
-  element.src = url;
+  // Listeners first: a cached image may load as soon as src is set.
+  element.addEventListener("load", onLoad);
+  element.addEventListener("error", onError);
   element.width = width;   // natural size: the browser never scales it
   element.height = height;
   element.alt = alt;
+  element.src = url;       // already percent-encoded by the server
   return element;
 }
 
 function scoreInput(itemId) {
   const fieldset = document.createElement("fieldset");
+  fieldset.disabled = true;  // until the images it rates are on screen
   const legend = document.createElement("legend");
   legend.className = "scale";
   legend.textContent = "1 = no visible difference … 5 = obviously perturbed";
@@ -49,13 +58,36 @@ function scoreInput(itemId) {
   return fieldset;
 }
 
+function figureOf(itemId) {
+  return document.querySelector(`.item[data-item-id="${CSS.escape(itemId)}"]`);
+}
+
 function chosen(itemId) {
   const input = document.querySelector(`input[name="score-${CSS.escape(itemId)}"]:checked`);
   return input ? Number(input.value) : null;
 }
 
+function ready(itemId) {
+  return referenceLoaded && loaded.get(itemId) === true;
+}
+
+// An item can be scored only while its image and the reference are both shown.
+function updateInputs() {
+  for (const itemId of current) {
+    figureOf(itemId).querySelector("fieldset").disabled = !ready(itemId);
+  }
+  updateSubmit();
+}
+
 function updateSubmit() {
-  $("#submit").disabled = current.length === 0 || current.some((id) => chosen(id) === null);
+  $("#submit").disabled = current.length === 0
+    || current.some((id) => !ready(id) || chosen(id) === null);
+}
+
+function failed(what) {
+  showMessage(`${what} could not be loaded, so this set cannot be rated. Reload the page; `
+              + "if this happens again, tell the study's organiser.");
+  updateInputs();
 }
 
 function render(next) {
@@ -66,10 +98,14 @@ function render(next) {
     $("#finished").hidden = false;
     return;
   }
+  current = next.items.map((item) => item.item_id);
+  loaded = new Map(current.map((id) => [id, null]));
+  referenceLoaded = false;
+  const shown = ++generation;
+  const live = (handler) => () => { if (shown === generation) handler(); };
   const reference = $("#reference");
   reference.querySelectorAll("img").forEach((element) => element.remove());
-  reference.append(image(next.reference.image_url, next.reference.width,
-                         next.reference.height, "reference image"));
+  delete reference.dataset.failed;
   const items = $("#items");
   items.replaceChildren();
   next.items.forEach((item, index) => {
@@ -78,11 +114,20 @@ function render(next) {
     figure.dataset.itemId = item.item_id;
     const caption = document.createElement("figcaption");
     caption.textContent = `Image ${index + 1}`;
-    figure.append(caption, image(item.image_url, item.width, item.height,
-                                 `image ${index + 1}`), scoreInput(item.item_id));
+    const picture = image(item.image_url, item.width, item.height, `image ${index + 1}`,
+      live(() => { loaded.set(item.item_id, true); updateInputs(); }),
+      live(() => {
+        loaded.set(item.item_id, false);
+        figure.dataset.failed = "true";
+        failed(`Image ${index + 1}`);
+      }));
+    figure.append(caption, picture, scoreInput(item.item_id));
     items.append(figure);
   });
-  current = next.items.map((item) => item.item_id);
+  reference.append(image(next.reference.image_url, next.reference.width,
+    next.reference.height, "reference image",
+    live(() => { referenceLoaded = true; updateInputs(); }),
+    live(() => { reference.dataset.failed = "true"; failed("The reference image"); })));
   $("#finished").hidden = true;
   $("#study").hidden = false;
   updateSubmit();
@@ -91,8 +136,9 @@ function render(next) {
 
 async function load() {
   try {
-    render(await api(`/api/next?token=${encodeURIComponent(token)}`));
+    const next = await api("/api/next");
     showMessage("");
+    render(next);
   } catch (error) {
     $("#study").hidden = true;
     showMessage(error.message);
@@ -104,10 +150,13 @@ async function submit() {
   button.disabled = true;
   try {
     for (const itemId of current) {
+      if (!ready(itemId)) {
+        throw new Error("an image of this set is not shown");
+      }
       await api("/api/ratings", {
         method: "POST",
         headers: {"Content-Type": "application/json"},
-        body: JSON.stringify({token: token, item_id: itemId, score: chosen(itemId)}),
+        body: JSON.stringify({item_id: itemId, score: chosen(itemId)}),
       });
     }
   } catch (error) {
@@ -119,8 +168,4 @@ async function submit() {
 }
 
 $("#submit").addEventListener("click", submit);
-if (token) {
-  load();
-} else {
-  showMessage("This page needs your personal link (…/?token=…).");
-}
+load();

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advqa.cli.common import CommandError, name_list
+from advqa.cli.common import CommandError, name_list, positive_int
 
 
 def register(subparsers) -> None:
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
                         "default: every study metric available offline")
     parser.add_argument("--model", default=None,
                         help="classifier for aeqa (default: the study's model)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=run)
 

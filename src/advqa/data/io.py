@@ -237,7 +237,8 @@ def read_image(
     Within this function the pixel limit replaces Pillow's own decompression-bomb
     check (``PIL.Image.MAX_IMAGE_PIXELS``), which is suspended while advqa reads
     and restored afterwards, so that Pillow neither warns about nor refuses an
-    image the limit allows.
+    image the limit allows. (Pillow reads in other threads during that time run
+    without Pillow's check.)
 
     Conversions: palette, CMYK (naively, without ICC profiles) and YCbCr images
     become RGB; alpha channels are dropped, not composited; 16-bit grayscale is

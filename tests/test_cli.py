@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -56,6 +57,29 @@ def test_attack_folder_skips_corrupt_images(photo_folder, tmp_path, capsys):
         image = read_image(output / f"{row.image}.png")
         assert image.shape == (3, 224, 224)
         assert row.linf <= 4 / 255 + 0.5 / 255 + 1e-6
+
+
+def test_attack_folder_skips_images_whose_pixels_are_corrupt(photo_folder, tmp_path, capsys):
+    # A JPEG whose entropy-coded data is damaged passes the header checks made when
+    # the folder is listed; decoding its batch finds it, and the run goes on.
+    import skimage
+
+    data = (Path(skimage.__file__).parent / "data" / "rocket.jpg").read_bytes()
+    middle = len(data) // 2
+    (photo_folder / "damaged.jpg").write_bytes(data[:middle] + b"\xff\xd9")
+    output = tmp_path / "out"
+    code = main(["attack", str(photo_folder), str(output), "--attack", "fgsm", "--eps", "4/255",
+                 "--batch-size", "2"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "damaged.jpg: Corrupt JPEG data: premature end of data segment" in captured.err
+    assert "/2 images fooled, 2 unreadable" in captured.out
+    failures = pd.read_csv(output / "failures.csv")
+    assert sorted(Path(path).name for path in failures.path) == ["broken.jpg", "damaged.jpg"]
+    assert "premature end" in failures.set_index("path").reason[str(photo_folder / "damaged.jpg")]
+    results = pd.read_parquet(output / "results.parquet")
+    assert sorted(results.image) == ["imagenet_00_243", "imagenet_01_559"]
+    assert not (output / "damaged.png").exists()
 
 
 @pytest.mark.parametrize(("arguments", "message"), [

@@ -16,12 +16,14 @@ from PIL import Image, ImageFile
 
 import advqa.data.named
 from advqa.data import (
+    DEFAULT_MAX_IMAGE_PIXELS,
     IdxFormatError,
     ImageLoadWarning,
     ImageReadError,
     LoadFailure,
     Sample,
     SampleSet,
+    SmallImageWarning,
     UnknownSampleSetError,
     idx_samples,
     list_sample_sets,
@@ -30,10 +32,13 @@ from advqa.data import (
     load_nips2017,
     load_samples,
     load_source,
+    max_image_pixels,
     preprocess,
+    preprocess_batch,
     quantize,
     read_idx,
     read_image,
+    read_image_header,
     resize_center_crop,
     save_png,
 )
@@ -691,7 +696,252 @@ def test_preprocess_mixed_sizes_and_channels() -> None:
 
 
 def test_preprocess_named_set_defaults_to_224() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(SmallImageWarning, match="4 of 4 images"):
         batch = preprocess(load_samples("cifar10")[:4])
     assert tuple(batch.shape) == (4, 3, 224, 224)
+
+
+# --------------------------------------------------------------------------- file-backed samples
+
+
+def _photo(name: str = "astronaut") -> Image.Image:
+    import skimage.data
+
+    return Image.fromarray(getattr(skimage.data, name)())
+
+
+def test_load_folder_keeps_paths_not_pixels(tmp_path: pathlib.Path) -> None:
+    _photo().save(tmp_path / "astronaut.png")
+    (tmp_path / "gray.jpg").write_bytes(_jpeg_bytes(30, 40))
+    Image.fromarray(np.zeros((5, 7), np.uint16)).save(tmp_path / "deep.png")
+    samples = load_folder(tmp_path, mode="keep")
+    assert [sample.in_memory for sample in samples] == [False] * 3
+    assert [(sample.size, sample.channels) for sample in samples] == [
+        ((512, 512), 3), ((5, 7), 1), ((30, 40), 3)]
+    for sample in samples:
+        assert torch.equal(sample.image, read_image(sample.path, mode="keep"))
+    # Nothing was kept: the pixels come from the file on each use.
+    (tmp_path / "astronaut.png").unlink()
+    with pytest.raises(FileNotFoundError):
+        samples[0].image  # noqa: B018
+    Image.new("RGB", (9, 9)).save(tmp_path / "deep.png")
+    with pytest.raises(ImageReadError, match="changed since it was listed"):
+        samples[1].load()
+
+
+_BOUNDED_MEMORY = """
+import resource, sys
+import torch
+from advqa.data import load_folder, preprocess
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+batch = preprocess(load_folder(sys.argv[1]), size=224, resize=256)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(tuple(batch.shape), (after - before) // 1024)
+"""
+
+
+def test_preprocessing_a_folder_holds_one_decoded_image(tmp_path: pathlib.Path) -> None:
+    # Three 6000 x 6000 PNGs are 432 MB each as float32: decoding the folder up front
+    # raises peak memory by over 1.3 GB; one at a time, by about one 8-bit image.
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    _photo("coffee").resize((6000, 6000)).save(folder / "a.png", compress_level=1)
+    for name in ("b.png", "c.png"):
+        shutil.copy(folder / "a.png", folder / name)
+    finished = subprocess.run(
+        [sys.executable, "-c", _BOUNDED_MEMORY, str(folder)],
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    shape, growth_mib = finished.stdout.rsplit(")", 1)
+    assert shape + ")" == "(3, 3, 224, 224)"
+    assert int(growth_mib) < 450, finished.stdout
+
+
+def test_reduced_decoding_only_above_four_times_the_target(tmp_path: pathlib.Path) -> None:
+    # Shorter sides below 4 x resize decode at full size and give exactly what an
+    # in-memory sample gives, so results on ordinary images do not change.
+    photo = _photo("coffee")  # 600 x 400
+    photo.save(tmp_path / "native.png")
+    photo.resize((1020, 1023)).save(tmp_path / "just_below.png")
+    photo.resize((1536, 1024)).save(tmp_path / "reduced.jpg", quality=95)
+    photo.resize((700, 1100)).save(tmp_path / "tall.jpg", quality=95)
+    samples = load_folder(tmp_path)
+    assert samples.names == ["just_below", "native", "reduced", "tall"]
+    held = SampleSet([Sample(read_image(s.path), s.label, s.name, s.source) for s in samples])
+    lazy, exact = preprocess(samples, size=224, resize=256), preprocess(held, size=224, resize=256)
+    assert [torch.equal(lazy[i], exact[i]) for i in range(4)] == [True, True, False, True]
+    assert tuple(samples[2].load(min_side=512).shape) == (3, 512, 768)  # DCT-scaled 1/2
+    assert tuple(samples[0].load(min_side=512).shape) == (3, 1023, 1020)
+    assert (lazy[2] - exact[2]).abs().max() < 9 / 255
+
+
+@pytest.mark.parametrize(("suffix", "largest", "mean"), [(".png", 7, 0.35), (".jpg", 3, 0.2)])
+def test_reduced_decoding_of_a_huge_photo_stays_close(
+    tmp_path: pathlib.Path, suffix: str, largest: float, mean: float
+) -> None:
+    # The numbers preprocess's docstring states: 6/255 (PNG) and 2/255 (JPEG) at most.
+    path = tmp_path / f"astronaut{suffix}"
+    big = _photo().resize((4000, 4000), Image.Resampling.BICUBIC)
+    big.save(path, **({"quality": 95} if suffix == ".jpg" else {"compress_level": 1}))
+    sample = Sample.from_file(path, label=None, name="astronaut", source="test")
+    # PNG: 4000 // 512 = 7, reduced by averaging; JPEG: DCT-scaled to 1/4.
+    expected = (572, 572) if suffix == ".png" else (1000, 1000)
+    assert tuple(sample.load(min_side=512).shape[-2:]) == expected
+    reduced = preprocess([sample], size=224, resize=256)[0]
+    full = resize_center_crop(read_image(path), 224, resize=256)
+    difference = (reduced - full).abs() * 255
+    assert difference.max() < largest
+    assert difference.mean() < mean
+
+
+def test_preprocess_batch_skips_what_fails_to_decode(tmp_path: pathlib.Path) -> None:
+    save_png(torch.rand(3, 20, 30), tmp_path / "a.png")
+    (tmp_path / "b.jpg").write_bytes(_corrupt_jpeg("junk"))
+    save_png(torch.rand(1, 24, 24), tmp_path / "c.png")
+    samples = load_folder(tmp_path)  # headers are fine
+    assert samples.names == ["a", "b", "c"] and samples.failures == []
+    held = _sample("held", torch.rand(3, 16, 16))
+    with pytest.warns(ImageLoadWarning, match=r"skipped .*b\.jpg: Corrupt JPEG data"):
+        batch = preprocess_batch([samples[0], held, samples[1], samples[2]], size=16)
+    assert [sample.name for sample in batch.samples] == ["a", "held", "c"]
+    assert tuple(batch.images.shape) == (3, 3, 16, 16)
+    assert torch.equal(batch.images[1], resize_center_crop(held.image, 16))
+    assert torch.equal(batch.images, preprocess([samples[0], held, samples[2]], size=16))
+    assert [pathlib.Path(failure.path).name for failure in batch.failures] == ["b.jpg"]
+    with pytest.warns(ImageLoadWarning):
+        empty = preprocess_batch([samples[1]], size=8, rgb=False)
+    assert tuple(empty.images.shape) == (0, 3, 8, 8) and empty.samples == []
+    with pytest.raises(ImageReadError, match="Corrupt JPEG data"):
+        preprocess(samples, size=16)
+
+
+# --------------------------------------------------------------------------- large images
+
+
+def _bilevel_png(path: pathlib.Path, width: int, height: int) -> pathlib.Path:
+    # A huge image in a tiny file: 1-bit pixels, all zero.
+    Image.new("1", (width, height)).save(path)
+    return path
+
+
+def test_pixel_limit_refuses_huge_images_before_decoding(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ADVQA_MAX_IMAGE_PIXELS", raising=False)
+    huge = _bilevel_png(tmp_path / "huge.png", 10000, 10000)
+    assert huge.stat().st_size < 200_000
+    _bilevel_png(tmp_path / "large.png", 8000, 8000)
+    assert DEFAULT_MAX_IMAGE_PIXELS == max_image_pixels() == 80_000_000
+    for read in (read_image, read_image_header):
+        with pytest.raises(ImageReadError) as caught:
+            read(huge)
+        message = str(caught.value)
+        for part in ("huge.png", "10000×10000", "100,000,000", "80,000,000", "max_pixels=",
+                     "ADVQA_MAX_IMAGE_PIXELS"):
+            assert part in message
+    assert read_image_header(tmp_path / "large.png").width == 8000
+    with pytest.warns(ImageLoadWarning, match="huge.png"):
+        samples = load_folder(tmp_path)
+    assert samples.names == ["large"]
+    assert "limit" in samples.failures[0].reason
+    # Overridable by keyword and by the environment; the keyword wins.
+    assert read_image_header(huge, max_pixels=10**8).height == 10000
+    monkeypatch.setenv("ADVQA_MAX_IMAGE_PIXELS", "100000000")
+    assert load_folder(tmp_path).names == ["huge", "large"]
+    with pytest.raises(ImageReadError, match="more than the limit of 99,999,999"):
+        read_image_header(huge, max_pixels=99_999_999)
+    monkeypatch.setenv("ADVQA_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match=r"\$ADVQA_MAX_IMAGE_PIXELS must be a positive integer"):
+        load_folder(tmp_path)
+    with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
+        read_image(huge, max_pixels=0)
+
+
+def test_pillow_bomb_check_follows_the_pixel_limit(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "image.png"
+    save_png(torch.rand(3, 40, 40), path)
+    # Pillow alone would refuse 1600 pixels (> 2 x 100); our limit allows them.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(path).shape == (3, 40, 40)
+    assert Image.MAX_IMAGE_PIXELS == 100  # restored
+    # Pillow without a limit does not lift ours.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    with pytest.raises(ImageReadError, match="more than the limit of 1,000"):
+        read_image(path, max_pixels=1000)
+    assert Image.MAX_IMAGE_PIXELS is None
+
+
+# --------------------------------------------------------------------------- tiny images
+
+
+def test_preprocess_warns_when_upsampling_more_than_four_times() -> None:
+    dot = _sample("dot", torch.rand(3, 1, 1))
+    with pytest.warns(SmallImageWarning, match=r"1 of 1 images .* dot \(1 px, 224\.0×\)"):
+        assert tuple(preprocess([dot]).shape) == (1, 3, 224, 224)
+    edge = [_sample("four", torch.rand(3, 56, 80)), _sample("under", torch.rand(3, 80, 55))]
+    with pytest.warns(SmallImageWarning, match=r"1 of 2 images .* under \(55 px, 4\.1×\)"):
+        preprocess(edge, size=224)
+    many = [_sample(f"m{index}", torch.rand(1, 28, 28)) for index in range(7)]
+    with pytest.warns(SmallImageWarning, match=r"m4 \(28 px, 8\.0×\) and 2 more"):
+        preprocess(many, size=224)
+    # Images at (or near) the model's own size are not worth a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preprocess(load_samples("cifar10")[:4], size=32)
+        preprocess(edge[:1], size=224)
+
+
+# --------------------------------------------------------------------------- corrupt JPEGs
+
+
+def _rocket_jpeg() -> bytes:
+    import skimage
+
+    return (pathlib.Path(skimage.__file__).parent / "data" / "rocket.jpg").read_bytes()
+
+
+def _corrupt_jpeg(kind: str) -> bytes:
+    """scikit-image's rocket.jpg with its entropy-coded data damaged, end marker intact."""
+    data = _rocket_jpeg()
+    position = 2
+    while data[position + 1] != 0xDA:  # walk the marker segments to the scan
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    scan = position + 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    end = data.rindex(b"\xff\xd9")
+    middle = (scan + end) // 2
+    if kind == "junk":  # bytes overwritten mid-scan (no 0xFF, so no stray markers)
+        junk = np.random.default_rng(0).integers(0, 255, 64, dtype=np.uint8).tobytes()
+        return data[:middle] + junk + data[middle + 64 :]
+    assert kind == "cut"  # the second half of the scan lost, the end marker kept
+    return data[:middle] + b"\xff\xd9"
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("junk", r"Corrupt JPEG data: \d+ extraneous bytes before marker 0xd9"),
+     ("cut", "Corrupt JPEG data: premature end of data segment")],
+)
+@pytest.mark.parametrize("load_truncated", [False, True])
+def test_corrupt_jpeg_data_is_refused(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, kind: str, message: str,
+    load_truncated: bool,
+) -> None:
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", load_truncated)
+    path = tmp_path / f"{kind}.jpg"
+    path.write_bytes(_corrupt_jpeg(kind))
+    # Pillow itself decodes it without a word: the damage is only in the pixels.
+    with Image.open(path) as image:
+        image.load()
+    assert read_image_header(path).format == "JPEG"
+    with pytest.raises(ImageReadError, match=f"{kind}\\.jpg: {message}"):
+        read_image(path)
+    (tmp_path / "intact.jpg").write_bytes(_rocket_jpeg())
+    assert read_image(tmp_path / "intact.jpg").shape == (3, 427, 640)

@@ -215,3 +215,20 @@ def test_identical_images_get_the_best_score(name):
     torch.testing.assert_close(perfect, torch.full((2,), best), atol=1e-4, rtol=0)
     better = degraded < perfect if metric.info.higher_is_better else degraded > perfect
     assert better.all()
+
+
+def _offline_metrics():
+    from advqa.quality.registry import is_available
+
+    return [info.name for info in list_metrics() if is_available(info.name)]
+
+
+@pytest.mark.parametrize("name", _offline_metrics())
+def test_empty_batch_is_a_clear_error(name):
+    options = {}
+    if any(info.needs_model for info in list_metrics() if info.name == name):
+        options["model"] = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    metric = get_metric(name, **options)
+    empty = torch.rand(0, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"empty batch: .* \(0, 3, 8, 8\)"):
+        metric(empty, empty) if metric.info.full_reference else metric(empty)

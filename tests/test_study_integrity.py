@@ -399,3 +399,73 @@ def test_study_lock_is_reentrant_across_sequential_uses(tmp_path):
         pass
     with StudyLock(tmp_path):  # a clean release leaves no owner to report
         assert json.loads((tmp_path / "study.lock").read_text())["pid"] == os.getpid()
+
+
+# --- advqa attack -------------------------------------------------------------------------
+
+@pytest.fixture
+def two_pngs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    samples = load_samples("imagenet")[:2]
+    for sample in samples:
+        save_png(sample.image, folder / f"{sample.name}.png")
+    return folder, samples
+
+
+def test_attack_refuses_labels_outside_the_model_naming_the_row(two_pngs, tmp_path, capsys):
+    folder, samples = two_pngs
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"filename,label\n{samples[0].name},3\n{samples[1].name},5000\n")
+    code = main(["attack", str(folder), str(tmp_path / "out"), "--attack", "fgsm",
+                 "--labels", str(labels)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert f"{labels}, line 3: label 5000 is not in 0..999" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_attack_warns_about_an_eps_in_levels_and_explains_l2(two_pngs, tmp_path, capsys):
+    folder, _ = two_pngs
+    assert main(["attack", str(folder), str(tmp_path / "a"), "--attack", "fgsm",
+                 "--eps", "4"]) == 0
+    assert re.search(r"warning: L∞ ε = 4 ≥ 1 .*whole \[0, 1\] range.*for 4/255 write 0\.01569",
+                     capsys.readouterr().err)
+    assert main(["attack", str(folder), str(tmp_path / "b"), "--attack", "fgsm",
+                 "--norm", "l2", "--eps", "4"]) == 0
+    assert "L2 ε = 4 on 3×224×224 images equals a change of every component by 0.0103" \
+        in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option", ["--batch-size", "--steps"])
+def test_attack_refuses_zero_counts(two_pngs, tmp_path, capsys, option):
+    folder, _ = two_pngs
+    with pytest.raises(SystemExit) as exited:
+        main(["attack", str(folder), str(tmp_path / "out"), option, "0"])
+    assert exited.value.code == 2
+    assert f"argument {option}: must be >= 1" in capsys.readouterr().err
+
+
+def test_attack_never_writes_over_its_input(two_pngs, capsys):
+    folder, _ = two_pngs
+    before = {path: path.read_bytes() for path in folder.iterdir()}
+    assert main(["attack", str(folder), str(folder), "--attack", "fgsm"]) == 2
+    assert "would overwrite them" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in folder.iterdir()} == before
+
+
+def test_build_skips_a_reference_whose_pixels_fail_to_decode(two_pngs, tmp_path,
+                                                             default_model):
+    import skimage
+
+    from advqa.data import load_folder
+
+    folder, _ = two_pngs
+    data = (Path(skimage.__file__).parent / "data" / "rocket.jpg").read_bytes()
+    (folder / "damaged.jpg").write_bytes(data[:len(data) // 2] + b"\xff\xd9")
+    with pytest.warns(UserWarning, match="damaged.jpg"):
+        summary = build(load_folder(folder), default_model, pgd(1), tmp_path / "study")
+    assert len(summary.manifest) == 2
+    failures = pd.read_csv(tmp_path / "study" / "failures.csv")
+    assert [Path(p).name for p in failures.path] == ["damaged.jpg"]
+    assert "premature end of data segment" in failures.reason[0]

@@ -213,11 +213,11 @@ def scale_note(norm: str, eps: float, shape: tuple[int, ...]) -> tuple[str, bool
     components = math.prod(shape)
     key = make_budget(norm, eps).name
     if key == "linf":
-        text = (f"L∞ ε = {eps:g} lets every component move by {eps * 255:.3g}/255")
         if eps >= 1:
-            text += (" — the whole [0, 1] range: any image is within budget. ε is in [0, 1]"
-                     f" units; for {eps:g}/255 write {eps / 255:.4g}")
-        return text, eps >= 1
+            return (f"L∞ ε = {eps:g} ≥ 1 lets every component take any value — the whole "
+                    "[0, 1] range: any image is within budget. ε is in [0, 1] units; for "
+                    f"{eps:g}/255 write {eps / 255:.4g}"), True
+        return f"L∞ ε = {eps:g} lets every component move by {eps * 255:.3g}/255", False
     if key in ("l2", "l1"):
         uniform = eps / (math.sqrt(components) if key == "l2" else components)
         text = (f"{key.upper()} ε = {eps:g} on {'×'.join(map(str, shape))} images equals a "

@@ -73,11 +73,12 @@ def choose_grid(arguments):
     return {"demo": demo_grid, "table2": table2_grid, "full": full_grid}[arguments.grid]()
 
 
-def load_samples(arguments):
+def load_samples(arguments, num_classes: int):
     from advqa.data import load_folder, load_source
 
     if arguments.labels is not None:
-        samples = load_folder(arguments.source, labels=arguments.labels)
+        samples = load_folder(arguments.source, labels=arguments.labels,
+                              num_classes=num_classes)
     else:
         samples = load_source(arguments.source)
     if arguments.limit is not None:
@@ -89,7 +90,7 @@ def build(arguments, grid):
     from advqa.study import build_dataset
 
     model = load_model(arguments)
-    samples = load_samples(arguments)
+    samples = load_samples(arguments, model.info.num_classes)
     if len(samples) == 0:
         raise CommandError(f"no readable images in {arguments.source}")
     return build_dataset(samples, model, grid, arguments.out, batch_size=arguments.batch_size,

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(arguments, "handler"):
         parser().print_help()
         return 2
-    warnings.showwarning = show_warning
+    saved, warnings.showwarning = warnings.showwarning, show_warning
     from advqa.attacks import UnknownAttackError
     from advqa.models import MissingWeightsError, UnknownModelError
     from advqa.quality import UnknownMetricError
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("advqa: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = saved  # main() may be called from Python: leave no trace
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Images for adversarial-quality experiments, as float tensors in ``[0, 1]``.
 
-Every loader returns a :class:`SampleSet` of :class:`Sample` objects holding
+Every loader returns a :class:`SampleSet` of :class:`Sample` objects giving
 float32 ``(C, H, W)`` RGB (or one-channel grayscale) images at native size, with
-0-based integer labels where the source has them. Files that cannot be read are
-skipped with an :class:`ImageLoadWarning` and listed in ``SampleSet.failures``.
+0-based integer labels where the source has them. Folder loaders keep only each
+file's path and header and decode when the image is used. Files that cannot be
+read are skipped with an :class:`ImageLoadWarning` and listed in
+``SampleSet.failures``; images above a pixel limit (80 megapixels, or
+``$ADVQA_MAX_IMAGE_PIXELS``) are refused before decoding.
 
 Sources
 -------
@@ -18,10 +21,12 @@ load_source
 
 Images
 ------
-read_image, save_png, quantize
-    Decoding, atomic lossless writing and the 8-bit grid PNG files store.
-resize_center_crop, preprocess
-    Classifier-ready square batches.
+read_image, read_image_header, save_png, quantize
+    Decoding, header checks, atomic lossless writing and the 8-bit grid PNG
+    files store.
+resize_center_crop, preprocess, preprocess_batch
+    Classifier-ready square batches; ``preprocess_batch`` skips files whose
+    pixels fail to decode.
 """
 
 from advqa.data.folder import find_images, is_nips2017_layout, load_folder, load_nips2017
@@ -34,13 +39,18 @@ from advqa.data.idx import (
     read_idx,
 )
 from advqa.data.io import (
+    DEFAULT_MAX_IMAGE_PIXELS,
     IMAGE_SUFFIXES,
+    MAX_IMAGE_PIXELS_VARIABLE,
+    ImageHeader,
     ImageReadError,
     atomic_write_bytes,
     codec_roundtrip,
     encode_png,
+    max_image_pixels,
     quantize,
     read_image,
+    read_image_header,
     remove_stale_temporaries,
     save_png,
 )
@@ -52,17 +62,28 @@ from advqa.data.named import (
 )
 from advqa.data.samples import ImageLoadWarning, LoadFailure, Sample, SampleSet
 from advqa.data.sources import load_source
-from advqa.data.transforms import preprocess, resize_center_crop
+from advqa.data.transforms import (
+    PreparedBatch,
+    SmallImageWarning,
+    preprocess,
+    preprocess_batch,
+    resize_center_crop,
+)
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_PIXELS",
     "FASHION_MNIST_DIRECTORY",
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS_VARIABLE",
     "IdxFormatError",
+    "ImageHeader",
     "ImageLoadWarning",
     "ImageReadError",
     "LoadFailure",
+    "PreparedBatch",
     "Sample",
     "SampleSet",
+    "SmallImageWarning",
     "UnknownSampleSetError",
     "atomic_write_bytes",
     "codec_roundtrip",
@@ -78,10 +99,13 @@ __all__ = [
     "load_nips2017",
     "load_samples",
     "load_source",
+    "max_image_pixels",
     "preprocess",
+    "preprocess_batch",
     "quantize",
     "read_idx",
     "read_image",
+    "read_image_header",
     "remove_stale_temporaries",
     "resize_center_crop",
     "save_png",

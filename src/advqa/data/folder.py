@@ -10,7 +10,7 @@ import pathlib
 import re
 import warnings
 
-from advqa.data.io import IMAGE_SUFFIXES, ImageReadError, read_image
+from advqa.data.io import IMAGE_SUFFIXES, ImageReadError, read_image_header
 from advqa.data.samples import ImageLoadWarning, LoadFailure, Sample, SampleSet
 
 __all__ = ["find_images", "is_nips2017_layout", "load_folder", "load_nips2017"]
@@ -69,6 +69,8 @@ def load_folder(
     labels: str | os.PathLike | None = None,
     recursive: bool = False,
     mode: str = "rgb",
+    max_pixels: int | None = None,
+    num_classes: int | None = None,
 ) -> SampleSet:
     """Load every image in a folder.
 
@@ -85,23 +87,31 @@ def load_folder(
         Also load images in sub-folders.
     mode : {"rgb", "keep"}, optional
         Passed to :func:`advqa.data.io.read_image`.
+    max_pixels : int, optional
+        Largest accepted width × height; larger files are skipped. Defaults to
+        ``$ADVQA_MAX_IMAGE_PIXELS`` or 80,000,000 (see
+        :func:`advqa.data.io.max_image_pixels`).
+    num_classes : int, optional
+        The classes of the model the labels are for: a label outside
+        ``0..num_classes-1`` is an error naming its CSV line.
 
     Returns
     -------
     SampleSet
-        Samples in sorted relative-path order. ``name`` is the relative path
-        without extension with ``/`` replaced by ``__`` (the extension is kept when
-        two files would otherwise share a name); ``source`` is ``str(path)``;
-        images without a CSV row have label ``None``.
+        File-backed samples (:meth:`Sample.from_file`) in sorted relative-path
+        order. ``name`` is the relative path without extension with ``/`` replaced
+        by ``__`` (the extension is kept when two files would otherwise share a
+        name); ``source`` is ``str(path)``; images without a CSV row have label
+        ``None``.
 
     Raises
     ------
     FileNotFoundError, NotADirectoryError
         If ``path`` is not a folder.
     ValueError
-        If the labels CSV lacks a column, has a non-integer or negative label,
-        names a file twice or names a stem that matches several files; the message
-        names the CSV file and line.
+        If the labels CSV lacks a column, has a non-integer, negative or (with
+        ``num_classes``) too large label, names a file twice or names a stem that
+        matches several files; the message names the CSV file and line.
 
     Warns
     -----
@@ -111,21 +121,29 @@ def load_folder(
 
     Notes
     -----
+    Nothing is decoded here: each file's header is checked (readable, a
+    supported format, within the pixel limit, end marker present), and the
+    pixels are decoded when used, one image at a time, by
+    :func:`advqa.data.preprocess_batch` or :attr:`Sample.image`. Corrupt pixel
+    data is therefore found then, not here.
+
     When ``labels`` is ``None`` and the folder is in the NIPS 2017 layout (see
     :func:`is_nips2017_layout`) this delegates to :func:`load_nips2017`.
     """
     root = _existing_directory(path)
     if labels is None and is_nips2017_layout(root):
-        return load_nips2017(root)
+        return load_nips2017(root, max_pixels=max_pixels)
     relative_paths = find_images(root, recursive=recursive)
     label_of: dict[str, int] = {}
     missing: list[LoadFailure] = []
     if labels is not None:
         table = pathlib.Path(labels)
-        rows = _read_rows(table, key_column="filename", label_column="label")
+        rows = _read_rows(table, key_column="filename", label_column="label",
+                          label_count=num_classes)
         label_of, missing = _match_rows(rows, table=table, root=root, relative_paths=relative_paths)
     samples, unreadable = _load_files(
-        root, relative_paths, label_of=label_of, source=str(root), mode=mode
+        root, relative_paths, label_of=label_of, source=str(root), mode=mode,
+        max_pixels=max_pixels,
     )
     return _finish(samples, unreadable + missing)
 
@@ -144,7 +162,7 @@ def is_nips2017_layout(path: str | os.PathLike) -> bool:
     return "imageid" in (column.strip().lower() for column in header)
 
 
-def load_nips2017(path: str | os.PathLike) -> SampleSet:
+def load_nips2017(path: str | os.PathLike, *, max_pixels: int | None = None) -> SampleSet:
     """Load the NIPS 2017 adversarial competition development set layout.
 
     Parameters
@@ -152,11 +170,13 @@ def load_nips2017(path: str | os.PathLike) -> SampleSet:
     path : str or os.PathLike
         Folder holding ``images/<ImageId>.png`` and ``images.csv`` with at least
         the columns ``ImageId`` and ``TrueLabel``.
+    max_pixels : int, optional
+        As for :func:`load_folder`.
 
     Returns
     -------
     SampleSet
-        Samples named by ``ImageId`` with ``label = TrueLabel - 1``. The
+        File-backed samples named by ``ImageId`` with ``label = TrueLabel - 1``. The
         competition numbers 1001 classes with 0 as "background", so this turns
         its labels into 0-based ImageNet-1k indices like every other loader here.
         Images without a CSV row have label ``None``.
@@ -193,7 +213,8 @@ def load_nips2017(path: str | os.PathLike) -> SampleSet:
         rows, table=table, root=images, relative_paths=relative_paths, missing_suffix=".png"
     )
     samples, unreadable = _load_files(
-        images, relative_paths, label_of=label_of, source=str(root), mode="rgb"
+        images, relative_paths, label_of=label_of, source=str(root), mode="rgb",
+        max_pixels=max_pixels,
     )
     return _finish(samples, unreadable + missing)
 
@@ -328,12 +349,13 @@ def _load_files(
     label_of: dict[str, int],
     source: str,
     mode: str,
+    max_pixels: int | None,
 ) -> tuple[list[Sample], list[LoadFailure]]:
     samples, failures = [], []
     for relative, name in zip(relative_paths, _sample_names(relative_paths), strict=True):
         path = root / relative
         try:
-            image = read_image(path, mode=mode)
+            header = read_image_header(path, mode=mode, max_pixels=max_pixels)
         except ImageReadError as error:
             failures.append(LoadFailure(str(path), error.reason))
             continue
@@ -341,7 +363,10 @@ def _load_files(
             failures.append(LoadFailure(str(path), error.strerror or str(error)))
             continue
         samples.append(
-            Sample(image=image, label=label_of.get(relative), name=name, source=source, path=path)
+            Sample.from_file(
+                path, label=label_of.get(relative), name=name, source=source, mode=mode,
+                header=header,
+            )
         )
     return samples, failures
 

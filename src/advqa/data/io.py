@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import pathlib
 import re
 import secrets
+import threading
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "quantize", "read_image", "save_png"]
+__all__ = [
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS_VARIABLE",
+    "ImageHeader",
+    "ImageReadError",
+    "max_image_pixels",
+    "quantize",
+    "read_image",
+    "read_image_header",
+    "save_png",
+]
 
 #: File suffixes (lower case) that the folder loaders treat as images.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
+#: Largest image, in pixels (width × height), that the readers accept unless told
+#: otherwise: 80 megapixels, so 8000 × 8000 passes and 10000 × 10000 is refused.
+DEFAULT_MAX_IMAGE_PIXELS = 80_000_000
+#: Environment variable that overrides :data:`DEFAULT_MAX_IMAGE_PIXELS`.
+MAX_IMAGE_PIXELS_VARIABLE = "ADVQA_MAX_IMAGE_PIXELS"
 
 # Restricting Pillow to these plugins keeps behaviour predictable and stops it from
 # handing untrusted files to plugins such as EPS (which runs Ghostscript).
@@ -28,6 +47,10 @@ _PNG_END_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _JPEG_SIGNATURE = b"\xff\xd8\xff"
 _JPEG_END_MARKER = b"\xff\xd9"
 _JPEG_START_OF_SCAN = 0xDA
+
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+# Pillow's DCT scaling (Image.draft) offers 1/2, 1/4 and 1/8.
+_JPEG_SCALES = (8, 4, 2)
 
 _EIGHT_BIT_GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La"})
 _SIXTEEN_BIT_GRAYSCALE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
@@ -55,7 +78,115 @@ class ImageReadError(ValueError):
         return type(self), (self.path, self.reason)
 
 
-def read_image(path: str | os.PathLike, *, mode: str = "rgb") -> torch.Tensor:
+@dataclasses.dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding its pixels.
+
+    Attributes
+    ----------
+    format : str
+        Pillow's name of the format: ``"PNG"``, ``"JPEG"``, ``"MPO"``, ``"BMP"`` or
+        ``"TIFF"``.
+    height, width : int
+        Native size in pixels.
+    channels : int
+        Channels :func:`read_image` returns for this file in the mode it was read
+        for: 3, or 1 for a grayscale source read with ``mode="keep"``.
+    """
+
+    format: str
+    height: int
+    width: int
+    channels: int
+
+
+def max_image_pixels(max_pixels: int | None = None) -> int:
+    """The pixel limit in force for one read.
+
+    Parameters
+    ----------
+    max_pixels : int, optional
+        Explicit limit (width × height). Without it, the environment variable
+        ``ADVQA_MAX_IMAGE_PIXELS`` is used when set, else
+        :data:`DEFAULT_MAX_IMAGE_PIXELS` (80,000,000).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If the limit (argument or variable) is not a positive integer.
+    """
+    where = "max_pixels"
+    if max_pixels is None:
+        text = os.environ.get(MAX_IMAGE_PIXELS_VARIABLE, "").strip()
+        if not text:
+            return DEFAULT_MAX_IMAGE_PIXELS
+        where = f"${MAX_IMAGE_PIXELS_VARIABLE}"
+        try:
+            max_pixels = int(text)
+        except ValueError:
+            raise ValueError(
+                f"{where} must be a positive integer number of pixels, got {text!r}"
+            ) from None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"{where} must be a positive integer number of pixels, got {max_pixels!r}")
+    return max_pixels
+
+
+def read_image_header(
+    path: str | os.PathLike, *, mode: str = "rgb", max_pixels: int | None = None
+) -> ImageHeader:
+    """Check an image file as far as possible without decoding its pixels.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Image file.
+    mode : {"rgb", "keep"}, optional
+        The mode the file will be read with (see :func:`read_image`); it decides
+        :attr:`ImageHeader.channels`.
+    max_pixels : int, optional
+        Pixel limit; see :func:`max_image_pixels`.
+
+    Returns
+    -------
+    ImageHeader
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ImageReadError
+        If the file is empty, truncated (no end marker), not a supported image,
+        or larger than the pixel limit.
+
+    Notes
+    -----
+    Corrupt pixel data is found only by decoding, that is by :func:`read_image`.
+    """
+    keep_grayscale = _keep_grayscale(mode)
+    limit = max_image_pixels(max_pixels)
+    path = pathlib.Path(path)
+    data = _file_bytes(path)
+    with _pillow_limit_suspended(), _opened(path, data, limit=limit) as image:
+        return ImageHeader(
+            format=str(image.format),
+            height=image.height,
+            width=image.width,
+            channels=_channels(image.mode, keep_grayscale=keep_grayscale),
+        )
+
+
+def read_image(
+    path: str | os.PathLike,
+    *,
+    mode: str = "rgb",
+    max_pixels: int | None = None,
+    min_side: int | None = None,
+) -> torch.Tensor:
     """Decode a PNG, JPEG, BMP or TIFF file into a float tensor.
 
     Parameters
@@ -66,6 +197,17 @@ def read_image(path: str | os.PathLike, *, mode: str = "rgb") -> torch.Tensor:
         ``"rgb"`` (default) always returns three channels, replicating grayscale.
         ``"keep"`` returns one channel for grayscale sources (8- or 16-bit) and
         three channels for everything else.
+    max_pixels : int, optional
+        Largest accepted width × height, checked from the header before anything
+        is decoded. Defaults to ``$ADVQA_MAX_IMAGE_PIXELS`` or 80,000,000; see
+        :func:`max_image_pixels`.
+    min_side : int, optional
+        Allow decoding at a reduced size: by an integer factor ``k`` chosen so that
+        the shorter side stays at least ``min_side`` (``k = short // min_side``).
+        JPEG files are reduced while decoding (DCT scaling, by 2, 4 or 8), others
+        after decoding by averaging ``k × k`` blocks (``PIL.Image.reduce``), so
+        memory stays near that of the 8-bit image. ``None`` (default) or a factor
+        of 1 decodes at full size. See :func:`advqa.data.preprocess`.
 
     Returns
     -------
@@ -77,24 +219,66 @@ def read_image(path: str | os.PathLike, *, mode: str = "rgb") -> torch.Tensor:
     FileNotFoundError
         If ``path`` does not exist.
     ImageReadError
-        If the file is not a supported image or is corrupt or truncated; the
-        message names the file and the cause.
+        If the file is not a supported image, is larger than ``max_pixels``, or
+        is corrupt or truncated; the message names the file and the cause.
 
     Notes
     -----
     The whole file is decoded, so corrupt pixel data fails here and not later.
     Truncated JPEG and PNG files are rejected by checking for their end markers
     as well, because Pillow pads truncated data silently whenever some other
-    code has set ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``.
+    code has set ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``. libjpeg only warns
+    about corrupt JPEG entropy-coded data (e.g. "Corrupt JPEG data: premature end
+    of data segment") and Pillow discards those warnings, so JPEG files are
+    also decoded by libjpeg-turbo through ``simplejpeg`` in strict mode, at 1/8
+    scale, and any such warning is raised as an :class:`ImageReadError`.
+    Corruption that the decoder cannot notice (bytes replaced by other valid
+    codes) stays undetected.
+
+    Within this function the pixel limit replaces Pillow's own decompression-bomb
+    check (``PIL.Image.MAX_IMAGE_PIXELS``), which is suspended while advqa reads
+    and restored afterwards, so that Pillow neither warns about nor refuses an
+    image the limit allows. (Pillow reads in other threads during that time run
+    without Pillow's check.)
 
     Conversions: palette, CMYK (naively, without ICC profiles) and YCbCr images
     become RGB; alpha channels are dropped, not composited; 16-bit grayscale is
     scaled by 1/65535 and 8-bit data by 1/255. EXIF orientation is ignored, so
     pixels are returned as stored, as torchvision's loaders do.
     """
+    return _read(path, mode=mode, max_pixels=max_pixels, min_side=min_side)[0]
+
+
+def _read(
+    path: str | os.PathLike, *, mode: str, max_pixels: int | None, min_side: int | None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    # The decoded image and the native (height, width) the header declared.
+    keep_grayscale = _keep_grayscale(mode)
+    limit = max_image_pixels(max_pixels)
+    if min_side is not None and (isinstance(min_side, bool) or not isinstance(min_side, int)
+                                 or min_side < 1):
+        raise ValueError(f"min_side must be a positive integer or None, got {min_side!r}")
+    path = pathlib.Path(path)
+    data = _file_bytes(path)
+    with _pillow_limit_suspended(), _opened(path, data, limit=limit) as image:
+        native = (image.height, image.width)
+        if image.format in _JPEG_FORMATS:
+            _check_jpeg_data(path, data)
+        try:
+            return _decode(image, keep_grayscale=keep_grayscale, min_side=min_side), native
+        # Pillow reports corrupt data through many unrelated exception types
+        # (OSError, SyntaxError, struct.error, EOFError, ValueError, ...).
+        except Exception as error:
+            raise ImageReadError(path, str(error) or type(error).__name__) from error
+
+
+def _keep_grayscale(mode: str) -> bool:
     if mode not in ("rgb", "keep"):
         raise ValueError(f"mode must be 'rgb' or 'keep', got {mode!r}")
-    path = pathlib.Path(path)
+    return mode == "keep"
+
+
+def _file_bytes(path: pathlib.Path) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -105,17 +289,122 @@ def read_image(path: str | os.PathLike, *, mode: str = "rgb") -> torch.Tensor:
         raise ImageReadError(path, "file is empty")
     if not _has_end_marker(data):
         raise ImageReadError(path, "file is truncated (no end marker)")
+    return data
+
+
+@contextlib.contextmanager
+def _opened(path: pathlib.Path, data: bytes, *, limit: int):
+    # Image.open reads only the header; nothing is decoded before the size check.
     try:
-        with Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS) as image:
-            image.load()
-            image_tensor = _to_tensor(image, keep_grayscale=mode == "keep")
+        image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except UnidentifiedImageError as error:
         raise ImageReadError(path, "not a PNG, JPEG, BMP or TIFF image") from error
-    # Pillow reports corrupt data through many unrelated exception types
-    # (OSError, SyntaxError, struct.error, EOFError, DecompressionBombError, ...).
     except Exception as error:
         raise ImageReadError(path, str(error) or type(error).__name__) from error
-    return image_tensor
+    with image:
+        pixels = image.width * image.height
+        if pixels > limit:
+            raise ImageReadError(
+                path,
+                f"{image.width}×{image.height} is {pixels:,} pixels, more than the limit of "
+                f"{limit:,}; to read it, pass max_pixels= or set {MAX_IMAGE_PIXELS_VARIABLE}",
+            )
+        yield image
+
+
+class _PillowLimit:
+    """Suspends ``PIL.Image.MAX_IMAGE_PIXELS`` while any advqa read is under way.
+
+    Pillow warns above its limit and refuses above twice it, independently of
+    ours; inside our reads our limit, checked from the header, is the only one.
+    A count lets overlapping reads (threads) restore the user's value only once
+    the last of them ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._saved: int | None = None
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._active == 0:
+                self._saved = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    Image.MAX_IMAGE_PIXELS = self._saved
+
+
+_pillow_limit_suspended = _PillowLimit()
+
+
+def _channels(pillow_mode: str, *, keep_grayscale: bool) -> int:
+    # The channel count _to_tensor produces for an image of this mode.
+    grayscale = (
+        pillow_mode in _SIXTEEN_BIT_GRAYSCALE_MODES
+        or pillow_mode in _EIGHT_BIT_GRAYSCALE_MODES
+        or pillow_mode == "F"
+    )
+    return 1 if grayscale and keep_grayscale else 3
+
+
+def _decode(image: Image.Image, *, keep_grayscale: bool, min_side: int | None) -> torch.Tensor:
+    factor = _reduction_factor(image.size, min_side)
+    if factor > 1 and image.format in _JPEG_FORMATS:
+        scale = next(scale for scale in _JPEG_SCALES if scale <= factor)
+        # draft picks the largest scale s with size // requested >= s.
+        image.draft(None, (image.width // scale, image.height // scale))
+    image.load()
+    factor = _reduction_factor(image.size, min_side)
+    if factor > 1:
+        image = _reducible(image).reduce(factor)
+    return _to_tensor(image, keep_grayscale=keep_grayscale)
+
+
+def _reduction_factor(size: tuple[int, int], min_side: int | None) -> int:
+    return 1 if min_side is None else max(1, min(size) // min_side)
+
+
+def _reducible(image: Image.Image) -> Image.Image:
+    # Average in the mode _to_tensor reads: averaging palette indices or bilevel
+    # pixels would be meaningless, and Pillow cannot reduce 16-bit modes.
+    if image.mode in ("L", "RGB", "I", "F"):
+        return image  # convert() would copy the full-size image
+    if image.mode in _SIXTEEN_BIT_GRAYSCALE_MODES:
+        return image.convert("I")
+    return image.convert("L" if image.mode in _EIGHT_BIT_GRAYSCALE_MODES else "RGB")
+
+
+def _check_jpeg_data(path: pathlib.Path, data: bytes) -> None:
+    # Pillow's libjpeg error manager drops warnings; simplejpeg's strict mode turns
+    # them into ValueError. 1/8 scale still entropy-decodes every coefficient.
+    import simplejpeg
+
+    try:
+        colorspace = simplejpeg.decode_jpeg_header(data)[2]
+    except ValueError:
+        return  # a header simplejpeg cannot parse: the verdict is Pillow's
+    options = {
+        "colorspace": "CMYK" if colorspace in ("CMYK", "YCCK") else "GRAY",
+        "min_height": 1,
+        "min_width": 1,
+        "min_factor": 8,
+    }
+    try:
+        simplejpeg.decode_jpeg(data, strict=True, **options)
+    except ValueError as warning:
+        try:
+            simplejpeg.decode_jpeg(data, strict=False, **options)
+        except ValueError:
+            return  # a fatal error, not a warning: Pillow's decoder reports its own
+        raise ImageReadError(path, str(warning)) from warning
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:

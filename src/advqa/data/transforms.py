@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
+import warnings
 from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 
-from advqa.data.samples import Sample
+from advqa.data.io import ImageReadError
+from advqa.data.samples import ImageLoadWarning, LoadFailure, Sample
 
-__all__ = ["preprocess", "resize_center_crop"]
+__all__ = ["PreparedBatch", "SmallImageWarning", "preprocess", "preprocess_batch",
+           "resize_center_crop"]
 
-# Bounds the memory of the intermediate batches in preprocess().
+# Bounds the memory of the intermediate batches of in-memory samples.
 _CHUNK = 256
+# File-backed images are decoded reduced by an integer factor only while the
+# reduced shorter side stays at least this many times the resize target (as
+# Pillow's reducing_gap), so the antialiased resize still does the final step.
+_REDUCING_GAP = 2
+# Upsampling by more than this makes an image mostly interpolation: warn.
+_UPSAMPLING_WARNING = 4
+# How many small images a warning names.
+_NAMED = 5
+
+
+class SmallImageWarning(UserWarning):
+    """Warning emitted when preprocessing upsamples images by more than 4×."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedBatch:
+    """What :func:`preprocess_batch` made of some samples.
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        Float32 ``(K, C, size, size)`` batch of the samples that decoded.
+    samples : list of Sample
+        Those ``K`` samples, in input order.
+    failures : list of LoadFailure
+        The samples whose file failed to decode, in input order.
+    """
+
+    images: torch.Tensor
+    samples: list[Sample]
+    failures: list[LoadFailure]
 
 
 def resize_center_crop(
@@ -63,10 +98,14 @@ def resize_center_crop(
             align_corners=False,
             antialias=True,
         )
+    batch = _center_crop(batch, size)
+    return batch if image.ndim == 4 else batch[0]
+
+
+def _center_crop(batch: torch.Tensor, size: int) -> torch.Tensor:
     height, width = batch.shape[-2:]
     top, left = round((height - size) / 2), round((width - size) / 2)
-    batch = batch[..., top : top + size, left : left + size].clamp(0, 1).contiguous()
-    return batch if image.ndim == 4 else batch[0]
+    return batch[..., top : top + size, left : left + size].clamp(0, 1).contiguous()
 
 
 def preprocess(
@@ -101,6 +140,15 @@ def preprocess(
     ------
     ValueError
         If ``samples`` is empty, or channel counts differ and ``rgb`` is false.
+    ImageReadError
+        If a file-backed sample's file fails to decode. Long runs should call
+        :func:`preprocess_batch`, which skips such samples instead.
+
+    Warns
+    -----
+    SmallImageWarning
+        Once per call when images are upsampled by more than 4× (shorter side
+        below ``resize / 4``), naming them and their factors.
 
     Notes
     -----
@@ -108,26 +156,170 @@ def preprocess(
     299 x 299 for Inception v3 and uses 224 x 224 for the other classifiers.
     Classifiers in :mod:`advqa` carry their own ``input_size`` and
     ``resize_size``, which callers pass here as ``size`` and ``resize``.
+
+    Memory: samples held in memory are resized in chunks of equal shape;
+    file-backed samples (from the folder loaders) are decoded one at a time,
+    so at most one decoded image is held besides the outputs. A file whose
+    shorter side is at least ``4 * resize`` is decoded reduced by the integer
+    factor ``k = short // (2 * resize)`` (JPEG by DCT scaling to 1/2, 1/4 or 1/8,
+    then, like other formats, by averaging ``k × k`` blocks in 8 bits; see
+    :func:`advqa.data.read_image`), then resized to the geometry of the full
+    image with the same antialiased bilinear filter. This differs from
+    resizing the full-resolution image by a few 8-bit levels at sharp edges: on
+    scikit-image's astronaut photo upscaled (bicubic) to 4000 × 4000 and
+    preprocessed to 224 with resize 256, the largest absolute difference is 6/255
+    for a PNG file and 2/255 for a JPEG one, the mean 0.26/255 and 0.11/255
+    (checked by ``tests/test_data.py``); over astronaut, coffee and chelsea at
+    4000 px and sizes 224/224, 224/256 and 299/342 it stayed at most 9/255, with
+    means below 0.35/255. Smaller files are decoded and resized exactly as
+    in-memory samples are, bit for bit.
     """
-    images = [sample.image for sample in samples]
-    if not images:
+    batch = _prepare(samples, size=size, resize=resize, rgb=rgb, skip_failures=False)
+    return batch.images
+
+
+def preprocess_batch(
+    samples: Iterable[Sample],
+    *,
+    size: int = 224,
+    resize: int | None = None,
+    rgb: bool = True,
+) -> PreparedBatch:
+    """Like :func:`preprocess`, but samples whose file fails to decode are skipped.
+
+    Folder loaders check only file headers, so corrupt pixel data surfaces
+    here. A long run calls this once per batch and carries on without the
+    failed samples.
+
+    Parameters
+    ----------
+    samples, size, resize, rgb
+        As for :func:`preprocess`.
+
+    Returns
+    -------
+    PreparedBatch
+        The images that decoded, their samples, and one :class:`LoadFailure` per
+        sample that did not (``path`` and the decoder's reason).
+
+    Raises
+    ------
+    ValueError
+        As for :func:`preprocess`.
+
+    Warns
+    -----
+    ImageLoadWarning
+        Once per skipped sample, naming its file and the reason.
+    SmallImageWarning
+        As for :func:`preprocess`.
+    """
+    batch = _prepare(samples, size=size, resize=resize, rgb=rgb, skip_failures=True)
+    for failure in batch.failures:
+        warnings.warn(f"skipped {failure.path}: {failure.reason}", ImageLoadWarning, stacklevel=2)
+    return batch
+
+
+def _prepare(
+    samples: Iterable[Sample], *, size: int, resize: int | None, rgb: bool, skip_failures: bool
+) -> PreparedBatch:
+    samples = list(samples)
+    resize = size if resize is None else resize
+    if size < 1 or resize < size:
+        raise ValueError(f"need 1 <= size <= resize, got size={size}, resize={resize}")
+    if not samples:
         raise ValueError("no samples to preprocess")
-    channels = {image.shape[0] for image in images}
+    channels = {sample.channels for sample in samples}
     if not rgb and len(channels) > 1:
         raise ValueError(f"samples mix {sorted(channels)} channels; pass rgb=True")
-    outputs: list[torch.Tensor] = [torch.empty(0)] * len(images)
+    _warn_if_small(samples, resize=resize)
+    outputs: list[torch.Tensor | None] = [None] * len(samples)
+    _fit_in_memory(samples, outputs, size=size, resize=resize)
+    failures = []
+    for index, sample in enumerate(samples):
+        if sample.in_memory:
+            continue
+        try:
+            image = sample.load(min_side=_REDUCING_GAP * resize)
+        except (ImageReadError, OSError) as error:
+            if not skip_failures:
+                raise
+            reason = error.reason if isinstance(error, ImageReadError) else str(error)
+            failures.append(LoadFailure(str(sample.path), reason))
+            continue
+        outputs[index] = _fit(image, native=sample.size, size=size, resize=resize)
+    kept = [index for index, output in enumerate(outputs) if output is not None]
+    width = 3 if rgb else channels.pop()
+    images = (
+        torch.stack([_expanded(outputs[index], rgb=rgb) for index in kept])
+        if kept else torch.empty(0, width, size, size)
+    )
+    return PreparedBatch(images, [samples[index] for index in kept], failures)
+
+
+def _fit_in_memory(
+    samples: list[Sample], outputs: list[torch.Tensor | None], *, size: int, resize: int
+) -> None:
     # Images of one shape are resized together, which is much faster for
-    # uniform sets such as MNIST than one call per image.
-    for indices in _indices_by_shape(images).values():
+    # uniform sets such as MNIST than one call per image (and bit-identical).
+    held = {index: sample.image for index, sample in enumerate(samples) if sample.in_memory}
+    for indices in _indices_by_shape(held).values():
         for start in range(0, len(indices), _CHUNK):
             chunk = indices[start : start + _CHUNK]
-            batch = torch.stack([images[index] for index in chunk])
-            batch = resize_center_crop(batch, size, resize=resize)
-            if rgb and batch.shape[1] == 1:
-                batch = batch.expand(-1, 3, -1, -1)
+            batch = resize_center_crop(torch.stack([held[index] for index in chunk]), size,
+                                       resize=resize)
             for index, output in zip(chunk, batch, strict=True):
                 outputs[index] = output
-    return torch.stack(outputs)
+
+
+def _fit(image: torch.Tensor, *, native: tuple[int, int], size: int, resize: int) -> torch.Tensor:
+    if tuple(image.shape[-2:]) == native:
+        return resize_center_crop(image, size, resize=resize)
+    # A reduced decode: reduced pixel j averages native pixels [j k, j k + k), and
+    # the last one may be partial, so resizing by shape would stretch the picture
+    # by up to (k - 1) native pixels. Resizing by the native scale times k keeps
+    # every output pixel where the full-resolution resize puts it.
+    factor = round(native[0] / image.shape[-2])
+    target = _resized_shape(*native, resize=resize)
+    # interpolate's output is floor(side * scale), which rounding error could put
+    # one short of the target; the nudge moves output pixels by under 1e-6 px.
+    scales = [factor * length / side * (1 + 1e-9) for length, side in zip(target, native,
+                                                                         strict=True)]
+    resized = F.interpolate(
+        image[None],
+        scale_factor=scales,
+        recompute_scale_factor=False,
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
+    )
+    return _center_crop(resized[..., : target[0], : target[1]], size)[0]
+
+
+def _expanded(image: torch.Tensor, *, rgb: bool) -> torch.Tensor:
+    return image.expand(3, -1, -1) if rgb and image.shape[0] == 1 else image
+
+
+def _warn_if_small(samples: list[Sample], *, resize: int) -> None:
+    small = [
+        (sample.name, min(sample.size), resize / min(sample.size))
+        for sample in samples
+        if resize > _UPSAMPLING_WARNING * min(sample.size)
+    ]
+    if not small:
+        return
+    named = ", ".join(
+        f"{name} ({short} px, {factor:.1f}×)" for name, short, factor in small[:_NAMED]
+    )
+    more = f" and {len(small) - _NAMED} more" if len(small) > _NAMED else ""
+    warnings.warn(
+        f"{len(small)} of {len(samples)} images are upsampled more than "
+        f"{_UPSAMPLING_WARNING}× to a shorter side of {resize} px: {named}{more}; what a "
+        "classifier sees of them is mostly interpolation (use a model whose input size "
+        "matches them)",
+        SmallImageWarning,
+        stacklevel=4,
+    )
 
 
 def _resized_shape(height: int, width: int, *, resize: int) -> tuple[int, int]:
@@ -136,8 +328,8 @@ def _resized_shape(height: int, width: int, *, resize: int) -> tuple[int, int]:
     return (resize, new_long) if height <= width else (new_long, resize)
 
 
-def _indices_by_shape(images: list[torch.Tensor]) -> dict[tuple[int, ...], list[int]]:
+def _indices_by_shape(images: dict[int, torch.Tensor]) -> dict[tuple[int, ...], list[int]]:
     groups: dict[tuple[int, ...], list[int]] = collections.defaultdict(list)
-    for index, image in enumerate(images):
+    for index, image in images.items():
         groups[tuple(image.shape)].append(index)
     return groups

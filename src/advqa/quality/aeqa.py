@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from advqa.quality.advdss import advdss, safe_power
+from advqa.quality.validate import check_pair
 
 
 def js_divergence(logits_reference: torch.Tensor, logits_adversarial: torch.Tensor) -> torch.Tensor:
@@ -91,7 +92,7 @@ def aeqa_metric(reference: torch.Tensor, distorted: torch.Tensor, *, model,
 def js_metric(reference: torch.Tensor, distorted: torch.Tensor, *, model,
               data_range: float = 1.0) -> torch.Tensor:
     """Attack intensity as a registry metric: ``get_metric("js", model=classifier)``."""
-    del data_range  # the model takes the images as given
+    reference, distorted = check_pair(reference, distorted, data_range=data_range)
     with torch.no_grad():
         logits_reference = model(reference)
     return js_divergence(logits_reference, model(distorted))

@@ -32,10 +32,19 @@ def check_images(images: torch.Tensor, *, data_range: float = 1.0, name: str = "
     -------
     torch.Tensor
         ``images`` (clamped if asked).
+
+    Raises
+    ------
+    ValueError
+        If the shape, dtype or values are wrong, or the batch is empty (N = 0).
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"{name} must be an (N, C, H, W) tensor with C = 1 or 3, got {shape}")
+    if images.shape[0] == 0:
+        # Checked before anything reduces over the batch, which fails inside torch.
+        raise ValueError(f"empty batch: {name} has shape {tuple(images.shape)}, no images to "
+                         "score (N = 0)")
     if not images.is_floating_point():
         raise ValueError(f"{name} must be floating point, got {images.dtype}")
     if torch.isnan(images).any():

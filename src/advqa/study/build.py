@@ -33,7 +33,7 @@ from advqa.data import (
     SampleSet,
     atomic_write_bytes,
     encode_png,
-    preprocess,
+    preprocess_batch,
     quantize,
     read_image,
     remove_stale_temporaries,
@@ -148,9 +148,15 @@ class References:
 
 
 def prepare_references(samples: SampleSet, model, output: Path, batch_size: int) -> References:
+    """Decode, resize and quantise every reference, one file at a time; references whose
+    pixels fail to decode are left out and listed in ``failures`` of the result."""
     info = model.info
-    images = quantize(preprocess(samples, size=info.input_size, resize=info.resize_size))
-    images = images.to(model.device)
+    prepared = preprocess_batch(samples, size=info.input_size, resize=info.resize_size)
+    if not prepared.samples:
+        raise ValueError(f"none of the {len(samples)} images could be decoded: "
+                         + "; ".join(f"{f.path}: {f.reason}" for f in prepared.failures[:5]))
+    samples = SampleSet(prepared.samples, prepared.failures)
+    images = quantize(prepared.images).to(model.device)
     with torch.no_grad():
         clean = torch.cat([model(part).argmax(1) for part in images.split(batch_size)])
     true_labels = [sample.label for sample in samples]
@@ -368,11 +374,14 @@ def build_dataset(
 def run_units(samples, model, grid, output: Path, ledger: Ledger, finished: set[str], *,
               batch_size: int, keep_failed: bool, seed: int, progress: bool) -> BuildSummary:
     """Attack every (cell, chunk) unit not yet finished; write PNGs, rows and the manifest."""
+    failures = [{"path": f.path, "unit": "", "reason": f.reason} for f in samples.failures]
     references = prepare_references(samples, model, output, batch_size)
+    failures += [{"path": f.path, "unit": "", "reason": f.reason}
+                 for f in references.samples.failures]
+    samples = references.samples
     # The ledger is read once; rows of new units join this copy, keyed by id like the
     # ledger's own table, so the manifest is rewritten without re-reading it each unit.
     recorded = {row["id"]: row for row in ledger.rows()}
-    failures = [{"path": f.path, "unit": "", "reason": f.reason} for f in samples.failures]
     units = [(spec, chunk) for spec in grid
              for chunk in torch.arange(len(samples)).split(batch_size)]
     skipped = 0

@@ -211,7 +211,8 @@ run_benchmark(["ssim", "gmsd"], ["fgsm", "ifgsm", "mifgsm"], train, test, sys.ar
 def finished_units(path) -> int:
     try:
         with sqlite3.connect(path) as connection:
-            return connection.execute("SELECT count(*) FROM units").fetchone()[0]
+            return connection.execute(
+                "SELECT count(*) FROM job_units WHERE job = 'benchmark'").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
 
@@ -245,10 +246,10 @@ def test_dask_local_cluster_gives_the_local_results(local_run, image_sets, tmp_p
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0",
                                   host="127.0.0.1", processes=True) as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
-        from advqa.robustness.executors import DaskExecutor
+        from advqa.jobs import DaskExecutor
 
         with distributed.Client(cluster) as client:
-            executor = DaskExecutor(client, progress=False)
+            executor = DaskExecutor(scheduler=client)
             summary = run_benchmark(["psnr", "gmsd"], ["ifgsm", "cumulative-uap"], train, test,
                                     tmp_path, settings=FAST, executor=executor, progress=False)
     key = ["metric", "attack", "amplitude", "image"]

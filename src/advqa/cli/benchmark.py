@@ -5,7 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from advqa.cli.common import CommandError, name_list, number, number_list
+from advqa.cli.common import (
+    CommandError,
+    add_engine_options,
+    make_engine,
+    name_list,
+    number,
+    number_list,
+)
 
 
 def register(subparsers) -> None:
@@ -49,11 +56,8 @@ def register(subparsers) -> None:
                         help="JPEG quality of the start for full-reference metrics (default 80)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seeds splits, starts and UAPs")
-    parser.add_argument("--engine", choices=("local", "dask"), default="local",
-                        help="where units run: this process (default) or a Dask cluster")
-    parser.add_argument("--scheduler", default=None,
-                        help="Dask scheduler address for --engine dask, e.g. tcp://host:8786")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_engine_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -88,7 +92,6 @@ def image_sets(arguments):
 
 def run(arguments) -> int:
     from advqa.robustness.benchmark import ATTACK_NAMES, Settings, run_benchmark
-    from advqa.robustness.executors import make_executor
 
     metrics = arguments.metrics or default_metrics()
     attacks = arguments.attacks or list(ATTACK_NAMES)
@@ -109,11 +112,7 @@ def run(arguments) -> int:
     print(f"advqa benchmark: {len(metrics)} metric(s) × {len(attacks)} attack(s); "
           f"train {len(train.names)} images ({train.dataset}), test {len(test.names)} "
           f"({test.dataset}), {arguments.size}², engine {arguments.engine}")
-    try:
-        executor = make_executor(arguments.engine, scheduler=arguments.scheduler,
-                                 progress=not arguments.no_progress)
-    except (ValueError, ImportError, OSError) as error:
-        raise CommandError(str(error)) from error
+    executor = make_engine(arguments)
     try:
         summary = run_benchmark(metrics, attacks, train, test, arguments.out,
                                 settings=settings, executor=executor,

@@ -50,3 +50,29 @@ def load_model(arguments):
 
     weights = None if arguments.weights.lower() == "none" else arguments.weights
     return load_classifier(arguments.model, weights=weights, device=arguments.device)
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--workers``, ``--scheduler``: the same on every long command."""
+    group = parser.add_argument_group("where the work units run")
+    group.add_argument("--engine", choices=("local", "process", "dask"), default="local",
+                       help="local: this process (default); process: a pool of --workers "
+                       "local processes; dask: a Dask cluster (--workers N starts one on "
+                       "127.0.0.1, --scheduler joins an existing one)")
+    group.add_argument("--workers", type=positive_int, default=None,
+                       help="worker processes for --engine process or dask "
+                       "(process default: one per core)")
+    group.add_argument("--scheduler", default=None,
+                       help="address of a running Dask scheduler, e.g. tcp://host:8786 "
+                       "(dask-jobqueue, dask-kubernetes)")
+
+
+def make_engine(arguments):
+    """The executor the engine options ask for; bad combinations are a CommandError."""
+    from advqa.jobs import make_executor
+
+    try:
+        return make_executor(arguments.engine, workers=arguments.workers,
+                             scheduler=arguments.scheduler)
+    except (ValueError, ImportError, OSError) as error:
+        raise CommandError(str(error)) from error

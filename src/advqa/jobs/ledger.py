@@ -56,6 +56,15 @@ class Ledger:
                 "INSERT OR REPLACE INTO job_units (job, key, spec) VALUES (?, ?, ?)",
                 (self.job, key, json.dumps(spec, sort_keys=True, default=str)))
 
+    def forget(self, keys) -> None:
+        """Drop units' finished marks and rows, e.g. when their artefact was found damaged."""
+        keys = list(keys)
+        with self.connection:
+            self.connection.executemany("DELETE FROM job_rows WHERE job = ? AND unit = ?",
+                                        [(self.job, key) for key in keys])
+            self.connection.executemany("DELETE FROM job_units WHERE job = ? AND key = ?",
+                                        [(self.job, key) for key in keys])
+
     def rows(self) -> list[dict]:
         """Every row of the job, in the order recorded (a replaced row counts as new)."""
         query = "SELECT data FROM job_rows WHERE job = ? ORDER BY rowid"

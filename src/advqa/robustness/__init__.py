@@ -15,7 +15,6 @@ from advqa.robustness.benchmark import (
     split_image_set,
 )
 from advqa.robustness.calibration import metric_range
-from advqa.robustness.executors import DaskExecutor, LocalExecutor, make_executor
 from advqa.robustness.leaderboard import leaderboard, score_table, write_leaderboard
 from advqa.robustness.objective import MetricObjective, jpeg_copy
 from advqa.robustness.scores import robustness_scores
@@ -25,16 +24,13 @@ __all__ = [
     "ATTACK_NAMES",
     "UAP",
     "BenchmarkSummary",
-    "DaskExecutor",
     "ImageSet",
-    "LocalExecutor",
     "MetricObjective",
     "Settings",
     "apply_uap",
     "jpeg_copy",
     "leaderboard",
     "load_image_set",
-    "make_executor",
     "metric_range",
     "robustness_scores",
     "run_benchmark",

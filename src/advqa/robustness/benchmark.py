@@ -1,10 +1,10 @@
-"""The IQA-metric robustness benchmark: work units, their execution and their store.
+"""The IQA-metric robustness benchmark: its work units, phases and outputs.
 
 A benchmark attacks every chosen metric with every chosen attack on a test
 image set, following the protocol of the MSU Metrics Robustness Benchmark
 (Antsiferova et al., AAAI 2024). It runs in three phases, each a set of
-independent tasks that an executor (:mod:`advqa.robustness.executors`) may run
-anywhere:
+independent units that the job engine (:mod:`advqa.jobs`) runs here, in local
+processes or on a Dask cluster:
 
 1. per metric: its calibration range on the training images and its clean
    scores on the test images (each clean image is scored once, for all attacks);
@@ -13,27 +13,28 @@ anywhere:
 3. per work unit (metric, attack[, amplitude]): attack the whole test set in
    batches and score the results.
 
-Every finished task is committed to ``<out>/benchmark.sqlite`` together with its
-rows in one transaction, so a killed run resumes where it stopped without
-duplicating or losing rows. The per-item table has one row per (image, unit);
-``gain`` is the change of the metric in its "better" direction, so a positive
+Every finished unit is committed to ``<out>/benchmark.sqlite`` (a
+:class:`advqa.jobs.Ledger`; jobs ``benchmark-calibrate``, ``benchmark-uap`` and
+``benchmark``) together with its rows in one transaction, so a killed run resumes
+where it stopped without duplicating or losing rows. The per-item table has one
+row per (image, unit); ``gain`` is the change of the metric in its "better" direction, so a positive
 gain means the attack fooled the metric.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from advqa.attacks.base import frozen
+from advqa.jobs import Ledger, LocalExecutor, run_units, unit_key, worker_cache
+from advqa.jobs import Unit as JobUnit
 from advqa.robustness.objective import MetricObjective, jpeg_copy
-from advqa.study.store import Ledger, write_table
+from advqa.study.store import write_table
 
 UAP_ATTACKS = ("cumulative-uap", "optimized-uap", "generative-uap")
 PER_IMAGE_ATTACKS = ("fgsm", "ifgsm", "mifgsm", "amifgsm", "korhonen", "madc")
@@ -173,11 +174,10 @@ def plan_units(metrics, attacks, amplitudes) -> list[Unit]:
 
 
 # ---------------------------------------------------------------- worker side
-# Everything below runs on a worker: a Dask worker process keeps the metrics it
-# has built, so units of the same metric do not rebuild them.
+# Everything below runs on a worker; its worker_cache keeps the metrics it has built,
+# so units of the same metric do not rebuild them.
 
-@lru_cache(maxsize=16)
-def cached_metric(name: str):
+def attackable_metric(name: str):
     from advqa.quality.plugins import load_metric
 
     metric = load_metric(name)
@@ -185,11 +185,18 @@ def cached_metric(name: str):
     return metric.eval()
 
 
-@lru_cache(maxsize=1)
-def cached_quality_pair():
+def cached_metric(name: str):
+    return worker_cache(attackable_metric, name)
+
+
+def quality_pair():
     from advqa.quality import get_metric
 
     return get_metric("psnr"), get_metric("ssim")
+
+
+def cached_quality_pair():
+    return worker_cache(quality_pair)
 
 
 def start_images(facts: MetricFacts, images: torch.Tensor, settings: Settings) -> torch.Tensor:
@@ -365,56 +372,21 @@ def none_if_nan(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-# ---------------------------------------------------------------- store
+# ---------------------------------------------------------------- ledger
 
-class BenchmarkStore(Ledger):
-    """``benchmark.sqlite``: finished units with their rows, metric facts, clean scores."""
-
-    def __init__(self, path: str | Path):
-        super().__init__(path)
-        with self.connection:
-            self.connection.execute(
-                "CREATE TABLE IF NOT EXISTS metrics (metric TEXT PRIMARY KEY, facts TEXT NOT NULL,"
-                " clean TEXT NOT NULL, dataset TEXT NOT NULL)")
-            self.connection.execute(
-                "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-
-    def check_settings(self, description: dict) -> None:
-        """A resumed run must use the settings the stored rows were made with."""
-        text = json.dumps(description, sort_keys=True)
-        stored = self.connection.execute("SELECT value FROM settings WHERE key='run'").fetchone()
-        if stored is None:
-            with self.connection:
-                self.connection.execute("INSERT INTO settings VALUES ('run', ?)", (text,))
-        elif stored[0] != text:
-            raise ValueError(f"{self.path} holds results made with other settings:\n"
-                             f"  stored: {stored[0]}\n  now:    {text}\n"
-                             "use another --out folder or the stored settings")
-
-    def metric_facts(self, dataset: str) -> dict[str, tuple[MetricFacts, list]]:
-        rows = self.connection.execute(
-            "SELECT facts, clean FROM metrics WHERE dataset = ?", (dataset,))
-        found = {}
-        for facts, clean in rows:
-            facts = MetricFacts(**json.loads(facts))
-            found[facts.metric] = (facts, [tuple(pair) for pair in json.loads(clean)])
-        return found
-
-    def record_metric(self, dataset: str, facts: MetricFacts, clean: list) -> None:
-        with self.connection:
-            self.connection.execute(
-                "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
-                (facts.metric, json.dumps(asdict(facts)),
-                 json.dumps([[value if math.isfinite(value) else None, error]
-                             for value, error in clean]), dataset))
+def metric_row(dataset: str, facts: MetricFacts, clean: list) -> dict:
+    """Phase 1's row for a metric: its facts and clean scores (NaN stored as None)."""
+    return {"id": facts.metric, "dataset": dataset, "facts": asdict(facts),
+            "clean": [[value if math.isfinite(value) else None, error]
+                      for value, error in clean]}
 
 
 def restore_clean(clean: list) -> list[tuple[float, str | None]]:
     return [(math.nan if value is None else value, error) for value, error in clean]
 
 
-def export_items(store: BenchmarkStore, out: Path) -> pd.DataFrame:
-    rows = store.rows()
+def export_items(ledger: Ledger, out: Path) -> pd.DataFrame:
+    rows = ledger.rows()
     items = pd.DataFrame(rows, columns=["id", *ITEM_COLUMNS]).drop(columns="id")
     items = items.astype({"amplitude": "float64", "clean": "float64", "attacked": "float64",
                           "gain": "float64", "psnr": "float64", "ssim": "float64",
@@ -490,18 +462,12 @@ def split_image_set(images: ImageSet, *, train_fraction: float = 0.5,
 
 
 def prepare_task(metric_name: str, *, train: ImageSet, test: ImageSet, settings: Settings):
-    try:
-        return prepare_metric(metric_name, train, test, settings)
-    except Exception as failure:  # reported and skipped; the other metrics go on
-        return f"{type(failure).__name__}: {failure}"
+    return prepare_metric(metric_name, train, test, settings)
 
 
 def train_task(metric_name: str, attack: str, facts: MetricFacts, *, train: ImageSet,
                settings: Settings):
-    try:
-        return train_unit(metric_name, attack, train, facts, settings)
-    except Exception as failure:
-        return f"{type(failure).__name__}: {failure}"
+    return train_unit(metric_name, attack, train, facts, settings)
 
 
 def unit_task(unit: Unit, facts: MetricFacts, clean, uap, *, test: ImageSet,
@@ -526,8 +492,8 @@ def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
         Output folder; holds ``benchmark.sqlite``, so rerunning resumes.
     settings : Settings, optional
         Attack settings (the public benchmark's defaults).
-    executor : LocalExecutor or DaskExecutor, optional
-        Where tasks run; in this process by default.
+    executor : advqa.jobs.Executor, optional
+        Where units run (:func:`advqa.jobs.make_executor`); in this process by default.
 
     Returns
     -------
@@ -536,44 +502,47 @@ def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
         ``failed_units`` and ``all_failed``.
     """
     from advqa.robustness.calibration import fingerprint
-    from advqa.robustness.executors import LocalExecutor
 
     settings = settings or Settings()
     if not metrics or not attacks:
         raise ValueError(f"nothing to run: {len(metrics)} metric(s), {len(attacks)} attack(s)")
-    executor = executor or LocalExecutor(progress=progress)
+    executor = executor or LocalExecutor()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     units = plan_units(metrics, attacks, settings.amplitudes)
-    store = BenchmarkStore(out / "benchmark.sqlite")
-    try:
-        store.check_settings({"settings": settings.describe(), "size": list(test.images.shape[1:]),
-                              "train": fingerprint(train.images), "test": fingerprint(test.images)})
+    path = out / "benchmark.sqlite"
+    with Ledger(path, "benchmark") as ledger:
+        ledger.check_settings(
+            {"settings": settings.describe(), "size": list(test.images.shape[1:]),
+             "train": fingerprint(train.images), "test": fingerprint(test.images)},
+            hint="use another --out folder or the stored settings")
         failures: list[str] = []
-        prepared = prepare_metrics(store, executor, metrics, train, test, settings, failures)
-        uaps = train_uaps(out, executor, units, prepared, train, settings, failures)
-        run_units(store, executor, units, prepared, uaps, test, settings)
-        items = export_items(store, out)
+        jobs = {"executor": executor, "progress": progress}
+        prepared = prepare_metrics(path, metrics, train, test, settings, failures, **jobs)
+        uaps = train_uaps(path, out, units, prepared, train, settings, failures, **jobs)
+        attack_units(ledger, units, prepared, uaps, test, settings, failures, **jobs)
+        items = export_items(ledger, out)
         paths = write_outputs(items, prepared, out)
-    finally:
-        store.close()
     return BenchmarkSummary(out, items, {name: facts for name, (facts, _) in prepared.items()},
                             failures, paths, failed_units(items))
 
 
-def prepare_metrics(store, executor, metrics, train, test, settings, failures) -> dict:
-    prepared = store.metric_facts(test.dataset)
-    tasks = [(name,) for name in dict.fromkeys(metrics) if name not in prepared]
-    for (name,), result in executor.run(prepare_task, tasks, {"train": train, "test": test,
-                                        "settings": settings}, description="calibrate"):
-        if isinstance(result, str):
-            failures.append(f"metric {name}: {result}")
-            continue
-        facts, clean = result
-        store.record_metric(test.dataset, facts, clean)
-        prepared[name] = (facts, clean)
-    return {name: (facts, restore_clean(clean)) for name, (facts, clean) in prepared.items()
-            if name in metrics}
+def prepare_metrics(path, metrics, train, test, settings, failures, *, executor,
+                    progress) -> dict:
+    """Phase 1: one unit per metric, its calibration range and clean test scores."""
+    names = list(dict.fromkeys(metrics))
+    units = [JobUnit(unit_key("calibrate", name, test.dataset), {"metric": name}, (name,))
+             for name in names]
+    with Ledger(path, "benchmark-calibrate") as ledger:
+        report = run_units(ledger, units, prepare_task, executor=executor,
+                           shared={"train": train, "test": test, "settings": settings},
+                           on_result=lambda unit, result: [metric_row(test.dataset, *result)],
+                           progress=progress, description="calibrate")
+        rows = {row["id"]: row for row in ledger.rows() if row["dataset"] == test.dataset}
+    failures += [f"metric {failure.spec['metric']}: {failure.error}"
+                 for failure in report.failures]
+    return {name: (MetricFacts(**rows[name]["facts"]), restore_clean(rows[name]["clean"]))
+            for name in names if name in rows}
 
 
 def uap_path(out: Path, metric: str, attack: str) -> Path:
@@ -582,19 +551,20 @@ def uap_path(out: Path, metric: str, attack: str) -> Path:
     return out / "uaps" / f"{attack}-{safe}.npy"
 
 
-def train_uaps(out, executor, units, prepared, train, settings, failures) -> dict:
+def train_uaps(path, out, units, prepared, train, settings, failures, *, executor,
+               progress) -> dict:
     """Phase 2: load the finished UAP artefacts, train the missing ones.
 
-    An artefact half-written by a killed run, damaged, or made from other
-    training images is reported, removed and trained again
-    (:func:`advqa.robustness.uap.recover_uap`); it is never used.
+    The artefacts are the record: an artefact half-written by a killed run,
+    damaged, or made from other training images is reported, removed and trained
+    again (:func:`advqa.robustness.uap.recover_uap`); it is never used.
     """
     from advqa.robustness.calibration import fingerprint
     from advqa.robustness.uap import recover_uap
 
     needed = sorted({(unit.metric, unit.attack) for unit in units
                      if unit.attack in UAP_ATTACKS and unit.metric in prepared})
-    uaps, tasks = {}, []
+    uaps, missing = {}, []
     images = fingerprint(train.images) if needed else None
     for metric, attack in needed:
         found = recover_uap(uap_path(out, metric, attack), kind=attack,
@@ -602,31 +572,39 @@ def train_uaps(out, executor, units, prepared, train, settings, failures) -> dic
         if found is not None:
             uaps[metric, attack] = found.perturbation
         else:
-            tasks.append((metric, attack, prepared[metric][0]))
-    for (metric, attack, _), result in executor.run(
-            train_task, tasks, {"train": train, "settings": settings}, description="train UAPs"):
-        if isinstance(result, str):
-            failures.append(f"{attack} on {metric}: {result}")
-            continue
-        path = uap_path(out, metric, attack)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        result.save(path)
-        uaps[metric, attack] = result.perturbation
+            missing.append(JobUnit(unit_key("uap", metric, attack), {"metric": metric,
+                                   "attack": attack}, (metric, attack, prepared[metric][0])))
+
+    def save(unit, uap):
+        metric, attack, _ = unit.args
+        uap.save(uap_path(out, metric, attack))
+        uaps[metric, attack] = uap.perturbation
+        return [{"id": f"{metric}|{attack}"}]
+
+    with Ledger(path, "benchmark-uap") as ledger:
+        ledger.forget(unit.key for unit in missing)  # their artefact is gone: train again
+        report = run_units(ledger, missing, train_task, executor=executor,
+                           shared={"train": train, "settings": settings}, on_result=save,
+                           progress=progress, description="train UAPs")
+    failures += [f"{failure.spec['attack']} on {failure.spec['metric']}: {failure.error}"
+                 for failure in report.failures]
     return uaps
 
 
-def run_units(store, executor, units, prepared, uaps, test, settings) -> None:
-    finished = store.finished()
-    tasks = []
+def attack_units(ledger, units, prepared, uaps, test, settings, failures, *, executor,
+                 progress) -> None:
+    """Phase 3: every (metric, attack[, amplitude]) unit whose inputs are ready."""
+    ready = []
     for unit in units:
-        ready = unit.metric in prepared and (
-            unit.attack not in UAP_ATTACKS or (unit.metric, unit.attack) in uaps)
-        if ready and unit.key not in finished:
+        if unit.metric in prepared and (
+                unit.attack not in UAP_ATTACKS or (unit.metric, unit.attack) in uaps):
             facts, clean = prepared[unit.metric]
-            tasks.append((unit, facts, clean, uaps.get((unit.metric, unit.attack))))
-    for task, rows in executor.run(unit_task, tasks, {"test": test, "settings": settings},
-                                   description="attack"):
-        store.record(task[0].key, asdict(task[0]), rows)
+            ready.append(JobUnit(unit.key, asdict(unit),
+                                 (unit, facts, clean, uaps.get((unit.metric, unit.attack)))))
+    report = run_units(ledger, ready, unit_task, executor=executor,
+                       shared={"test": test, "settings": settings}, progress=progress,
+                       description="attack")
+    failures += [f"{failure.key}: {failure.error}" for failure in report.failures]
 
 
 def write_outputs(items: pd.DataFrame, prepared: dict, out: Path) -> dict[str, Path]:

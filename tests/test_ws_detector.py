@@ -188,7 +188,7 @@ def tiny_classifier(name: str, seed: int = 0) -> nn.Module:
 def test_stego_eval_end_to_end_and_resume(tmp_path, monkeypatch):
     config = stego_eval.StegoEvalConfig(
         models=["tiny-a", "tiny-b"], eps=[0.05, 0.3], subset=40, calibration=300,
-        steps=3, chunk_size=20, workers=1, seed=1, histogram_eps=(0.3,))
+        steps=3, chunk_size=20, seed=1, histogram_eps=(0.3,))
     results = stego_eval.run_stego_eval(tmp_path, config, loader=tiny_classifier,
                                         progress=False)
     assert list(results[["model", "eps"]].itertuples(index=False, name=None)) == [
@@ -223,12 +223,30 @@ def test_stego_eval_end_to_end_and_resume(tmp_path, monkeypatch):
     assert (stego_eval.run_stego_eval(tmp_path, smaller, loader=tiny_classifier,
                                       progress=False, plots=False)["n"] == 20).all()
     changed = stego_eval.StegoEvalConfig(**{**config.__dict__, "steps": 4})
-    with pytest.raises(AssertionError, match="attacked again"):
+    with pytest.raises(RuntimeError, match="attacked again"), pytest.warns(UserWarning):
         stego_eval.run_stego_eval(tmp_path, changed, loader=tiny_classifier, progress=False)
     # Retrained weights under the same name are new work too.
-    with pytest.raises(AssertionError, match="attacked again"):
+    with pytest.raises(RuntimeError, match="attacked again"), pytest.warns(UserWarning):
         stego_eval.run_stego_eval(tmp_path, config, loader=retrained_tiny_classifier,
                                   progress=False)
+
+
+@needs_fashion_mnist
+def test_stego_eval_tables_do_not_depend_on_the_executor(tmp_path):
+    from advqa.jobs import DaskExecutor, LocalExecutor, ProcessExecutor
+
+    config = stego_eval.StegoEvalConfig(models=["tiny-a"], eps=[0.1, 0.3], subset=30,
+                                        calibration=100, steps=3, chunk_size=10, seed=2)
+    tables = {}
+    for name, executor in (("local", LocalExecutor()), ("process", ProcessExecutor(2)),
+                           ("dask", DaskExecutor(workers=2))):
+        with executor:
+            stego_eval.run_stego_eval(tmp_path / name, config, loader=tiny_classifier,
+                                      executor=executor, progress=False, plots=False)
+        tables[name] = pd.read_parquet(tmp_path / name / "samples.parquet")
+        assert len(tables[name]) == 2 * 30
+    pd.testing.assert_frame_equal(tables["process"], tables["local"])
+    pd.testing.assert_frame_equal(tables["dask"], tables["local"])
 
 
 def retrained_tiny_classifier(name: str) -> nn.Module:
@@ -249,13 +267,16 @@ import sys
 import torch
 import sleepy
 from advqa.detect import stego_eval
-from advqa.study.store import Ledger
+from advqa.jobs import Ledger, ProcessExecutor, Unit, run_units
 
 if __name__ == "__main__":
-    pending = [(f"unit{i}", {"model": f"m{i}", "eps": 0.1, "start": 0, "stop": 1, "steps": 1,
-                             "step_size": None, "seed": 0, "tag": ""}) for i in range(2)]
-    stego_eval._execute(pending, Ledger(sys.argv[1]), torch.zeros(1, 1, 28, 28),
-                        torch.zeros(1, dtype=torch.long), sleepy.loader, 2, False)
+    units = [Unit(f"unit{i}", {}, ({"model": f"m{i}", "eps": 0.1, "start": 0, "stop": 1,
+                                    "steps": 1, "step_size": None, "seed": 0, "tag": ""},))
+             for i in range(2)]
+    run_units(Ledger(sys.argv[1], "stego-eval"), units, stego_eval.stego_unit,
+              executor=ProcessExecutor(2), progress=False,
+              shared={"images": torch.zeros(1, 1, 28, 28),
+                      "labels": torch.zeros(1, dtype=torch.long), "loader": sleepy.loader})
 """
 
 
@@ -324,7 +345,7 @@ def test_exit_with_parent_watchdog_fallback(monkeypatch):
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"steps": 0}, "steps must be >= 1"), ({"step_size": 0.0}, "step_size"),
-    ({"workers": 0}, "workers"), ({"chunk_size": 0}, "chunk_size")])
+    ({"chunk_size": 0}, "chunk_size")])
 def test_stego_eval_refuses_bad_settings_before_any_work(tmp_path, options, message):
     config = stego_eval.StegoEvalConfig(models=["tiny"], eps=[0.1], **options)
     with pytest.raises(ValueError, match=message):

@@ -13,7 +13,7 @@ import argparse
 import math
 from pathlib import Path
 
-from advqa.cli.common import CommandError, name_list, number
+from advqa.cli.common import CommandError, add_engine_options, make_engine, name_list, number
 
 
 def eps_grid(text: str) -> list[float]:
@@ -104,21 +104,20 @@ def add_stego_eval(subparsers) -> None:
                         help="PGD step (default: 2.5*eps/steps)")
     parser.add_argument("--chunk-size", type=int, default=250,
                         help="test images per work unit (default: 250)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes, one torch thread each (default: 1)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder of Fashion-MNIST IDX files (default: the Debian package's)")
     parser.add_argument("--out", type=Path, default=Path("runs/stego"),
                         help="run directory (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="PGD random-start seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_options(parser)
     parser.set_defaults(handler=run_stego_eval)
 
 
 def run_stego_eval(arguments) -> int:
     from advqa.detect.stego_eval import DEFAULT_EPS, StegoEvalConfig, run_stego_eval
 
-    for option in ("subset", "calibration", "workers", "steps", "chunk_size"):
+    for option in ("subset", "calibration", "steps", "chunk_size"):
         value = getattr(arguments, option)
         if value is not None and value < 1:
             raise CommandError(f"--{option.replace('_', '-')} must be 1 or more")
@@ -133,9 +132,10 @@ def run_stego_eval(arguments) -> int:
         models=arguments.models, eps=eps, subset=arguments.subset,
         calibration=arguments.calibration, steps=arguments.steps,
         step_size=arguments.step_size, chunk_size=arguments.chunk_size,
-        workers=arguments.workers, seed=arguments.seed, target_fpr=arguments.target_fpr)
-    results = run_stego_eval(arguments.out, config, data_dir=arguments.data_dir,
-                             progress=not arguments.no_progress)
+        seed=arguments.seed, target_fpr=arguments.target_fpr)
+    with make_engine(arguments) as executor:
+        results = run_stego_eval(arguments.out, config, data_dir=arguments.data_dir,
+                                 executor=executor, progress=not arguments.no_progress)
     columns = ["model", "eps", "n", "tpr", "ae_accuracy", "pipeline_accuracy", "benign_fpr"]
     print(results[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {arguments.out}/results.parquet, results.csv, table_ii.csv and figures")

@@ -5,10 +5,11 @@ test set for a grid of ε; the WS detector (:mod:`advqa.detect.ws`) is calibrate
 on benign training images (threshold = largest benign statistic, so no
 calibration image is flagged) and judged on the adversarial examples.
 
-Work is split into units ``(model, ε, chunk of test images)``. Each unit's
-per-image rows (predictions, attack success, WS statistic) are committed to an
-SQLite :class:`~advqa.study.store.Ledger` in one transaction, so a killed run
-resumes where it stopped. The rows do not depend on the threshold: the table is
+Work is split into units ``(model, ε, chunk of test images)`` run by the job
+engine (:mod:`advqa.jobs`: here, in local processes or on a Dask cluster). Each
+unit's per-image rows (predictions, attack success, WS statistic) are committed to
+the run's :class:`~advqa.jobs.Ledger` in one transaction, so a killed run resumes
+where it stopped. The rows do not depend on the threshold: the table is
 computed from the ledger at the end, so re-calibrating never re-attacks.
 
 Metrics per ``(model, ε)``, over the ``n`` attacked test images (every test image
@@ -37,8 +38,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ import pandas as pd
 import torch
 
 from advqa.detect.ws import roc_from_scores, threshold_from_scores, ws_statistic
+from advqa.jobs import Ledger, LocalExecutor, Unit, run_units, unit_key, unit_seed, worker_cache
 
 __all__ = [
     "DEFAULT_EPS",
@@ -56,6 +56,7 @@ __all__ = [
     "aggregate",
     "attack_unit",
     "run_stego_eval",
+    "stego_unit",
 ]
 
 #: The paper's grid: ε ∈ {0.01, 0.02, …, 0.50}.
@@ -70,7 +71,8 @@ class StegoEvalConfig:
     ``subset`` and ``calibration`` take the first N test / training images
     (``None``: all 10,000 / 60,000). ``steps`` and ``step_size`` are PGD's
     (default step ``2.5·ε/steps``); ``target_fpr`` ``None`` is the paper's
-    max-of-benign threshold.
+    max-of-benign threshold. Where the units run is not part of the settings: see
+    ``run_stego_eval(executor=...)``.
     """
 
     models: Sequence[str] = DEFAULT_MODELS
@@ -80,7 +82,6 @@ class StegoEvalConfig:
     steps: int = 40
     step_size: float | None = None
     chunk_size: int = 250
-    workers: int = 1
     seed: int = 0
     target_fpr: float | None = None
     histogram_eps: Sequence[float] = field(default_factory=lambda: (0.05, 0.1, 0.3))
@@ -90,8 +91,7 @@ class StegoEvalConfig:
                 "step_size": self.step_size, "random_start": True, "seed": self.seed}
 
     def settings_tag(self) -> str:
-        text = json.dumps(self.attack_settings(), sort_keys=True)
-        return f"{zlib.crc32(text.encode()):08x}"
+        return unit_key(self.attack_settings(), length=8)
 
 
 # --------------------------------------------------------------------------- data
@@ -122,16 +122,6 @@ def default_loader(name: str):
     return load_classifier(name, device="cpu")
 
 
-_MODELS: dict[tuple, torch.nn.Module] = {}
-
-
-def _model(loader: Callable, name: str):
-    key = (getattr(loader, "__module__", ""), getattr(loader, "__qualname__", repr(loader)), name)
-    if key not in _MODELS:
-        _MODELS[key] = loader(name)
-    return _MODELS[key]
-
-
 def model_fingerprint(model: torch.nn.Module) -> str:
     """First 12 hex digits of a SHA-256 over the model's state dict (names and values)."""
     import hashlib
@@ -143,32 +133,19 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
-def _init_worker(parent: int) -> None:
-    """Pool initializer: one torch thread, and exit when the parent process dies."""
-    from advqa.workers import exit_with_parent
-
-    torch.set_num_threads(1)
-    exit_with_parent(parent)  # else a killed run leaves ~1 GB workers behind
-
-
-def unit_seed(seed: int, model: str, eps: float, start: int) -> int:
-    """A stable per-unit seed for PGD's random start."""
-    return zlib.crc32(f"{seed}|{model}|{eps:.6g}|{start}".encode()) & 0x7FFFFFFF
-
-
 def attack_unit(spec: dict, images: torch.Tensor, labels: torch.Tensor,
                 loader: Callable = default_loader) -> list[dict]:
     """Attack one chunk with PGD and measure the WS statistic of each result.
 
     ``spec`` holds ``model``, ``eps``, ``start`` (index of ``images[0]`` in the test
-    set), ``steps``, ``step_size`` and ``seed``. Returns one row per image.
+    set), ``steps``, ``step_size`` and ``seed`` (the unit's own, :func:`advqa.jobs.unit_seed`
+    of the run's seed and the unit's key). Returns one row per image.
     """
     from advqa.attacks import get_attack
 
-    model = _model(loader, spec["model"])
+    model = worker_cache(loader, spec["model"])
     attack = get_attack("pgd", norm="linf", eps=spec["eps"], steps=spec["steps"],
-                        step_size=spec["step_size"], random_start=True,
-                        seed=unit_seed(spec["seed"], spec["model"], spec["eps"], spec["start"]))
+                        step_size=spec["step_size"], random_start=True, seed=spec["seed"])
     result = attack.run(model, images, labels)
     statistic = ws_statistic(result.images.cpu())
     rows = []
@@ -191,9 +168,12 @@ def _row_id(spec: dict, index: int) -> str:
     return f"{spec['model']}|{spec['eps']:.6g}|{index}|{spec.get('tag', '')}"
 
 
-def _run_unit(args):
-    spec, images, labels, loader = args
-    return spec, attack_unit(spec, images, labels, loader)
+def stego_unit(spec: dict, *, images: torch.Tensor, labels: torch.Tensor,
+               loader: Callable) -> list[dict]:
+    """The job engine's unit: :func:`attack_unit` on the unit's chunk of the test set
+    (the whole set is sent to each worker once)."""
+    chunk = slice(spec["start"], spec["stop"])
+    return attack_unit(spec, images[chunk], labels[chunk], loader)
 
 
 # --------------------------------------------------------------------------- tables
@@ -331,7 +311,7 @@ def _save(figure, path: Path) -> Path:
 
 def run_stego_eval(out: str | Path, config: StegoEvalConfig | None = None, *,
                    loader: Callable = default_loader, data_dir: str | Path | None = None,
-                   progress: bool = True, plots: bool = True) -> pd.DataFrame:
+                   executor=None, progress: bool = True, plots: bool = True) -> pd.DataFrame:
     """Run (or resume) the experiment in ``out`` and write its tables and figures.
 
     Parameters
@@ -342,13 +322,15 @@ def run_stego_eval(out: str | Path, config: StegoEvalConfig | None = None, *,
         ``table_ii.{parquet,csv}`` (TPR, models × ε), ``calibration.json``,
         ``fig2_tpr.png``, ``fig3_4_accuracy.png``, ``histograms.png``, ``roc.png``.
     config : StegoEvalConfig, optional
-        Models, ε grid, subsets, PGD settings, workers, seed.
+        Models, ε grid, subsets, PGD settings, seed.
     loader : callable, optional
-        ``name -> model`` (default :func:`advqa.models.load_classifier` on CPU).
-        With ``workers > 1`` it must be importable by name (a module-level function),
-        because workers are spawned processes.
+        ``name -> model`` (default :func:`advqa.models.load_classifier` on CPU). For
+        the ``process`` and ``dask`` executors it must be importable by name (a
+        module-level function): workers are other processes.
     data_dir : path, optional
         Folder of Fashion-MNIST IDX files; default the Debian package's.
+    executor : advqa.jobs.Executor, optional
+        Where units run (:func:`advqa.jobs.make_executor`); in this process by default.
     progress : bool
         Show a tqdm bar over units.
 
@@ -357,34 +339,23 @@ def run_stego_eval(out: str | Path, config: StegoEvalConfig | None = None, *,
     pandas.DataFrame
         The results table.
 
+    Raises
+    ------
+    RuntimeError
+        When units failed (after the finished ones were committed): the table would
+        be incomplete. Re-running retries them.
+
     Notes
     -----
     Units finished in an earlier run (same model weights, ε, chunk and attack
     settings) are not recomputed; unit keys hold a hash of the attack settings
     and a SHA-256 fingerprint of each model's state dict, so retrained weights
-    are new work. With ``workers > 1`` units run in a spawned
-    :class:`~concurrent.futures.ProcessPoolExecutor`, each worker with one torch
-    thread (PGD on small batches does not scale with intra-op threads, and the
-    attack holds the GIL between small ops, so processes beat threads); the
-    parent alone writes the ledger. Workers exit when the parent dies, even by
-    ``kill -9`` (:func:`advqa.workers.exit_with_parent`).
+    are new work. Each unit's PGD seed derives from ``config.seed`` and its key, so
+    the rows do not depend on the executor or the number of workers.
     """
-    from advqa.study.store import Ledger, write_table
-
     config = StegoEvalConfig() if config is None else config
-    if config.workers < 1:
-        raise ValueError(f"workers must be >= 1, got {config.workers}")
-    if config.chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {config.chunk_size}")
-    if config.steps < 1:  # checked here, not in every unit: a failing unit stops the run
-        raise ValueError(f"steps must be >= 1, got {config.steps}")
-    if config.step_size is not None and not (0 < config.step_size < math.inf):
-        raise ValueError(f"step_size must be a finite number > 0, got {config.step_size}")
-    if not config.models:
-        raise ValueError("no models given")
+    check_config(config)
     eps_grid = sorted({round(float(e), 6) for e in config.eps})
-    if not eps_grid or any(not (0 < e <= 1) or not math.isfinite(e) for e in eps_grid):
-        raise ValueError(f"eps must be a non-empty list of numbers in (0, 1], got {config.eps}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -393,91 +364,88 @@ def run_stego_eval(out: str | Path, config: StegoEvalConfig | None = None, *,
     calibration_statistic = ws_statistic(calibration_images).numpy()
     threshold = threshold_from_scores(calibration_statistic, config.target_fpr)
     benign_statistic = ws_statistic(test_images).numpy()
+    fingerprints = {model: model_fingerprint(worker_cache(loader, model))
+                    for model in config.models}
     calibration = {
         "threshold": threshold, "target_fpr": config.target_fpr,
         "calibration_images": len(calibration_images),
         "calibration_fpr": float((calibration_statistic > threshold).mean()),
         "test_images": len(test_images),
         "benign_test_fpr": float((benign_statistic > threshold).mean()),
-        "config": {**asdict(config), "eps": eps_grid},
+        "config": {**asdict(config), "eps": eps_grid}, "model_fingerprints": fingerprints,
     }
+    units = plan(config, eps_grid, len(test_images), fingerprints)
+    with Ledger(out / "ledger.sqlite", "stego-eval") as ledger:
+        report = run_units(ledger, units, stego_unit, executor=executor or LocalExecutor(),
+                           shared={"images": test_images, "labels": test_labels,
+                                   "loader": loader},
+                           progress=progress, description="stego-eval units")
+        keep = {_row_id(unit.spec, index)
+                for unit in units for index in range(unit.spec["start"], unit.spec["stop"])}
+        rows = [row for row in ledger.rows() if row["id"] in keep]
+    if report.failures:
+        raise RuntimeError(f"{len(report.failures)} of {report.total} units failed (e.g. "
+                           f"{report.failures[0].error}); the others are saved: re-run to "
+                           "retry them")
+    results, samples = tables(rows, config, benign_statistic, threshold)
+    write_outputs(out, calibration, samples, results)
+    if plots:
+        plot_results(results, samples, benign_statistic, threshold, out, config.histogram_eps)
+    return results
 
+
+def check_config(config: StegoEvalConfig) -> None:
+    """Refuse settings that would fail every unit, before any work."""
+    if config.chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {config.chunk_size}")
+    if config.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {config.steps}")
+    if config.step_size is not None and not (0 < config.step_size < math.inf):
+        raise ValueError(f"step_size must be a finite number > 0, got {config.step_size}")
+    if not config.models:
+        raise ValueError("no models given")
+    eps = [round(float(e), 6) for e in config.eps]
+    if not eps or any(not (0 < e <= 1) or not math.isfinite(e) for e in eps):
+        raise ValueError(f"eps must be a non-empty list of numbers in (0, 1], got {config.eps}")
+
+
+def plan(config: StegoEvalConfig, eps_grid: list[float], count: int,
+         fingerprints: dict[str, str]) -> list[Unit]:
+    """One unit per (model, ε, chunk of ``chunk_size`` test images)."""
     tag = config.settings_tag()
-    fingerprints = {model: model_fingerprint(_model(loader, model)) for model in config.models}
-    calibration["model_fingerprints"] = fingerprints
     units = []
     for model in config.models:
         model_tag = f"{tag}-{fingerprints[model]}"
         for eps in eps_grid:
-            for start in range(0, len(test_images), config.chunk_size):
-                stop = min(start + config.chunk_size, len(test_images))
+            for start in range(0, count, config.chunk_size):
+                stop = min(start + config.chunk_size, count)
+                key = unit_key("stego-eval", model, f"{eps:.6g}", start, stop, model_tag)
                 spec = {"model": model, "eps": eps, "start": start, "stop": stop,
                         "steps": config.steps, "step_size": config.step_size,
-                        "seed": config.seed, "tag": model_tag}
-                key = f"{model}|eps={eps:.6g}|{start}-{stop}|{model_tag}"
-                units.append((key, spec))
+                        "seed": unit_seed(config.seed, key), "tag": model_tag}
+                units.append(Unit(key, spec, (spec,)))
+    return units
 
-    ledger = Ledger(out / "ledger.sqlite")
-    try:
-        done = ledger.finished()
-        pending = [(key, spec) for key, spec in units if key not in done]
-        _execute(pending, ledger, test_images, test_labels, loader, config.workers, progress)
-        keep = {_row_id(spec, index)
-                for _, spec in units for index in range(spec["start"], spec["stop"])}
-        rows = [row for row in ledger.rows() if row["id"] in keep]
-    finally:
-        ledger.close()
 
+def tables(rows: list[dict], config: StegoEvalConfig, benign_statistic: np.ndarray,
+           threshold: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The results table (models in the order given) and the per-image samples."""
     samples = pd.DataFrame(rows).drop_duplicates("id", keep="last")
     samples = samples.sort_values(["model", "eps", "index"]).reset_index(drop=True)
     order = {name: number for number, name in enumerate(config.models)}
     results = aggregate(samples, benign_statistic, threshold)
     results = results.sort_values(["model", "eps"], key=lambda column: column.map(
         order) if column.name == "model" else column).reset_index(drop=True)
+    return results, samples
 
+
+def write_outputs(out: Path, calibration: dict, samples: pd.DataFrame,
+                  results: pd.DataFrame) -> None:
     from advqa.data import atomic_write_bytes
+    from advqa.study.store import write_table
 
     atomic_write_bytes(out / "calibration.json",
                        json.dumps(calibration, indent=2, default=str).encode())
     atomic_write_bytes(out / "samples.parquet", samples.to_parquet(index=False))
     write_table(results, out / "results")
     write_table(table_ii(results), out / "table_ii")
-    if plots:
-        plot_results(results, samples, benign_statistic, threshold, out, config.histogram_eps)
-    return results
-
-
-def _execute(pending, ledger, images, labels, loader, workers, progress) -> None:
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(pending), desc="stego-eval units", unit="unit", disable=not progress)
-
-    def arguments(spec):
-        return (spec, images[spec["start"]:spec["stop"]].clone(),
-                labels[spec["start"]:spec["stop"]].clone(), loader)
-
-    try:
-        if workers == 1:
-            for key, spec in pending:
-                _, rows = _run_unit(arguments(spec))
-                ledger.record(key, spec, rows)
-                bar.update()
-            return
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(_run_unit, arguments(spec)): key for key, spec in pending}
-            try:
-                for future in as_completed(futures):
-                    spec, rows = future.result()
-                    ledger.record(futures[future], spec, rows)
-                    bar.update()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-    finally:
-        bar.close()

@@ -416,3 +416,30 @@ def test_cli_parses_detect_commands():
     assert arguments.repeats == 3 and arguments.quality == "brisque"
     arguments = parser.parse_args(["detect", "fit-gate", "--quality", "niqe"])
     assert arguments.out.name == "gate.json"
+
+
+def test_fit_gate_runs_on_the_job_engine_and_resumes(tmp_path, monkeypatch):
+    """fit-gate's generation is keyed units in a ledger beside the gate: a second run
+    recomputes nothing and writes the same gate."""
+    from advqa.data import load_samples, save_png
+    from advqa.detect import groups as groups_module
+    from advqa.workflows.gate import GateJob, fit_gate
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for sample in load_samples("imagenet")[:5]:
+        save_png(sample.image, photos / f"{sample.name}.png")
+    job = GateJob(source=str(photos), squeeze=False, uap_epochs=1)
+    first = fit_gate(job, tmp_path / "gate.json")
+    assert (tmp_path / "gate.ledger.sqlite").is_file()
+    document, arrays = first.json_path.read_bytes(), first.arrays_path.read_bytes()
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("a finished unit ran again")
+
+    monkeypatch.setattr(groups_module, "group_part", recomputed)
+    again = fit_gate(job, tmp_path / "gate.json")
+    assert again.json_path.read_bytes() == document
+    assert again.arrays_path.read_bytes() == arrays
+    assert (again.adversarial_flagged, again.clean_flagged) == (
+        first.adversarial_flagged, first.clean_flagged)

@@ -7,11 +7,17 @@ The fit-for-task gate of Feng & Cai (see :mod:`advqa.detect.gate`). Wire with
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
-from advqa.cli.common import CommandError, add_model_options, load_model, number
+from advqa.cli.common import (
+    CommandError,
+    add_engine_options,
+    add_model_options,
+    make_engine,
+    number,
+    positive_int,
+)
 
 
 def _progress(message: str) -> None:
@@ -38,10 +44,11 @@ def _add_generation_options(parser) -> None:
                         help="ball of the universal perturbation (default: %(default)s)")
     parser.add_argument("--radius", type=number, default=10 / 255,
                         help="radius ξ of the universal perturbation (default: 10/255)")
-    parser.add_argument("--uap-epochs", type=int, default=3,
+    parser.add_argument("--uap-epochs", type=positive_int, default=3,
                         help="passes of the UAP algorithm over the images (default: %(default)s)")
     parser.add_argument("--penalty", type=number, default=1.0, help="SVM C (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    add_engine_options(parser)
 
 
 def _add_key_option(parser) -> None:
@@ -62,7 +69,8 @@ def add_commands(detect_subparsers) -> None:
     fit.add_argument("--ws", action="store_true",
                      help="also calibrate the WS steganalysis detector, if available")
     fit.add_argument("--out", type=Path, default=Path("gate.json"),
-                     help="gate JSON path; arrays go next to it as .npz (default: gate.json)")
+                     help="gate JSON path; arrays go next to it as .npz, and the work ledger "
+                     "(for resuming) as <stem>.ledger.sqlite (default: gate.json)")
     _add_key_option(fit)
     fit.set_defaults(handler=run_fit)
 
@@ -84,7 +92,7 @@ def add_commands(detect_subparsers) -> None:
         "fit, with Baseline-1 (no gate), Baseline-2 (quality threshold) and feature squeezing. "
         "Writes table_iv.csv, table_v.csv, per_distortion.csv, runs.csv and summary.json.")
     _add_generation_options(evaluate)
-    evaluate.add_argument("--repeats", type=int, default=10,
+    evaluate.add_argument("--repeats", type=positive_int, default=10,
                           help="grouped 50/50 splits (default: %(default)s)")
     evaluate.add_argument("--fooling", type=int, default=10,
                           help="fooling images to generate (default: %(default)s)")
@@ -108,43 +116,25 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=Path("decisions.csv"),
                         help="CSV to write (default: %(default)s)")
     parser.add_argument("--recursive", action="store_true", help="include sub-folders")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per batch")
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
     parser.set_defaults(handler=run_screen)
 
 
-def _check_common(arguments) -> None:
-    if arguments.radius <= 0:
-        raise CommandError("--radius must be positive")
-    if not 0 <= arguments.target_fpr < 1:
-        raise CommandError("--target-fpr must be in [0, 1)")
-    if arguments.uap_epochs < 1:
-        raise CommandError("--uap-epochs must be 1 or more")
+def _job(arguments):
+    from advqa.workflows.gate import GateJob
 
-
-def _groups(arguments, *, fooling: int, distortions):
-    from advqa.data import load_source
-    from advqa.detect.distortions import DISTORTIONS
-    from advqa.detect.features import QualityScale
-    from advqa.detect.groups import build_groups
-    from advqa.detect.squeeze import FeatureSqueezing
-
-    model = load_model(arguments)
-    samples = load_source(arguments.source)
-    scale = QualityScale.default(arguments.quality)
-    squeezer = None if arguments.no_squeeze else FeatureSqueezing()
-    ws = None
-    if getattr(arguments, "ws", False):
-        from advqa.detect.gate import _ws_detector
-
-        ws = _ws_detector()
-    groups = build_groups(
-        model, samples, scale, squeezer=squeezer, ws=ws,
-        uap={"radius": arguments.radius, "norm": arguments.norm,
-             "epochs": arguments.uap_epochs},
-        fooling_count=fooling, distortions=DISTORTIONS if distortions else (),
-        seed=arguments.seed, progress=_progress)
-    return model, scale, groups
+    weights = None if arguments.weights.lower() == "none" else arguments.weights
+    threshold = arguments.quality_threshold if arguments.quality_threshold >= 0 else None
+    try:
+        return GateJob(
+            source=arguments.source, model=arguments.model, weights=weights,
+            device=arguments.device, quality=arguments.quality, quality_threshold=threshold,
+            squeeze=not arguments.no_squeeze, ws=getattr(arguments, "ws", False),
+            target_fpr=arguments.target_fpr, norm=arguments.norm, radius=arguments.radius,
+            uap_epochs=arguments.uap_epochs, penalty=arguments.penalty, seed=arguments.seed)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
 
 
 def run_key(arguments) -> int:
@@ -160,95 +150,52 @@ def run_key(arguments) -> int:
 
 
 def run_fit(arguments) -> int:
-    from advqa.detect.gate import Gate, read_gate_key
+    from advqa.detect.gate import read_gate_key
+    from advqa.workflows.gate import fit_gate
 
-    _check_common(arguments)
+    job = _job(arguments)
     key = read_gate_key(arguments.key_file)  # before the long fit: a bad key fails fast
     if key is None:
         print("warning: no key (--key-file or ADVQA_GATE_KEY_FILE): the gate will be unsigned "
               "and `advqa screen` will load it only with --allow-unsigned; create a key with "
               "`advqa detect gate-key PATH`", file=sys.stderr)
-    model, scale, groups = _groups(arguments, fooling=0, distortions=False)
-    threshold = arguments.quality_threshold if arguments.quality_threshold >= 0 else None
-    gate = Gate.from_features(
-        groups.clean.features, groups.adversarial.features, scale=scale,
-        quality_threshold=threshold, use_squeeze=not arguments.no_squeeze,
-        target_fpr=arguments.target_fpr, use_ws=arguments.ws, penalty=arguments.penalty,
-        model_name=model.info.name, weights=arguments.weights, model=model,
-        metadata={"source": str(arguments.source), "uap": groups.summary["uap"],
-                  "clean_names": groups.summary["clean_names"]})
-    json_path, arrays_path = gate.save(arguments.out, key=key)
-    flagged = sum(not d.fit for d in gate.decide(groups.adversarial.features))
-    alarms = sum(not d.fit for d in gate.decide(groups.clean.features))
-    signed = "signed" if key else "UNSIGNED"
-    print(f"wrote {json_path} and {arrays_path} ({signed}): detectors "
-          f"{', '.join(gate.detectors)}; on its training images it flags "
-          f"{flagged}/{len(groups.adversarial)} adversarial and {alarms}/{len(groups.clean)} "
-          "clean (optimistic: training data)")
+    with make_engine(arguments) as executor:
+        fitted = fit_gate(job, arguments.out, key=key, executor=executor, progress=_progress)
+    print(f"wrote {fitted.json_path} and {fitted.arrays_path} "
+          f"({'signed' if fitted.signed else 'UNSIGNED'}): detectors "
+          f"{', '.join(fitted.detectors)}; on its training images it flags "
+          f"{fitted.adversarial_flagged}/{fitted.adversarial} adversarial and "
+          f"{fitted.clean_flagged}/{fitted.clean} clean (optimistic: training data)")
     return 0
 
 
 def run_eval(arguments) -> int:
-    from advqa.detect.fitness_eval import evaluate, write_tables
+    from advqa.workflows.gate import evaluate_gate
 
-    _check_common(arguments)
-    if arguments.repeats < 1:
-        raise CommandError("--repeats must be 1 or more")
-    if arguments.fooling < 0:
-        raise CommandError("--fooling must be 0 or more")
-    _, _, groups = _groups(arguments, fooling=arguments.fooling, distortions=True)
-    threshold = arguments.quality_threshold if arguments.quality_threshold >= 0 else 0.3
-    result = evaluate(groups, repeats=arguments.repeats, seed=arguments.seed,
-                      quality_threshold=threshold, target_fpr=arguments.target_fpr,
-                      penalty=arguments.penalty)
-    settings = {key: (str(value) if isinstance(value, Path) else value)
-                for key, value in vars(arguments).items() if key != "handler"}
-    for path in write_tables(result, groups, arguments.out, settings):
+    job = _job(arguments)
+    with make_engine(arguments) as executor:
+        written = evaluate_gate(job, arguments.out, repeats=arguments.repeats,
+                                fooling=arguments.fooling, executor=executor,
+                                progress=_progress)
+    for path in written:
         print(f"wrote {path}")
     return 0
 
 
 def run_screen(arguments) -> int:
-    from advqa.data import ImageReadError, find_images, read_image
-    from advqa.detect.gate import Gate, read_gate_key
+    from advqa.detect.gate import read_gate_key
+    from advqa.workflows.gate import screen_folder
 
-    if not arguments.folder.is_dir():
-        raise CommandError(f"not a directory: {arguments.folder}")
-    if arguments.batch_size < 1:
-        raise CommandError("--batch-size must be 1 or more")
-    gate = Gate.load(arguments.gate, key=read_gate_key(arguments.key_file),
-                     allow_unsigned=arguments.allow_unsigned, device=arguments.device)
-    files = find_images(arguments.folder, recursive=arguments.recursive)
-    images, names, failures = [], [], []
-    for name in files:
-        try:
-            images.append(read_image(arguments.folder / name))
-            names.append(name)
-        except (ImageReadError, OSError, ValueError) as error:
-            failures.append((name, str(error)))
-    rows = []
-    for start in range(0, len(images), arguments.batch_size):
-        decisions = gate.check(images[start:start + arguments.batch_size])
-        for name, decision in zip(names[start:start + arguments.batch_size], decisions,
-                                  strict=True):
-            rows.append({"path": name, "decision": decision.label,
-                         "reasons": "; ".join(decision.reasons),
-                         "prediction": decision.prediction,
-                         **{key: f"{value:.6g}" for key, value in decision.scores.items()}})
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["path", "decision", "reasons", "prediction"]
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    with arguments.out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    unfit = sum(row["decision"] == "unfit" for row in rows)
-    print(f"wrote {arguments.out}: {len(rows)} image(s), {unfit} unfit, "
-          f"{len(rows) - unfit} fit")
-    for name, reason in failures:
+    screening = screen_folder(arguments.folder, arguments.gate, arguments.out,
+                              key=read_gate_key(arguments.key_file),
+                              allow_unsigned=arguments.allow_unsigned,
+                              recursive=arguments.recursive, batch_size=arguments.batch_size,
+                              device=arguments.device)
+    print(f"wrote {screening.out}: {len(screening.rows)} image(s), {screening.unfit} unfit, "
+          f"{len(screening.rows) - screening.unfit} fit")
+    for name, reason in screening.failures:
         print(f"skipped unreadable image {name}: {reason}", file=sys.stderr)
-    if failures:
-        print(f"{len(failures)} image(s) could not be read", file=sys.stderr)
+    if screening.failures:
+        print(f"{len(screening.failures)} image(s) could not be read", file=sys.stderr)
         return 1
     return 0

@@ -28,6 +28,7 @@ import numpy as np
 
 from advqa.detect.gate import Gate
 from advqa.detect.groups import Group, Groups
+from advqa.jobs import Ledger, LocalExecutor, Unit, run_units, unit_key
 
 GROUP_ORDER = ("adversarial", "distorted", "fooling", "clean")
 METHODS = ("baseline-2 (quality)", "squeeze", "svm", "gate (svm+quality+squeeze)")
@@ -64,41 +65,81 @@ def _held_out(group: Group, test_pairs: np.ndarray) -> np.ndarray:
 
 def evaluate(groups: Groups, *, repeats: int = 10, seed: int = 0,
              quality_threshold: float = 0.3, target_fpr: float = 0.05,
-             penalty: float = 1.0) -> dict:
-    """Run the protocol; returns ``{"runs": [...], "per_distortion": [...]}`` of raw rows."""
+             penalty: float = 1.0, ledger_path: str | Path | None = None,
+             executor=None, progress: bool = True) -> dict:
+    """Run the protocol; returns ``{"runs": [...], "per_distortion": [...]}`` of raw rows.
+
+    Each split is a unit of the job engine (:mod:`advqa.jobs`) on ``executor`` (here
+    by default); with ``ledger_path`` finished splits are kept there, so a re-run
+    resumes. The splits do not depend on where they ran.
+    """
+    pairs = np.arange(len(groups.clean))
+    options = {"quality_threshold": quality_threshold, "target_fpr": target_fpr,
+               "penalty": penalty}
+    identity = unit_key(groups.summary, _fingerprint(groups), options, seed)
+    units = [Unit(unit_key("gate-split", repeat, identity), {"repeat": repeat},
+                  (repeat, train.tolist(), test.tolist()))
+             for repeat, (train, test) in enumerate(grouped_splits(pairs, repeats=repeats,
+                                                                   seed=seed))]
+    with Ledger(ledger_path or ":memory:", "gate-eval") as ledger:
+        report = run_units(ledger, units, split_unit, executor=executor or LocalExecutor(),
+                           shared={"groups": groups, "options": options},
+                           progress=progress, description="splits")
+        if report.failures:
+            raise RuntimeError(f"{len(report.failures)} split(s) failed (e.g. "
+                               f"{report.failures[0].error}); re-run to retry")
+        done = {row["id"]: row for row in ledger.rows()}
+    ordered = [done[f"split-{repeat}"] for repeat in range(len(units))]
+    return {"runs": [row for split in ordered for row in split["runs"]],
+            "per_distortion": [row for split in ordered for row in split["per_distortion"]]}
+
+
+def _fingerprint(groups: Groups) -> str:
+    """A digest of every group's features: a unit key must change with its inputs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for group in (groups.clean, groups.adversarial, groups.distorted, groups.fooling):
+        digest.update(np.ascontiguousarray(group.features.features).tobytes())
+        digest.update(np.ascontiguousarray(group.features.predictions).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def split_unit(repeat: int, train: list[int], test: list[int], *, groups: Groups,
+               options: dict) -> list[dict]:
+    """One split: train the gate on the training pairs, judge every group's held-out part."""
     clean, adversarial = groups.clean, groups.adversarial
     pairs = np.arange(len(clean))
+    train_pairs, test_pairs = pairs[train], pairs[test]
     runs, per_distortion = [], []
     all_groups = {g.name: g for g in (groups.adversarial, groups.distorted, groups.fooling,
                                       groups.clean)}
-    for repeat, (train, test) in enumerate(grouped_splits(pairs, repeats=repeats, seed=seed)):
-        train_pairs, test_pairs = pairs[train], pairs[test]
-        gate = Gate.from_features(
-            clean.features.subset(train_pairs), adversarial.features.subset(train_pairs),
-            scale=_scale(groups), quality_threshold=quality_threshold,
-            use_squeeze=clean.features.squeeze is not None, target_fpr=target_fpr,
-            penalty=penalty)
-        for name, group in all_groups.items():
-            flags = gate.flags(group.features)
-            methods = {"baseline-2 (quality)": flags["quality"], "svm": flags["svm"]}
-            if "squeeze" in flags:
-                methods["squeeze"] = flags["squeeze"]
-            methods["gate (svm+quality+squeeze)"] = np.any(list(flags.values()), axis=0)
-            index = _held_out(group, test_pairs)
-            runs.append({"repeat": repeat, "method": "baseline-1 (no gate)", "group": name,
-                         **_rates(group, index, np.zeros(len(group), dtype=bool))})
-            for method, method_flags in methods.items():
-                runs.append({"repeat": repeat, "method": method, "group": name,
-                             **_rates(group, index, method_flags)})
-                if name == "distorted":
-                    for kind in sorted(set(group.kinds)):
-                        for level in range(1, 6):
-                            mask = (np.asarray(group.kinds) == kind) & (group.levels == level)
-                            sub = index[mask[index]]
-                            per_distortion.append({"repeat": repeat, "method": method,
-                                                   "kind": kind, "level": level,
-                                                   **_rates(group, sub, method_flags)})
-    return {"runs": runs, "per_distortion": per_distortion}
+    gate = Gate.from_features(
+        clean.features.subset(train_pairs), adversarial.features.subset(train_pairs),
+        scale=_scale(groups), quality_threshold=options["quality_threshold"],
+        use_squeeze=clean.features.squeeze is not None, target_fpr=options["target_fpr"],
+        penalty=options["penalty"])
+    for name, group in all_groups.items():
+        flags = gate.flags(group.features)
+        methods = {"baseline-2 (quality)": flags["quality"], "svm": flags["svm"]}
+        if "squeeze" in flags:
+            methods["squeeze"] = flags["squeeze"]
+        methods["gate (svm+quality+squeeze)"] = np.any(list(flags.values()), axis=0)
+        index = _held_out(group, test_pairs)
+        runs.append({"repeat": repeat, "method": "baseline-1 (no gate)", "group": name,
+                     **_rates(group, index, np.zeros(len(group), dtype=bool))})
+        for method, method_flags in methods.items():
+            runs.append({"repeat": repeat, "method": method, "group": name,
+                         **_rates(group, index, method_flags)})
+            if name == "distorted":
+                for kind in sorted(set(group.kinds)):
+                    for level in range(1, 6):
+                        mask = (np.asarray(group.kinds) == kind) & (group.levels == level)
+                        sub = index[mask[index]]
+                        per_distortion.append({"repeat": repeat, "method": method,
+                                               "kind": kind, "level": level,
+                                               **_rates(group, sub, method_flags)})
+    return [{"id": f"split-{repeat}", "runs": runs, "per_distortion": per_distortion}]
 
 
 def _scale(groups: Groups):

@@ -20,18 +20,28 @@ fooling ("unrecognizable", Fool_GD)
     (Nguyen et al., CVPR 2015, without their regulariser).
 
 Every generated image is rounded to the 8-bit grid, as files would be.
+
+Generation runs on the job engine (:mod:`advqa.jobs`): the UAP, the clean features,
+each (distortion, level) and the fooling images are units, then the adversarial
+features (which need the UAP); each finished unit's features are committed to a
+ledger, so a killed ``fit-gate``/``gate-eval`` resumes, and units may run in local
+processes or on a Dask cluster. Features travel as JSON numbers, which round-trip
+float64 exactly, so the groups do not depend on where their units ran.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from advqa.detect.distortions import DISTORTIONS, distort
-from advqa.detect.features import Features, QualityScale, extract, prepare
+from advqa.detect.features import Features, QualityScale, extract
+from advqa.jobs import Ledger, LocalExecutor, Unit, run_units, unit_key, worker_cache
 
 
 def _grid(images: torch.Tensor) -> torch.Tensor:
@@ -143,65 +153,204 @@ class Groups:
     summary: dict
 
 
-def build_groups(model, samples, scale: QualityScale, *, squeezer=None, ws=None,
-                 uap: dict | None = None, fooling_count: int = 10, fooling_steps: int = 30,
-                 distortions=DISTORTIONS, seed: int = 0, progress=None) -> Groups:
-    """Generate the four groups from ``samples`` (a SampleSet) and extract their features."""
-    say = progress or (lambda message: None)
-    images = _grid(prepare([sample.image for sample in samples], model))
-    labels = [sample.label for sample in samples]
+@dataclass(frozen=True)
+class GroupSettings:
+    """Everything that changes the generated groups (part of every unit's key).
+
+    ``model``/``weights``/``device`` name the victim (:func:`advqa.models.load_classifier`;
+    ``weights`` None = random), ``quality`` is the :class:`QualityScale` as JSON,
+    ``squeeze``/``ws`` whether those detectors' scores are extracted, ``uap`` the
+    options of :func:`universal_perturbation`.
+    """
+
+    model: str
+    weights: str | None
+    quality: dict
+    squeeze: bool = True
+    ws: bool = False
+    uap: dict = field(default_factory=dict)
+    fooling_count: int = 10
+    fooling_steps: int = 30
+    distortions: tuple[str, ...] = DISTORTIONS
+    seed: int = 0
+    device: str | None = None
+
+    def describe(self) -> dict:
+        return {**asdict(self), "distortions": list(self.distortions), "device": None}
+
+
+def load_victim(name: str, weights: str | None, device: str | None):
+    from advqa.models import load_classifier
+
+    return load_classifier(name, weights=weights, device=device)
+
+
+def _tools(settings: GroupSettings):
+    """The victim, quality scale and detectors a worker needs, built once per process."""
+    from advqa.detect.squeeze import FeatureSqueezing
+
+    model = worker_cache(load_victim, settings.model, settings.weights, settings.device)
+    squeezer = FeatureSqueezing() if settings.squeeze else None
+    ws = None
+    if settings.ws:
+        from advqa.detect.gate import _ws_detector
+
+        ws = worker_cache(_ws_detector)
+    return model, QualityScale.from_json(settings.quality), squeezer, ws
+
+
+def features_row(part: str, features: Features, **extra) -> dict:
+    """A part's features as a ledger row (JSON numbers: float64 round-trips exactly)."""
+    def listed(array):
+        return None if array is None else array.tolist()
+
+    return {"id": part, "features": features.features.tolist(),
+            "predictions": features.predictions.tolist(), "quality_raw": listed(
+                features.quality_raw), "squeeze": listed(features.squeeze),
+            "ws": listed(features.ws), **extra}
+
+
+def row_features(row: dict) -> Features:
+    def array(name, dtype=np.float64):
+        return None if row[name] is None else np.asarray(row[name], dtype=dtype)
+
+    return Features(np.asarray(row["features"], dtype=np.float64).reshape(-1, 6),
+                    array("predictions", np.int64), array("quality_raw"), array("squeeze"),
+                    array("ws"))
+
+
+def group_part(part: str, perturbation: list | None, *, clean: torch.Tensor,
+               settings: GroupSettings) -> list[dict]:
+    """One unit: the UAP, or the features of one part of a group."""
+    model, scale, squeezer, ws = _tools(settings)
+
+    def features(images):
+        return extract(model, images, scale, squeezer=squeezer, ws=ws)
+
+    if part == "uap":
+        vector, summary = universal_perturbation(model, clean, seed=settings.seed,
+                                                 **settings.uap)
+        return [{"id": part, "perturbation": vector.tolist(), "summary": summary}]
+    if part == "clean":
+        return [features_row(part, features(clean))]
+    if part == "adversarial":
+        return [features_row(part, features(_grid(clean + torch.tensor(perturbation))))]
+    if part == "fooling":
+        fooled, targets = fooling_images(model, clean.mean(dim=0), settings.fooling_count,
+                                         steps=settings.fooling_steps, seed=settings.seed)
+        return [features_row(part, features(fooled), targets=targets.tolist())]
+    _, kind, level = part.split("|")
+    return [features_row(part, features(distort(clean, kind, int(level), seed=settings.seed)))]
+
+
+def clean_images(model, samples) -> tuple[torch.Tensor, np.ndarray, list[str], list, dict]:
+    """The clean group's images: the samples the victim classifies correctly, decoded
+    one at a time; samples whose pixels fail to decode are skipped and listed."""
+    from advqa.data import preprocess_batch
+
+    info = getattr(model, "info", None)
+    size = info.input_size if info is not None else samples[0].size[0]
+    resize = info.resize_size if info is not None else size
+    prepared = preprocess_batch(samples, size=size, resize=resize)
+    images = _grid(prepared.images)
+    labels = [sample.label for sample in prepared.samples]
     predictions = predict(model, images)
-    if any(label is None for label in labels):
-        say("source has no labels: the victim's predictions are used as labels")
-        true = predictions.clone()
-    else:
-        true = torch.as_tensor(labels)
+    notes = {"source_images": len(samples), "unreadable": [f.path for f in prepared.failures]}
+    true = predictions.clone() if any(label is None for label in labels) \
+        else torch.as_tensor(labels)
+    notes["unlabelled"] = any(label is None for label in labels)
     keep = (predictions == true).nonzero().flatten()
     if keep.numel() < 2:
         raise ValueError(f"only {keep.numel()} image(s) are classified correctly; need >= 2")
-    clean, clean_labels = images[keep], true[keep].numpy()
-    names = [samples[i].name for i in keep.tolist()]
+    names = [prepared.samples[i].name for i in keep.tolist()]
+    return images[keep], true[keep].numpy(), names, prepared.failures, notes
+
+
+def build_groups(model, samples, settings: GroupSettings, ledger_path: str | Path, *,
+                 executor=None, progress=None) -> Groups:
+    """Generate the four groups from ``samples`` (a SampleSet) and extract their features.
+
+    ``model`` is the victim ``settings`` names (used here for the clean predictions);
+    units run on ``executor`` (here by default) and are committed to the ledger at
+    ``ledger_path``, so a re-run resumes.
+    """
+    say = progress or (lambda message: None)
+    clean, clean_labels, names, _, notes = clean_images(model, samples)
+    if notes["unlabelled"]:
+        say("source has no labels: the victim's predictions are used as labels")
     count = clean.shape[0]
     say(f"clean group: {count} of {len(samples)} images classified correctly")
+    identity = (settings.describe(), hashlib.sha256(clean.numpy().tobytes()).hexdigest())
+    parts = ["uap", "clean", *[f"distorted|{kind}|{level}" for kind in settings.distortions
+                               for level in range(1, 6)]]
+    if settings.fooling_count:
+        parts.append("fooling")
+    executor = executor or LocalExecutor()
+    shared = {"clean": clean, "settings": settings}
+    with Ledger(ledger_path, "gate-groups") as ledger:
+        units = [Unit(unit_key("gate-part", part, *identity), {"part": part}, (part, None))
+                 for part in parts]
+        _finish(run_units(ledger, units, group_part, executor=executor, shared=shared,
+                          description="groups"))
+        rows = {row["id"]: row for row in ledger.rows()}
+        uap = rows["uap"]
+        adversarial = Unit(unit_key("gate-part", "adversarial", *identity),
+                           {"part": "adversarial"}, ("adversarial", uap["perturbation"]))
+        _finish(run_units(ledger, [adversarial], group_part, executor=executor,
+                          shared=shared, description="adversarial group"))
+        rows = {row["id"]: row for row in ledger.rows()}
+    return assemble(rows, settings, clean_labels, names, notes, say)
 
-    def features(batch):
-        return extract(model, batch, scale, squeezer=squeezer, ws=ws)
 
-    clean_group = Group("clean", features(clean), clean_labels, np.arange(count),
-                        [""] * count, np.zeros(count, dtype=int))
+def _finish(report) -> None:
+    if report.failures:
+        raise RuntimeError(f"{len(report.failures)} unit(s) failed (e.g. "
+                           f"{report.failures[0].spec}: {report.failures[0].error}); the "
+                           "finished ones are saved: re-run to retry")
 
-    perturbation, uap_summary = universal_perturbation(model, clean, seed=seed, progress=say,
-                                                       **(uap or {}))
-    adversarial = _grid(clean + perturbation)
-    adversarial_group = Group("adversarial", features(adversarial), clean_labels,
-                              np.arange(count), [""] * count, np.zeros(count, dtype=int))
+
+def assemble(rows: dict, settings: GroupSettings, clean_labels, names, notes, say) -> Groups:
+    """The four groups from the committed rows."""
+    count = len(clean_labels)
+    uap = rows["uap"]
+    perturbation = torch.tensor(uap["perturbation"])
+    say(f"UAP: fooling rate {uap['summary']['fooling_rate_on_training_images']:.2f} on the "
+        f"clean images after {uap['summary']['epochs_run']} pass(es)")
+    zeros = np.zeros(count, dtype=int)
+    clean_group = Group("clean", row_features(rows["clean"]), clean_labels, np.arange(count),
+                        [""] * count, zeros)
+    adversarial_group = Group("adversarial", row_features(rows["adversarial"]), clean_labels,
+                              np.arange(count), [""] * count, zeros)
     say(f"adversarial group: victim accuracy {adversarial_group.correct().mean():.2f}")
-
-    parts, parents, kinds, levels = [], [], [], []
-    for kind in distortions:
-        for level in range(1, 6):
-            parts.append(features(distort(clean, kind, level, seed=seed)))
-            parents.append(np.arange(count))
-            kinds += [kind] * count
-            levels.append(np.full(count, level))
-    if not parts:
-        parts, parents, levels = [extract(model, clean[:0], scale, squeezer=squeezer,
-                                          ws=ws)], [np.zeros(0, dtype=int)], [np.zeros(0)]
-    distorted_group = Group("distorted", Features.concatenate(parts),
-                            np.tile(clean_labels, len(kinds) // count), np.concatenate(parents),
-                            kinds, np.concatenate(levels).astype(int))
+    distorted = [(kind, level) for kind in settings.distortions for level in range(1, 6)]
+    if distorted:
+        parts = [row_features(rows[f"distorted|{kind}|{level}"]) for kind, level in distorted]
+        features = Features.concatenate(parts)
+    else:
+        empty = np.zeros(0)
+        features = Features(np.zeros((0, 6)), empty.astype(np.int64), empty,
+                            empty if settings.squeeze else None, empty if settings.ws else None)
+    distorted_group = Group(
+        "distorted", features, np.tile(clean_labels, len(distorted)),
+        np.tile(np.arange(count), len(distorted)),
+        [kind for kind, _ in distorted for _ in range(count)],
+        np.repeat([level for _, level in distorted], count).astype(int))
     say(f"distorted group: {len(distorted_group)} images")
-
-    fooled, targets = fooling_images(model, clean.mean(dim=0), fooling_count,
-                                     steps=fooling_steps, seed=seed)
-    fooling_features = features(fooled)
+    fooling_count = settings.fooling_count
+    if fooling_count:
+        fooling_features = row_features(rows["fooling"])
+        hit = float(np.mean(fooling_features.predictions == np.asarray(rows["fooling"][
+            "targets"])))
+    else:
+        fooling_features, hit = features.subset(slice(0, 0)), 0.0
     fooling_group = Group("fooling", fooling_features, np.full(fooling_count, -1),
                           np.full(fooling_count, -1), [""] * fooling_count,
                           np.zeros(fooling_count, dtype=int))
-    hit = float(np.mean(fooling_features.predictions == targets.numpy())) if fooling_count else 0
     say(f"fooling group: {fooling_count} images, {hit:.2f} reach their target class")
-    summary = {"source_images": len(samples), "clean_images": count, "clean_names": names,
-               "uap": uap_summary, "uap_linf": perturbation.abs().max().item(),
+    summary = {"source_images": notes["source_images"], "unreadable": notes["unreadable"],
+               "clean_images": count, "clean_names": names, "uap": uap["summary"],
+               "uap_linf": perturbation.abs().max().item(),
                "uap_l2": perturbation.norm().item(), "fooling_target_hit_rate": hit,
-               "fooling_steps": fooling_steps, "seed": seed, "quality": scale.to_json()}
+               "fooling_steps": settings.fooling_steps, "seed": settings.seed,
+               "quality": settings.quality}
     return Groups(clean_group, adversarial_group, distorted_group, fooling_group, summary)

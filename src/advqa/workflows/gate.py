@@ -1,0 +1,211 @@
+"""Gate workflows: fit a fit-for-task gate, evaluate it (Tables IV/V), screen a folder.
+
+Each is one call from Python with the same result as its command (``advqa detect
+fit-gate``, ``advqa detect gate-eval``, ``advqa screen``); the commands only parse
+their arguments into these calls and print what they return.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GateJob:
+    """The settings shared by fitting and evaluating a gate (Feng & Cai).
+
+    ``source`` is a sample-set name or an image folder; ``model``/``weights``/``device``
+    the victim (:func:`advqa.models.load_classifier`, ``weights=None``: random);
+    ``quality`` the no-reference metric of the quality feature and
+    ``quality_threshold`` the Baseline-2 / gate threshold on its [0, 1] scale (None:
+    no threshold); ``squeeze``/``ws`` add those detectors; ``target_fpr`` sets the
+    squeezing threshold; ``norm``/``radius``/``uap_epochs`` the universal
+    perturbation; ``penalty`` the SVM's C.
+
+    Raises
+    ------
+    ValueError
+        For a setting no run could use (checked here, before any work).
+    """
+
+    source: str = "imagenet"
+    model: str = "efficientnet-lite0"
+    weights: str | None = "default"
+    device: str | None = None
+    quality: str = "brisque"
+    quality_threshold: float | None = 0.3
+    squeeze: bool = True
+    ws: bool = False
+    target_fpr: float = 0.05
+    norm: str = "linf"
+    radius: float = 10 / 255
+    uap_epochs: int = 3
+    penalty: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (math.isfinite(self.radius) and self.radius > 0):
+            raise ValueError(f"radius must be a finite number > 0, got {self.radius}")
+        if not 0 <= self.target_fpr < 1:
+            raise ValueError(f"target_fpr must be in [0, 1), got {self.target_fpr}")
+        if not (isinstance(self.uap_epochs, int) and self.uap_epochs >= 1):
+            raise ValueError(f"uap_epochs must be an integer >= 1, got {self.uap_epochs}")
+        if self.norm not in ("linf", "l2"):
+            raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
+        if not (math.isfinite(self.penalty) and self.penalty > 0):
+            raise ValueError(f"penalty must be a finite number > 0, got {self.penalty}")
+
+
+def _generate(job: GateJob, ledger: Path, *, fooling: int, distortions: bool, executor,
+              progress):
+    """The victim, its quality scale and the generated image groups."""
+    from advqa.data import load_source
+    from advqa.detect.distortions import DISTORTIONS
+    from advqa.detect.features import QualityScale
+    from advqa.detect.groups import GroupSettings, build_groups, load_victim
+
+    model = load_victim(job.model, job.weights, job.device)
+    scale = QualityScale.default(job.quality)
+    settings = GroupSettings(
+        model=job.model, weights=job.weights, quality=scale.to_json(), squeeze=job.squeeze,
+        ws=job.ws, uap={"radius": job.radius, "norm": job.norm, "epochs": job.uap_epochs},
+        fooling_count=fooling, distortions=DISTORTIONS if distortions else (),
+        seed=job.seed, device=job.device)
+    groups = build_groups(model, load_source(job.source), settings, ledger,
+                          executor=executor, progress=progress)
+    return model, scale, groups
+
+
+@dataclass
+class FittedGate:
+    """What :func:`fit_gate` wrote and how the gate does on its own training images."""
+
+    json_path: Path
+    arrays_path: Path
+    detectors: list[str]
+    signed: bool
+    adversarial_flagged: int
+    adversarial: int
+    clean_flagged: int
+    clean: int
+
+
+def fit_gate(job: GateJob, out: str | Path, *, key: bytes | None = None, executor=None,
+             progress=None) -> FittedGate:
+    """Generate clean and UAP images, train the gate on them and save it (signed with
+    ``key``, see :func:`advqa.detect.read_gate_key`).
+
+    The generation's units are kept in ``<out stem>.ledger.sqlite`` beside the gate,
+    so a killed fit resumes.
+    """
+    from advqa.detect.gate import Gate
+
+    out = Path(out)
+    model, scale, groups = _generate(job, out.with_name(f"{out.stem}.ledger.sqlite"),
+                                     fooling=0, distortions=False, executor=executor,
+                                     progress=progress)
+    gate = Gate.from_features(
+        groups.clean.features, groups.adversarial.features, scale=scale,
+        quality_threshold=job.quality_threshold, use_squeeze=job.squeeze,
+        target_fpr=job.target_fpr, use_ws=job.ws, penalty=job.penalty,
+        model_name=model.info.name, weights=job.weights, model=model,
+        metadata={"source": str(job.source), "uap": groups.summary["uap"],
+                  "clean_names": groups.summary["clean_names"]})
+    json_path, arrays_path = gate.save(out, key=key)
+    return FittedGate(json_path, arrays_path, list(gate.detectors), key is not None,
+                      sum(not d.fit for d in gate.decide(groups.adversarial.features)),
+                      len(groups.adversarial),
+                      sum(not d.fit for d in gate.decide(groups.clean.features)),
+                      len(groups.clean))
+
+
+def evaluate_gate(job: GateJob, out: str | Path, *, repeats: int = 10, fooling: int = 10,
+                  executor=None, progress=None) -> list[Path]:
+    """Feng & Cai's Tables IV/V on generated groups; returns the files written in ``out``
+    (its ``ledger.sqlite`` keeps finished units, so a killed run resumes)."""
+    from advqa.detect.fitness_eval import evaluate, write_tables
+
+    if not (isinstance(repeats, int) and repeats >= 1):
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if not (isinstance(fooling, int) and fooling >= 0):
+        raise ValueError(f"fooling must be an integer >= 0, got {fooling!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _, _, groups = _generate(job, out / "ledger.sqlite", fooling=fooling, distortions=True,
+                             executor=executor, progress=progress)
+    threshold = 0.3 if job.quality_threshold is None else job.quality_threshold
+    result = evaluate(groups, repeats=repeats, seed=job.seed, quality_threshold=threshold,
+                      target_fpr=job.target_fpr, penalty=job.penalty,
+                      ledger_path=out / "ledger.sqlite", executor=executor,
+                      progress=progress is not None)
+    settings = {**asdict(job), "repeats": repeats, "fooling": fooling}
+    return write_tables(result, groups, out, settings)
+
+
+@dataclass
+class Screening:
+    """What :func:`screen_folder` decided: rows written to ``out``, unreadable files."""
+
+    out: Path
+    rows: list[dict]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def unfit(self) -> int:
+        return sum(row["decision"] == "unfit" for row in self.rows)
+
+
+def screen_folder(folder: str | Path, gate_path: str | Path, out: str | Path, *,
+                  key: bytes | None = None, allow_unsigned: bool = False,
+                  recursive: bool = False, batch_size: int = 8,
+                  device: str | None = None) -> Screening:
+    """Run a gate on every image of ``folder`` and write a CSV of decisions to ``out``.
+
+    Images are decoded one batch at a time; unreadable ones are skipped and listed.
+    """
+    from advqa.data import ImageReadError, load_folder
+    from advqa.detect.gate import Gate
+
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"not a directory: {folder}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    gate = Gate.load(gate_path, key=key, allow_unsigned=allow_unsigned, device=device)
+    samples = load_folder(folder, recursive=recursive)
+    failures = [(Path(f.path).relative_to(folder).as_posix(), f.reason)
+                for f in samples.failures]
+    rows = []
+    for start in range(0, len(samples), batch_size):
+        images, names = [], []
+        for sample in samples[start:start + batch_size]:
+            relative = Path(sample.path).relative_to(folder).as_posix()
+            try:
+                images.append(sample.image)
+                names.append(relative)
+            except (ImageReadError, OSError, ValueError) as error:
+                failures.append((relative, str(error)))
+        for name, decision in zip(names, gate.check(images) if images else [], strict=True):
+            rows.append({"path": name, "decision": decision.label,
+                         "reasons": "; ".join(decision.reasons),
+                         "prediction": decision.prediction,
+                         **{k: f"{value:.6g}" for k, value in decision.scores.items()}})
+    _write_decisions(out, rows)
+    return Screening(out, rows, failures)
+
+
+def _write_decisions(out: Path, rows: list[dict]) -> None:
+    from advqa.data import atomic_write_bytes
+
+    columns = ["path", "decision", "reasons", "prediction"]
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out, buffer.getvalue().encode())

@@ -155,3 +155,23 @@ def test_train_command_rejects_bad_options(options, tmp_path):
     with pytest.raises(CommandError):
         arguments.handler(arguments)
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIRECTORY.is_dir(),
+                    reason="needs Debian's dataset-fashion-mnist")
+def test_train_workflow_equals_the_command(tmp_path):
+    """``advqa train`` is train_victim(TrainJob(...)): same weights, same sidecar command."""
+    from advqa.cli.main import main
+    from advqa.workflows.train import TrainJob, train_victim
+
+    options = ["--limit", "256", "--epochs", "1", "--eval-steps", "1", "--quiet"]
+    assert main(["train", fm.NAME, "--out", str(tmp_path / "cli.pt"), *options]) == 0
+    trained = train_victim(TrainJob(limit=256, epochs=1, eval_steps=1), tmp_path / "py.pt",
+                           progress=False, say=lambda message: None)
+    cli = torch.load(tmp_path / "cli.pt", weights_only=True)
+    python = torch.load(trained.weights, weights_only=True)
+    assert cli.keys() == python.keys()
+    assert all(torch.equal(cli[key], python[key]) for key in cli)
+    record = json.loads((tmp_path / "cli.json").read_text())
+    assert record["test_accuracy"] == json.loads(trained.sidecar.read_text())["test_accuracy"]
+    assert "--limit 256" in record["command"] and "--epochs 1" in record["command"]

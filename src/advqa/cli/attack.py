@@ -40,7 +40,7 @@ def attack_parameters(arguments) -> dict:
 def run(arguments) -> int:
     from advqa.attacks import get_attack
     from advqa.data import load_folder
-    from advqa.study.folder import attack_folder
+    from advqa.workflows.attack import attack_folder
 
     if not arguments.input.is_dir():
         raise CommandError(f"input folder {arguments.input} does not exist")

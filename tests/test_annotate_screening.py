@@ -212,6 +212,16 @@ def test_export_unknown_items_error(tmp_path, study):
     assert not (tmp_path / "mos.csv").exists() and not (study / "mos.parquet").exists()
 
 
+def test_export_refuses_a_file_that_is_not_the_study_manifest(tmp_path, study):
+    """The MOS goes into the manifest's study, ordered by that study's manifest: another
+    table standing in for it (here a copy) would be read instead of the study's own."""
+    other = study / "manifest_copy.parquet"
+    other.write_bytes((study / "manifest.parquet").read_bytes())
+    with pytest.raises(ValueError, match="not a study manifest"):
+        export_mos(synthetic_study(seed=0), tmp_path / "mos.csv", manifest=other)
+    assert not (tmp_path / "mos.csv").exists() and not (study / "mos.parquet").exists()
+
+
 def test_export_options_and_bad_ratings(tmp_path):
     ratings = synthetic_study(seed=0)
     result = export_mos(ratings, tmp_path / "plain.csv", screen=False, remove_outliers=False)

@@ -79,3 +79,20 @@ def test_wilson_interval_matches_scipy():
         low, high = wilson_interval(successes, trials)
         assert low == pytest.approx(expected.low, abs=1e-9)
         assert high == pytest.approx(expected.high, abs=1e-9)
+
+
+def test_write_applications_stores_what_the_report_draws(scored, tmp_path):
+    """The curves table and peaks go into the study, read back through StudyDir."""
+    from advqa.evaluate.applications import aeqa_by_strength, write_applications
+    from advqa.study import StudyDir
+
+    study = StudyDir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="advqa score --study"):
+        write_applications(tmp_path)
+    study.write_scored_manifest(scored)
+    assert write_applications(tmp_path) == study.applications.path
+    applications = study.applications
+    pd.testing.assert_frame_equal(applications.curves(), aeqa_by_strength(scored))
+    pd.testing.assert_frame_equal(applications.best_settings(), best_settings(scored))
+    assert set(applications.attack_comparison().attack) == {"pgd", "fgsm"}
+    assert applications.curves_figure().startswith(b"\x89PNG")

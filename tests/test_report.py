@@ -35,6 +35,7 @@ def run_chromium(chromium, page: Path, profile: Path, *extra: str):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, default_model):
+    from advqa.evaluate.applications import write_applications
     from advqa.quality.scoring import score_study
 
     output = tmp_path_factory.mktemp("report_study")
@@ -43,6 +44,7 @@ def study(tmp_path_factory, default_model):
     build_dataset(load_samples("imagenet")[:2], default_model, grid, output, progress=False)
     score_study(output, ["advdss", "aeqa", "psnr", "linf"], model=default_model,
                 progress=False)
+    write_applications(output)
     detect_study(output)
     return output
 
@@ -103,7 +105,7 @@ def test_cli_writes_report_and_optional_sections(study, tmp_path, capsys):
     pd.DataFrame({"id": manifest.id, "mos": 3.0, "mos_std": 0.5, "n_ratings": 10}).to_parquet(
         copy / "mos.parquet")
     applications = copy / "aeqa_applications"
-    applications.mkdir()
+    applications.mkdir(exist_ok=True)  # the fixture wrote it; replaced below
     pd.DataFrame({"attack": ["fgsm"], "norm": ["linf"], "best_strength": [8 / 255],
                   "peak_mean_aeqa": [0.5]}).to_parquet(applications / "best_settings.parquet")
     pd.DataFrame({"attack": ["fgsm<x>"], "norm": ["linf"], "strength": [8 / 255],
@@ -148,3 +150,44 @@ def test_report_shows_the_detection_table(report):
     text = report.read_text()
     section = text[text.index('id="detection"'):]
     assert "detection_rate" in section and "auc" in section
+
+
+def aeqa_section(text: str) -> str:
+    return text[text.index('id="aeqa-curves"'):text.index('id="attack-comparison"')]
+
+
+def test_report_draws_the_applications_tables_it_is_given(study, tmp_path):
+    """The curves and peaks are evaluate's tables, drawn as they are, not recomputed
+    from the scores: a sentinel peak written into them is what the report shows."""
+    import pandas as pd
+
+    from advqa.report import render_report
+    from advqa.study import StudyDir
+
+    copy = StudyDir(tmp_path / "study")
+    shutil.copytree(study, copy.path)
+    applications = copy.applications
+    applications.curves_figure_path.unlink()  # drawn from the table, not this PNG
+    best = applications.best_settings(required=True).assign(peak_mean_aeqa=0.123456)
+    applications.write_best_settings(best)
+    curves = applications.curves(required=True)
+    assert len(curves) == len(pd.read_parquet(copy.scored_manifest_path)
+                              .groupby(["attack", "norm", "strength"]))
+    section = aeqa_section(render_report(copy))
+    assert "<img" in section and "0.1235" in section
+    assert "No AEQA applications" not in section
+
+
+def test_report_without_applications_names_the_command(study, tmp_path):
+    from advqa.report import render_report
+    from advqa.study import StudyDir
+
+    copy = StudyDir(tmp_path / "study")
+    shutil.copytree(study, copy.path)
+    shutil.rmtree(copy.applications.path)
+    text = render_report(copy)
+    section = aeqa_section(text)
+    assert "<img" not in section  # nothing recomputed from scored_manifest
+    assert f"advqa evaluate aeqa {copy.path}" in section
+    comparison = text[text.index('id="attack-comparison"'):text.index('id="detection"')]
+    assert f"advqa evaluate aeqa {copy.path}" in comparison

@@ -36,7 +36,6 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -47,6 +46,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from advqa.annotate.store import RatingStore, UnknownTokenError, valid_score
+from advqa.study.layout import StudyDir
 
 #: Most AEs shown beside one reference (the paper's Figure 1).
 SET_SIZE = 5
@@ -147,21 +147,17 @@ class Study:
 
     def __init__(self, directory: Path):
         self.directory = Path(directory).resolve()
-        manifest = self.directory / "manifest.parquet"
-        if not manifest.is_file():
-            raise FileNotFoundError(f"no manifest.parquet in {self.directory} "
-                                    "(run `advqa build` first)")
-        table = pd.read_parquet(manifest, columns=["id", "reference_path", "adversarial_path",
-                                                   "image"])
+        layout = StudyDir(self.directory)
+        table = layout.manifest(columns=["id", "reference_path", "adversarial_path", "image"])
         if table["id"].duplicated().any():
-            raise ValueError(f"{manifest} repeats item ids")
+            raise ValueError(f"{layout.manifest_path} repeats item ids")
         self.items: dict[str, Item] = {}
         self.unreadable: dict[str, str] = {}
         self.skipped: list[str] = []
         sizes: dict[Path, tuple[int, int] | None] = {}
         for row in table.itertuples(index=False):
-            reference = within(self.directory / row.reference_path, self.directory)
-            adversarial = within(self.directory / row.adversarial_path, self.directory)
+            reference = within(layout.resolve(row.reference_path), self.directory)
+            adversarial = within(layout.resolve(row.adversarial_path), self.directory)
             found = [self._size(path, sizes) for path in (reference, adversarial)]
             if None in found:
                 self.skipped.append(str(row.id))

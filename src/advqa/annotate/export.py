@@ -37,6 +37,7 @@ from advqa.annotate.screening import (
 )
 from advqa.data import atomic_write_bytes
 from advqa.evaluate.mos import MosUpdate, store_mos
+from advqa.study.layout import StudyDir
 
 EXPORT_COLUMNS = ("item_id", "mos", "std", "ci95", "n")
 SHOWN_IDS = 20  # unknown ids listed in a message before "... and N more"
@@ -175,30 +176,19 @@ def store_study_mos(table: pd.DataFrame, manifest_path: str | Path, *, source: s
     overwriting them needs ``replace_source``); items whose every score was dropped
     (``n = 0``) are left out.
     """
-    manifest_path = Path(manifest_path)
-    manifest = read_manifest(manifest_path)
-    _check_items(table, manifest, manifest_path)
-    return _store(table, manifest, manifest_path, source=source,
-                  replace_source=replace_source)
+    study = StudyDir.of_manifest(manifest_path)
+    manifest = study.manifest()
+    _check_items(table, manifest, study.manifest_path)
+    return _store(table, manifest, study, source=source, replace_source=replace_source)
 
 
-def read_manifest(path: Path) -> pd.DataFrame:
-    """A study manifest that has item ids, or a clear error."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no such manifest: {path}")
-    manifest = pd.read_parquet(path)
-    if "id" not in manifest.columns:
-        raise ValueError(f"{path} has no 'id' column")
-    return manifest
-
-
-def _store(table: pd.DataFrame, manifest: pd.DataFrame, manifest_path: Path, *,
+def _store(table: pd.DataFrame, manifest: pd.DataFrame, study: StudyDir, *,
            source: str, replace_source: bool) -> MosUpdate:
     rated = table[table["n"] > 0]
     # A single rating has no std (NaN): stored as missing, which correlations accept.
     stored = pd.DataFrame({"id": rated["item_id"].astype(str), "mos": rated["mos"],
                            "mos_std": rated["std"], "n_ratings": rated["n"]})
-    return store_mos(manifest_path.parent, stored, source=source,
+    return store_mos(study.path, stored, source=source,
                      replace_source=replace_source, manifest=manifest)
 
 
@@ -223,7 +213,8 @@ def export_mos(source, out_csv: str | Path, *, manifest: str | Path | None = Non
     manifest : str or Path, optional
         A study's ``manifest.parquet``: every rated item must be in it, and the MOS is
         stored in that study (``mos.parquet``/``mos.csv``) with ``mos_source``
-        `mos_source`, keeping MOS from other sources.
+        `mos_source`, keeping MOS from other sources. A file of another name is refused
+        (:meth:`advqa.study.StudyDir.of_manifest`).
     screen, remove_outliers : bool
         See :func:`mos_table`.
     mos_source : str, optional
@@ -252,11 +243,11 @@ def export_mos(source, out_csv: str | Path, *, manifest: str | Path | None = Non
     table, report = mos_table(ratings, screen=screen, remove_outliers=remove_outliers)
     paths, update = {}, None
     if manifest is not None:
-        manifest = Path(manifest)
-        manifest_frame = read_manifest(manifest)
-        _check_items(table, manifest_frame, manifest)
+        study = StudyDir.of_manifest(manifest)
+        manifest_frame = study.manifest()
+        _check_items(table, manifest_frame, study.manifest_path)
         # First, so a refused overwrite leaves every file as it was.
-        update = _store(table, manifest_frame, manifest, source=name,
+        update = _store(table, manifest_frame, study, source=name,
                         replace_source=replace_source)
     out_csv = Path(out_csv)
     paths["mos"] = _write_csv(table, out_csv)

@@ -12,7 +12,6 @@ from advqa.cli.common import (
     number_list,
     positive_int,
 )
-from advqa.study.store import write_table
 
 GRIDS = ("demo", "table2", "full")
 
@@ -99,18 +98,20 @@ def build(arguments, grid):
 
 
 def print_summary(summary) -> None:
-    manifest = summary.manifest
+    from advqa.study.layout import StudyDir
+
+    manifest, study = summary.manifest, StudyDir(summary.output)
     for note in summary.notes:
         print(note)
-    print(f"\n{len(manifest)} AEs kept in {summary.output / 'manifest.parquet'} "
+    print(f"\n{len(manifest)} AEs kept in {study.manifest_path} "
           f"({summary.skipped_units}/{summary.attempted} units resumed, "
           f"{summary.seconds:.0f} s)")
     if len(summary.attempts):
         table = summary.success_table()
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        write_table(table, summary.output / "summary")
+        study.write_success_table(table)
     if summary.failures:
-        print(f"{len(summary.failures)} failures listed in {summary.output / 'failures.csv'}")
+        print(f"{len(summary.failures)} failures listed in {study.failures_path}")
 
 
 def run(arguments) -> int:

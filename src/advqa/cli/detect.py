@@ -70,7 +70,9 @@ def run_study(arguments) -> int:
     except (FileNotFoundError, ValueError) as error:
         raise CommandError(str(error)) from error
     print(summary.to_string(index=False))
-    print(f"wrote {arguments.study / 'detection_summary.csv'}")
+    from advqa.study.layout import StudyDir
+
+    print(f"wrote {StudyDir(arguments.study).detection_summary_path.with_suffix('.csv')}")
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from advqa.cli.common import CommandError, name_list, number, number_list
-from advqa.study.store import write_table
+from advqa.study.layout import StudyDir
 
 MAPPING_HELP = ("comma-separated FIELD=COLUMN pairs, fields among id, mos, mos_std, "
                 "n_ratings, image, attack, norm, strength; e.g. id=Image,mos=MOS,mos_std=Std")
@@ -133,15 +133,13 @@ def study_frame(study: Path, sources: list[str] | None = None):
 
     CommandError if there is no MOS, or several sources and none chosen.
     """
-    import pandas as pd
-
     from advqa.evaluate.mos import MissingMosError, MosSourceError, select_mos_source, with_mos
 
-    path = study / "scored_manifest.parquet"
-    if not path.is_file():
-        raise CommandError(f"no scored_manifest.parquet in {study}: "
-                           f"score the study first (`advqa score --study {study}`)")
-    frame = with_mos(pd.read_parquet(path), study)
+    try:
+        scored = StudyDir(study).scored_manifest(required=True)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from error
+    frame = with_mos(scored, study)
     try:
         return select_mos_source(frame, sources)
     except (MissingMosError, MosSourceError) as error:
@@ -162,7 +160,6 @@ def chosen_metrics(frame, requested: list[str] | None) -> list[str]:
 
 def run_correlations(arguments) -> int:
     from advqa.evaluate.correlation import correlation_table
-    from advqa.study.store import write_table
 
     study = arguments.study
     rated, sources = study_frame(study, arguments.mos_source)
@@ -187,45 +184,42 @@ def run_correlations(arguments) -> int:
               f"use all {len(rated)}" if with_std else
               "outlier_ratio: left out, no AE has a rating std (mos_std)")
     print(table.to_string(float_format=lambda value: f"{value:.4f}"))
-    parquet, _ = write_table(table.reset_index(), study / "correlations")
-    print(f"\nwrote {parquet} and {parquet.with_suffix('.csv')}")
+    parquet, csv = StudyDir(study).write_correlations(table.reset_index())
+    print(f"\nwrote {parquet} and {csv}")
     if not arguments.no_plot:
         from advqa.evaluate.plots import scatter_plots
 
-        print(f"wrote {scatter_plots(rated, metrics, study / 'scatter.png')}")
+        print(f"wrote {scatter_plots(rated, metrics, StudyDir(study).scatter_path)}")
     return 0
 
 
 def run_aeqa(arguments) -> int:
-    import pandas as pd
-
     from advqa.evaluate.applications import write_applications
 
     output = write_applications(arguments.study, norm=arguments.norm,
                                 strength=arguments.strength)
-    comparison = pd.read_parquet(output / "attack_comparison.parquet")
+    applications = StudyDir(arguments.study).applications
+    comparison = applications.attack_comparison(required=True)
     print(comparison.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(pd.read_parquet(output / "best_settings.parquet").to_string(index=False))
+    print(applications.best_settings(required=True).to_string(index=False))
     if arguments.lbfgs:
         table = lbfgs_table(arguments.study, arguments.lbfgs)
-        write_table(table, output / "lbfgs_vs_pgd")
+        applications.write_lbfgs(table)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {output}")
     return 0
 
 
 def lbfgs_table(study: Path, count: int):
-    import json
-
     import torch
 
     from advqa.data import read_image
     from advqa.evaluate.applications import compare_with_pgd, maximise_aeqa
     from advqa.models import load_classifier
 
-    settings = json.loads((study / "study.json").read_text())
-    model = load_classifier(settings["model"])
-    paths = sorted((study / "images" / "ref").glob("*.png"))[:count]
+    layout = StudyDir(study)
+    model = load_classifier(layout.settings()["model"])
+    paths = layout.reference_files()[:count]
     images = torch.stack([read_image(path) for path in paths]).to(model.device)
     with torch.no_grad():
         labels = model(images).argmax(dim=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advqa.cli.common import CommandError, name_list, positive_int
+from advqa.study.layout import StudyDir
 
 
 def register(subparsers) -> None:
@@ -50,7 +51,8 @@ def run(arguments) -> int:
     from advqa.quality.scoring import default_metrics
 
     arguments.metrics = arguments.metrics or default_metrics()
-    study = arguments.study or (arguments.manifest.parent if arguments.manifest else None)
+    study = arguments.study or (StudyDir.of_manifest(arguments.manifest).path
+                                if arguments.manifest else None)
     if study is None:
         if arguments.reference is None or arguments.distorted is None:
             raise CommandError("give --study DIR, --manifest FILE, or REFERENCE DISTORTED")
@@ -66,11 +68,10 @@ def run(arguments) -> int:
 
 
 def print_score_summary(study: Path, scores) -> None:
-    import pandas as pd
-
-    manifest = pd.read_parquet(study / "scored_manifest.parquet")
+    layout = StudyDir(study)
+    manifest = layout.scored_manifest(required=True)
     columns = [c for c in scores.columns if c != "id"]
     table = manifest.groupby(["attack", "norm"])[columns].mean()
     print(f"\nmean scores per attack and norm ({len(manifest)} AEs; "
-          f"{study / 'scored_manifest.parquet'})")
+          f"{layout.scored_manifest_path})")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))

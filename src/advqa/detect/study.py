@@ -20,17 +20,18 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from advqa.data import read_image
-from advqa.study.store import write_table
+from advqa.study.layout import StudyDir
 
 CELL = ["attack", "norm", "strength"]
 
 
-def statistics_of(study: Path, paths, batch_size: int) -> list[float]:
+def statistics_of(study: StudyDir, paths, batch_size: int) -> list[float]:
     from advqa.detect.ws import ws_statistic
 
     values = []
     for start in range(0, len(paths), batch_size):
-        images = torch.stack([read_image(study / path) for path in paths[start:start + batch_size]])
+        images = torch.stack([read_image(study.resolve(path))
+                              for path in paths[start:start + batch_size]])
         values += ws_statistic(images).tolist()
     return values
 
@@ -46,13 +47,10 @@ def detect_study(study: str | Path, *, batch_size: int = 32) -> pd.DataFrame:
     batch_size : int
         Images per batch.
     """
-    study = Path(study)
-    manifest_path = study / "manifest.parquet"
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"no manifest.parquet in {study}; run `advqa build` first")
-    manifest = pd.read_parquet(manifest_path)
+    study = StudyDir(study)
+    manifest = study.manifest()
     if manifest.empty:
-        raise ValueError(f"{manifest_path} has no AEs to test")
+        raise ValueError(f"{study.manifest_path} has no AEs to test")
     references = sorted(set(manifest.reference_path))
     benign = dict(zip(references, statistics_of(study, references, batch_size), strict=True))
     adversarial = statistics_of(study, list(manifest.adversarial_path), batch_size)
@@ -60,9 +58,8 @@ def detect_study(study: str | Path, *, batch_size: int = 32) -> pd.DataFrame:
     per_ae = manifest[["id", *CELL, "reference_path"]].assign(
         ws=adversarial, reference_ws=manifest.reference_path.map(benign).to_numpy())
     per_ae["flagged"] = per_ae.ws > threshold
-    write_table(per_ae, study / "detection")
     summary = summarise(per_ae, list(benign.values()), threshold)
-    write_table(summary, study / "detection_summary")
+    study.write_detection(per_ae, summary)
     return summary
 
 

@@ -206,25 +206,37 @@ def common_budget(scored: pd.DataFrame) -> tuple[str, float]:
 
 def write_applications(study: str | Path, *, norm: str | None = None,
                        strength: float | None = None) -> Path:
-    """Write Table 6, Figure 7 and its table into ``<study>/aeqa_applications/``.
+    """Write Table 6, Figure 7 and its tables into the study's applications folder.
 
-    Needs a scored study (``scored_manifest.parquet`` with ``aeqa`` and ideally ``js``
-    and ``advdss``); the budget defaults to :func:`common_budget`.
+    The folder (:class:`advqa.study.Applications`, ``<study>/aeqa_applications/``)
+    gets the attack comparison (Table 6), the mean AEQA per (attack, norm, strength)
+    (Figure 7's curves), the strength with the peak of each curve (its marks) and the
+    figure itself; the report shows these as they are. Needs a scored study
+    (``scored_manifest`` with ``aeqa`` and ideally ``js`` and ``advdss``); the budget
+    defaults to :func:`common_budget`. Returns the folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the study is not scored, saying how to score it.
+    ValueError
+        When it has no ``aeqa`` scores.
     """
-    from advqa.study.store import write_table
+    from advqa.study.layout import StudyDir
 
-    study = Path(study)
-    scored = pd.read_parquet(study / "scored_manifest.parquet")
+    layout = StudyDir(study)
+    scored = layout.scored_manifest(required=True)
     if "aeqa" not in scored:
-        raise ValueError(f"{study} has no aeqa scores: run `advqa score --study {study}` first")
-    summary = study / "summary.parquet"
-    attempts = pd.read_parquet(summary) if summary.is_file() else None
+        raise ValueError(f"{layout.path} has no aeqa scores: run "
+                         f"`advqa score --study {layout.path} --metrics aeqa` first")
+    attempts = layout.success_table()
     if norm is None or strength is None:
         norm, strength = common_budget(scored)
-    output = study / "aeqa_applications"
-    output.mkdir(exist_ok=True)
-    write_table(attack_comparison(scored, attempts, norm=norm, strength=strength),
-                output / "attack_comparison")
-    write_table(best_settings(scored), output / "best_settings")
-    aeqa_curves(scored, output / "aeqa_curves.png")
-    return output
+    output = layout.applications
+    output.path.mkdir(exist_ok=True)
+    output.write_attack_comparison(
+        attack_comparison(scored, attempts, norm=norm, strength=strength))
+    output.write_curves(aeqa_by_strength(scored))
+    output.write_best_settings(best_settings(scored))
+    aeqa_curves(scored, output.curves_figure_path)
+    return output.path

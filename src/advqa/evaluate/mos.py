@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from advqa.study.store import write_table
+from advqa.study.layout import StudyDir
 
 MOS_COLUMNS = ("id", "mos", "mos_std", "n_ratings", "mos_source")
 SCORE_COLUMNS = MOS_COLUMNS[1:4]
@@ -276,14 +276,6 @@ def _identify(table, manifest, mapping, problems) -> pd.Series:
     return ids
 
 
-def _read_manifest(study: Path) -> pd.DataFrame:
-    path = study / "manifest.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"no manifest.parquet in {study}: build the study first "
-                                f"(`advqa build`)")
-    return pd.read_parquet(path)
-
-
 def _scores(table: pd.DataFrame, mapping: dict[str, str], problems: list[str]) -> dict:
     """The mos, mos_std and n_ratings columns as numbers, collecting bad rows."""
     columns = {}
@@ -381,7 +373,7 @@ def import_mos(study_dir: str | Path, sheet_path: str | Path, *, id_column: str 
     """
     study = Path(study_dir)
     scale = check_scale(scale)
-    manifest = _read_manifest(study)
+    manifest = StudyDir(study).manifest()
     table = read_sheet(sheet_path, sheet=sheet)
     name = Path(sheet_path).name
     mapping = _resolve_mapping(table, mapping, id_column)
@@ -477,11 +469,11 @@ def store_mos(study_dir: str | Path, table: pd.DataFrame, *, source: str,
     kept = others[~others["id"].isin(new_ids)]
     stored = pd.concat([kept, rows], ignore_index=True) if len(kept) else rows
     if manifest is None:
-        manifest = _read_manifest(study)
+        manifest = StudyDir(study).manifest()
     order = {item: index for index, item in enumerate(manifest["id"].astype(str))}
     position = [order.get(item, len(order)) for item in stored["id"]]
     stored = stored.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)
-    path, _ = write_table(stored[list(MOS_COLUMNS)], study / "mos")
+    path, _ = StudyDir(study).write_mos(stored[list(MOS_COLUMNS)])
     same_ids = set(same["id"])
     return MosUpdate(
         source=source, rows=stored[stored["mos_source"] == source].reset_index(drop=True),
@@ -497,12 +489,11 @@ def load_mos(study_dir: str | Path) -> pd.DataFrame:
     A ``mos.parquet`` written before sources were recorded gets ``mos_source``
     ``"unrecorded"``.
     """
-    path = Path(study_dir) / "mos.parquet"
-    if not path.is_file():
+    table = StudyDir(study_dir).mos()
+    if table is None:
         return pd.DataFrame({column: pd.Series(dtype=object if column in ("id", "mos_source")
                                                else float)
                              for column in MOS_COLUMNS})
-    table = pd.read_parquet(path)
     if "mos_source" not in table.columns:
         table["mos_source"] = UNRECORDED_SOURCE
     return table

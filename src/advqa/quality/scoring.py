@@ -16,7 +16,6 @@ on, and the failure is retried on the next run.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import sqlite3
 import warnings
@@ -29,7 +28,8 @@ from tqdm.auto import tqdm
 
 from advqa.data import read_image
 from advqa.quality.registry import get_metric, is_available, list_metrics
-from advqa.study.store import StudyLock, write_table
+from advqa.study.layout import StudyDir
+from advqa.study.store import StudyLock
 
 STUDY_METRICS = ("advdss", "aeqa", "js", "psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "vsi",
                  "mad", "cw_ssim", "niqe", "brisque", "piqe", "l0", "l1", "l2", "linf")
@@ -106,7 +106,7 @@ def model_fingerprint(model) -> str:
 
 
 def study_fingerprint(study: Path) -> str:
-    settings = json.loads((study / "study.json").read_text())
+    settings = StudyDir(study).settings()
     return f"{settings['model']}:{Path(str(settings.get('weights', ''))).name}"
 
 
@@ -219,7 +219,7 @@ def study_model(study: Path, model):
     if model is None:
         from advqa.models import load_classifier
 
-        settings = json.loads((study / "study.json").read_text())
+        settings = StudyDir(study).settings()
         weights = settings.get("weights")
         model = load_classifier(settings["model"], weights=None if weights == "random"
                                 else "default")
@@ -248,13 +248,12 @@ def export(study: Path, manifest: pd.DataFrame, store: ScoreStore,
     metrics = known + sorted(set(long.metric) - set(known))
     wide = long.pivot(index="id", columns="metric", values="value").reindex(
         index=manifest.id, columns=metrics).reset_index()
-    write_table(wide, study / "scores")
+    StudyDir(study).write_scores(wide)
     # The Lp metrics recompute the manifest's own distance columns: keep one copy.
     base = manifest.drop(columns=[name for name in metrics if name in manifest.columns]
                          + ["reference_disk", "adversarial_disk"])
-    write_table(base.merge(wide, on="id", how="left"), study / "scored_manifest")
-    write_table(long.dropna(subset=["error"]).drop(columns="content"),
-                study / "score_failures")
+    StudyDir(study).write_scored_manifest(base.merge(wide, on="id", how="left"))
+    StudyDir(study).write_score_failures(long.dropna(subset=["error"]).drop(columns="content"))
     return wide
 
 
@@ -296,9 +295,7 @@ def score_study(study: str | Path, metrics=None, *, model=None,
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     metrics = default_metrics() if metrics is None else list(metrics)
-    manifest_path = study / "manifest.parquet"
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"no manifest.parquet in {study}; run `advqa build` first")
+    StudyDir(study).require_built()
     scorers = {}
     for name in metrics:
         options = {}
@@ -307,8 +304,8 @@ def score_study(study: str | Path, metrics=None, *, model=None,
             options["model"] = model
         scorers[name] = get_metric(name, **options)
     with StudyLock(study):
-        manifest = with_hashes(study, pd.read_parquet(manifest_path))
-        store = ScoreStore(study / "ledger.sqlite")
+        manifest = with_hashes(study, StudyDir(study).manifest())
+        store = ScoreStore(StudyDir(study).ledger_path)
         try:
             keys = current_keys(study, manifest, store, scorers)
             done = {name: store.done(name, keys[name]) for name in scorers}

@@ -1,9 +1,13 @@
 """A single self-contained HTML report of a study directory.
 
-Everything the report shows is read from the study directory: the manifest, the
-summary, the scores written by ``advqa score``, and the optional outputs of
-``advqa evaluate`` (mean opinion scores, correlations, AEQA applications). The
-report computes no scores; it only groups, averages for plotting, and draws.
+Everything the report shows is read from the study directory through
+:class:`advqa.study.StudyDir`: the manifest, the build's success table, the scores
+written by ``advqa score``, and the optional outputs of ``advqa evaluate`` (mean
+opinion scores, correlations, AEQA applications) and ``advqa detect study``. The
+report computes no scores and nothing ``evaluate`` computes (the AEQA curves and
+best settings are its tables, drawn as they are); it only groups, averages the
+metric columns for a table, and draws. A missing optional output is named with the
+command that writes it.
 
 The output is one file with no external reference: images are base64 PNG data
 URIs, the style sheet is inline, and there is no script.
@@ -20,6 +24,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+
+from advqa.study.layout import StudyDir
 
 SECTION_IDS = ("summary", "samples", "metric-means", "correlations", "aeqa-curves",
                "attack-comparison", "detection", "settings")
@@ -57,34 +63,36 @@ pre{background:#f4f4f8;padding:.8em;overflow-x:auto;font-size:.8em}
 """
 
 
-def write_report(study_dir: str | Path, *, samples: int = 3) -> Path:
-    """Write ``<study_dir>/report.html`` and return its path.
+def write_report(study_dir: str | Path | StudyDir, *, samples: int = 3) -> Path:
+    """Write the study's ``report.html`` and return its path.
 
     Parameters
     ----------
-    study_dir : path
-        A study directory (``study.json``, ``manifest.parquet``, images, and
-        optionally ``summary.parquet``, ``scored_manifest.parquet``, ``mos.parquet``,
-        ``correlations.parquet``, ``scatter.png`` and ``aeqa_applications/``).
+    study_dir : path or StudyDir
+        A built study (settings, manifest and images), optionally scored, with
+        opinion scores, correlations, AEQA applications and detection results.
     samples : int
         How many reference images to show in the grid of sample AEs.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the directory holds no manifest (not a built study).
     """
-    from advqa.data import atomic_write_bytes
-
-    study = Path(study_dir)
-    if not (study / "manifest.parquet").is_file():
-        raise FileNotFoundError(f"no manifest.parquet in {study}; is it a study directory?")
-    document = render_report(study, samples=samples)
-    return atomic_write_bytes(study / "report.html", document.encode("utf-8"))
+    study = as_study(study_dir).require_built()
+    return study.write_report(render_report(study, samples=samples))
 
 
-def render_report(study: Path, *, samples: int = 3) -> str:
+def as_study(study: str | Path | StudyDir) -> StudyDir:
+    return study if isinstance(study, StudyDir) else StudyDir(study)
+
+
+def render_report(study: str | Path | StudyDir, *, samples: int = 3) -> str:
     """The report of ``study`` as an HTML string."""
-    study = Path(study)
-    settings = read_json(study / "study.json")
-    manifest = pd.read_parquet(study / "manifest.parquet")
-    scored_path = study / "scored_manifest.parquet"
-    scored = pd.read_parquet(scored_path) if scored_path.is_file() else None
+    study = as_study(study)
+    settings = study.settings(required=False) or {}
+    manifest = study.manifest()
+    scored = study.scored_manifest()
     table = scored if scored is not None else manifest
     sections = [
         summary_section(study, settings, manifest),
@@ -96,7 +104,7 @@ def render_report(study: Path, *, samples: int = 3) -> str:
         detection_section(study),
         settings_section(settings),
     ]
-    title = f"advqa report: {study.resolve().name}"
+    title = f"advqa report: {study.path.resolve().name}"
     nav = "".join(f'<a href="#{name}">{name}</a>' for name in SECTION_IDS)
     document = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -118,7 +126,7 @@ def section(name: str, heading: str, body: str) -> str:
     return f'<section id="{name}"><h2>{escape(heading)}</h2>{body}</section>'
 
 
-def summary_section(study: Path, settings: dict, manifest: pd.DataFrame) -> str:
+def summary_section(study: StudyDir, settings: dict, manifest: pd.DataFrame) -> str:
     facts = [
         ("reference images", manifest["image"].nunique()),
         ("adversarial examples", len(manifest)),
@@ -132,20 +140,20 @@ def summary_section(study: Path, settings: dict, manifest: pd.DataFrame) -> str:
     grid = settings.get("grid")
     if grid:
         body += "<h3>Grid</h3>" + frame_html(pd.DataFrame(grid), index=False)
-    summary_path = study / "summary.parquet"
-    if summary_path.is_file():
-        success = pd.read_parquet(summary_path)
-        source = "summary.parquet"
+    success = study.success_table()
+    if success is not None:
+        source = study.success_table_path.name
     else:
         success = derive_summary(manifest)
-        source = "derived from manifest.parquet (kept AEs only)"
+        source = f"derived from {study.manifest_path.name} (kept AEs only)"
     body += f"<h3>Success rates</h3><p class=\"note\">From {escape(source)}.</p>"
     body += frame_html(success, index=False)
     return section("summary", "Dataset summary", body)
 
 
 def derive_summary(manifest: pd.DataFrame) -> pd.DataFrame:
-    """The success table from the manifest alone, when ``summary.parquet`` is absent."""
+    """The success table from the manifest alone, when the build's is absent (a study
+    built from Python rather than ``advqa build``)."""
     keys = ["attack", "norm", "strength"]
     rows = manifest.assign(
         correct=manifest["clean_correct"].fillna(True).astype(bool),
@@ -159,7 +167,7 @@ def derive_summary(manifest: pd.DataFrame) -> pd.DataFrame:
                   "median_linf"]]
 
 
-def samples_section(study: Path, table: pd.DataFrame, count: int) -> str:
+def samples_section(study: StudyDir, table: pd.DataFrame, count: int) -> str:
     images = sorted(table["image"].unique())[:max(count, 0)]
     shown = [(column, label) for column, label in SAMPLE_LABELS if column in table.columns]
     note = (f"The first {len(images)} reference images, each next to its AEs at every "
@@ -172,7 +180,7 @@ def samples_section(study: Path, table: pd.DataFrame, count: int) -> str:
     for image in images:
         rows = table[table["image"] == image]
         body += f"<h3>{escape(image)}</h3><table class=\"grid\">"
-        reference = study / rows["reference_path"].iloc[0]
+        reference = study.resolve(rows["reference_path"].iloc[0])
         groups = list(rows.groupby(["attack", "norm"], sort=True))
         for number, ((attack, norm), group) in enumerate(groups):
             group = spread(group.sort_values("strength"), MAX_STRENGTHS)
@@ -190,7 +198,7 @@ def samples_section(study: Path, table: pd.DataFrame, count: int) -> str:
                 caption.append(adversarial_class)
                 caption += [f"{escape(label)} {format_number(row[column])}"
                             for column, label in shown]
-                cells.append("<td>" + thumbnail_tag(study / row["adversarial_path"],
+                cells.append("<td>" + thumbnail_tag(study.resolve(row["adversarial_path"]),
                                                     str(row["id"]), cache)
                              + "<br>".join(caption) + "</td>")
             body += "<tr>" + "".join(cells) + "</tr>"
@@ -218,25 +226,24 @@ def metric_means_section(scored: pd.DataFrame | None, manifest: pd.DataFrame) ->
     return section("metric-means", "Mean metric values per attack and norm", body)
 
 
-def correlations_section(study: Path, scored: pd.DataFrame | None) -> str:
-    mos_path = study / "mos.parquet"
+def correlations_section(study: StudyDir, scored: pd.DataFrame | None) -> str:
     heading = "Correlations with mean opinion scores"
-    if not mos_path.is_file():
+    mos = study.mos()
+    if mos is None:
         body = ('<p class="note">No mean opinion scores in this study; import them with '
                 '<code>advqa evaluate import</code>.</p>')
         return section("correlations", heading, body)
-    mos = pd.read_parquet(mos_path)
-    body = f'<p class="note">{len(mos)} AEs have mean opinion scores (mos.parquet).</p>'
-    correlations_path = study / "correlations.parquet"
-    if correlations_path.is_file():
-        body += "<h3>Correlations</h3>" + frame_html(pd.read_parquet(correlations_path),
-                                                     index=False)
+    body = (f'<p class="note">{len(mos)} AEs have mean opinion scores '
+            f'({escape(study.mos_path.name)}).</p>')
+    correlations = study.correlations()
+    if correlations is not None:
+        body += "<h3>Correlations</h3>" + frame_html(correlations, index=False)
     else:
-        body += ('<p class="note">No correlations.parquet; compute it with '
-                 '<code>advqa evaluate correlations</code>.</p>')
-    scatter_path = study / "scatter.png"
-    if scatter_path.is_file():
-        body += "<h3>Scatter plots</h3>" + png_tag(scatter_path.read_bytes(), "scatter plots")
+        body += (f'<p class="note">No {escape(study.correlations_path.name)}; compute it '
+                 'with <code>advqa evaluate correlations</code>.</p>')
+    scatter = study.scatter()
+    if scatter is not None:
+        body += "<h3>Scatter plots</h3>" + png_tag(scatter, "scatter plots")
     elif scored is not None:
         merged = scored.merge(mos[["id", "mos"]], on="id")
         columns = [c for c in metric_columns(scored) if merged[c].notna().any()][:8]
@@ -246,50 +253,52 @@ def correlations_section(study: Path, scored: pd.DataFrame | None) -> str:
     return section("correlations", heading, body)
 
 
-def aeqa_curves_section(study: Path, scored: pd.DataFrame | None) -> str:
+def aeqa_curves_section(study: StudyDir, scored: pd.DataFrame | None) -> str:
+    """Figure 7 and its peaks as ``advqa evaluate aeqa`` wrote them: its curves table is
+    drawn (or, for a study from before that table, its figure shown), never recomputed."""
     heading = "AEQA curves and best settings"
-    folder = study / "aeqa_applications"
-    curves_path = folder / "aeqa_curves.png"
-    best_path = folder / "best_settings.parquet"
+    applications = study.applications
+    curves, best = applications.curves(), applications.best_settings()
     body = ""
-    if curves_path.is_file():
-        body += png_tag(curves_path.read_bytes(), "AEQA curves")
-    if best_path.is_file():
-        body += "<h3>Best settings</h3>" + frame_html(pd.read_parquet(best_path), index=False)
+    if curves is not None:
+        peaks = best if best is not None else pd.DataFrame(
+            columns=["attack", "norm", "best_strength", "peak_mean_aeqa"])
+        body += png_tag(aeqa_plot(curves, peaks), "mean AEQA against strength")
+    elif applications.curves_figure() is not None:
+        body += png_tag(applications.curves_figure(), "AEQA curves")
+    if best is not None:
+        body += "<h3>Best settings</h3>" + frame_html(best, index=False)
     if body:
         return section("aeqa-curves", heading, body)
+    return section("aeqa-curves", heading, missing_applications_note(study, scored))
+
+
+def missing_applications_note(study: StudyDir, scored: pd.DataFrame | None) -> str:
+    """What to run for the AEQA applications: score with aeqa first if needed."""
+    command = f"<code>advqa evaluate aeqa {escape(study.path)}</code>"
     if scored is None or "aeqa" not in scored.columns or scored["aeqa"].isna().all():
-        body = ('<p class="note">No AEQA scores in this study; score it with '
-                '<code>advqa score --study DIR --metrics aeqa</code>.</p>')
-        return section("aeqa-curves", heading, body)
-    curves = (scored.groupby(["attack", "norm", "strength"])["aeqa"].mean()
-              .rename("mean_aeqa").reset_index())
-    peaks = curves.loc[curves.groupby(["attack", "norm"])["mean_aeqa"].idxmax()]
-    peaks = peaks.rename(columns={"strength": "best_strength", "mean_aeqa": "peak_mean_aeqa"})
-    body = ('<p class="note">No aeqa_applications/ outputs; the curves below plot the mean '
-            'AEQA of scored_manifest.parquet per strength, with the peak of each marked.</p>')
-    body += png_tag(aeqa_plot(curves, peaks), "mean AEQA against strength")
-    body += "<h3>Peaks</h3>" + frame_html(peaks.reset_index(drop=True), index=False)
-    return section("aeqa-curves", heading, body)
+        return ('<p class="note">No AEQA scores in this study; score it with '
+                f'<code>advqa score --study {escape(study.path)} --metrics aeqa</code>, '
+                f'then compute the AEQA applications with {command}.</p>')
+    return f'<p class="note">No AEQA applications in this study; compute them with {command}.</p>'
 
 
-def attack_comparison_section(study: Path) -> str:
-    path = study / "aeqa_applications" / "attack_comparison.parquet"
-    if path.is_file():
-        body = frame_html(pd.read_parquet(path), index=False)
+def attack_comparison_section(study: StudyDir) -> str:
+    comparison = study.applications.attack_comparison()
+    if comparison is not None:
+        body = frame_html(comparison, index=False)
     else:
-        body = ('<p class="note">No attack comparison in this study '
-                '(aeqa_applications/attack_comparison.parquet is absent).</p>')
+        body = ('<p class="note">No attack comparison in this study; compute it with '
+                f'<code>advqa evaluate aeqa {escape(study.path)}</code>.</p>')
     return section("attack-comparison", "Attack comparison", body)
 
 
-def detection_section(study: Path) -> str:
-    path = study / "detection_summary.parquet"
-    if not path.is_file():
+def detection_section(study: StudyDir) -> str:
+    summary = study.detection_summary()
+    if summary is None:
         body = ('<p class="note">No detection results in this study; run '
                 '<code>advqa detect study</code> on it.</p>')
         return section("detection", "Detection by the steganalysis (WS) detector", body)
-    summary = pd.read_parquet(path)
     body = (f'<p>Threshold: the largest WS statistic over the study\'s '
             f'{int(summary.references.iloc[0])} references '
             f'({format_number(summary.threshold.iloc[0])}), so no reference is flagged. '
@@ -303,8 +312,8 @@ def settings_section(settings: dict) -> str:
     versions = {"advqa": package_version("advqa"), "torch": package_version("torch")}
     body = "<h3>Versions making this report</h3>" + frame_html(
         pd.DataFrame([versions]), index=False)
-    body += "<h3>study.json</h3><pre>" + escape(json.dumps(settings, indent=2,
-                                                             default=str)) + "</pre>"
+    body += (f"<h3>{escape(StudyDir.SETTINGS)}</h3><pre>"
+             + escape(json.dumps(settings, indent=2, default=str)) + "</pre>")
     return section("settings", "Settings and versions", body)
 
 
@@ -443,12 +452,6 @@ def human_size(size: int) -> str:
     if size >= 1 << 20:
         return f"{size / (1 << 20):.1f} MB"
     return f"{size / 1024:.0f} kB"
-
-
-def read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def package_version(name: str) -> str:

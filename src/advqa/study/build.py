@@ -39,7 +39,8 @@ from advqa.data import (
     remove_stale_temporaries,
 )
 from advqa.study.grid import AttackSpec, check_unique
-from advqa.study.store import Ledger, StudyLock, write_table
+from advqa.study.layout import StudyDir
+from advqa.study.store import Ledger, StudyLock
 
 #: Version of the study layout: 2 = AE ids carry the cell key, the manifest holds
 #: the SHA-256 of every PNG it lists.
@@ -103,7 +104,7 @@ def save_references(samples: SampleSet, references: torch.Tensor,
     """
     paths, hashes = [], []
     for sample, image in zip(samples, references, strict=True):
-        relative = f"images/ref/{sample.name}.png"
+        relative = StudyDir.reference_path(sample.name)
         data = encode_png(image, where=relative)
         path = output / relative
         if path.exists() and path.read_bytes() != data:
@@ -183,7 +184,7 @@ def unit_rows(references: References, model, spec, chunk, outcome, parameters) -
         rows.append({
             "id": identifier,
             "reference_path": references.paths[index],
-            "adversarial_path": f"images/adv/{identifier}.png",
+            "adversarial_path": StudyDir.adversarial_path(identifier),
             "image": name,
             "attack": spec.attack,
             "norm": spec.norm,
@@ -252,10 +253,9 @@ def study_document(output: Path, model, grid, *, seed: int, batch_size: int,
         "weights": model.info.weights, "seed": seed, "batch_size": batch_size,
         "keep_failed": keep_failed, "sources": sorted(sources), "grid": cells, "grids": [cells],
     }
-    path = output / "study.json"
-    if not resuming or not path.exists():
+    if not resuming or not StudyDir(output).settings_path.exists():
         return document, []
-    previous = json.loads(path.read_text())
+    previous = StudyDir(output).settings()
     if previous.get("layout") != LAYOUT:
         raise ValueError(f"{output} was built by an older advqa whose AE ids leave out "
                          "settings such as steps; build into a new --out")
@@ -352,14 +352,14 @@ def build_dataset(
     check_labels(samples, model)
     warn_about_budgets(grid, (3, model.info.input_size, model.info.input_size))
     with StudyLock(output):
-        ledger = Ledger(output / "ledger.sqlite")
+        ledger = Ledger(StudyDir(output).ledger_path)
         try:
             finished = ledger.finished()
             document, notes = study_document(
                 output, model, grid, seed=seed, batch_size=batch_size,
                 keep_failed=keep_failed, sources=sorted({s.source for s in samples}),
                 append=append, resuming=bool(finished))
-            atomic_write_bytes(output / "study.json", json.dumps(document, indent=2).encode())
+            StudyDir(output).write_settings(document)
             remove_stale_temporaries(output)
             summary = run_units(samples, model, grid, output, ledger, finished,
                                 batch_size=batch_size, keep_failed=keep_failed, seed=seed,
@@ -408,7 +408,7 @@ def run_units(samples, model, grid, output: Path, ledger: Ledger, finished: set[
                 write_adversarial(row, image, output)
         ledger.record(key, spec.describe(), rows)
         recorded.update((row["id"], row) for row in rows)
-        write_table(manifest_frame(list(recorded.values()), keep_failed), output / "manifest")
+        StudyDir(output).write_manifest(manifest_frame(list(recorded.values()), keep_failed))
     bar.close()
     rows = list(recorded.values())
     lost = missing_files(rows, output, keep_failed)
@@ -421,8 +421,6 @@ def run_units(samples, model, grid, output: Path, ledger: Ledger, finished: set[
         rows = [row for row in rows if row["id"] not in gone]
     attempts = manifest_frame(rows, keep_failed=True)
     manifest = manifest_frame(rows, keep_failed)
-    write_table(manifest, output / "manifest")
-    atomic_write_bytes(output / "failures.csv",
-                       pd.DataFrame(failures, columns=["path", "unit", "reason"])
-                       .to_csv(index=False).encode())
+    StudyDir(output).write_manifest(manifest)
+    StudyDir(output).write_failures(pd.DataFrame(failures, columns=["path", "unit", "reason"]))
     return BuildSummary(output, manifest, attempts, len(units), skipped, failures)

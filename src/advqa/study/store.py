@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from advqa.data import atomic_write_bytes
+from advqa.study.layout import StudyDir
 
 
 def write_table(table: pd.DataFrame, stem: str | Path) -> tuple[Path, Path]:
@@ -80,7 +81,7 @@ class StudyLock:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self.path = self.directory / "study.lock"
+        self.path = StudyDir(self.directory).lock_path
         self.descriptor: int | None = None
 
     def __enter__(self) -> StudyLock:

@@ -33,11 +33,14 @@ STUDY_FOLDERS = ("images/ref", "images/adv", "aeqa_applications")
 # Path literals that name a file of *another* directory that merely shares a study
 # file's name; (module relative to src/advqa, literal) -> why it is not a study file.
 NOT_STUDY_FILES = {
-    ("study/folder.py", "failures.csv"):
+    ("workflows/attack.py", "failures.csv"):
         "`advqa attack`'s output folder of AEs is not a study; its failures.csv lists "
         "the input images that could not be read",
     ("detect/stego_eval.py", "ledger.sqlite"):
         "the stego-eval run directory (--out runs/stego) is not a study",
+    ("workflows/gate.py", "ledger.sqlite"):
+        "gate-eval's output folder (--out DIR) is not a study; its ledger keeps the "
+        "generation and split units",
     ("robustness/leaderboard.py", "scores"):
         "the benchmark's output folder (scores.{parquet,csv} of metric robustness) is "
         "not a study",

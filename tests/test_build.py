@@ -119,7 +119,8 @@ def build_command(output: Path) -> list[str]:
 def finished_units(output: Path) -> int:
     try:
         with sqlite3.connect(output / "ledger.sqlite") as connection:
-            return connection.execute("SELECT count(*) FROM units").fetchone()[0]
+            return connection.execute(
+                "SELECT count(*) FROM job_units WHERE job = 'build'").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
 

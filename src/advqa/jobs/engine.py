@@ -39,7 +39,8 @@ class JobReport:
 
 def run_units(ledger: Ledger, units: Iterable[Unit], function: Callable, *, executor,
               shared: dict | None = None, on_result: Callable | None = None,
-              progress: bool = True, description: str = "") -> JobReport:
+              on_commit: Callable | None = None, progress: bool = True,
+              description: str = "") -> JobReport:
     """Run every unit that ``ledger`` has not finished and commit each one's rows.
 
     Parameters
@@ -58,6 +59,9 @@ def run_units(ledger: Ledger, units: Iterable[Unit], function: Callable, *, exec
         ``on_result(unit, result) -> rows``, run here before the unit is committed:
         where files are written (atomically) and results turned into rows. Without
         it the result must be the rows (a list of dicts, each with an ``id``).
+    on_commit : callable, optional
+        ``on_commit(unit, rows)``, run here once the unit is committed (e.g. to rewrite
+        a table that must never list an uncommitted row).
 
     Returns
     -------
@@ -86,6 +90,8 @@ def run_units(ledger: Ledger, units: Iterable[Unit], function: Callable, *, exec
             rows = on_result(unit, result) if on_result is not None else result
             ledger.record(unit.key, unit.spec, rows)
             report.done += 1
+            if on_commit is not None:
+                on_commit(unit, rows)
     finally:
         bar.close()
     return report

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         load_grid,
         table2_grid,
     )
-    from advqa.study.store import Ledger, write_table
+    from advqa.study.store import write_table
 
 # Name -> module defining it, imported on first access (PEP 562).
 _LAZY = {
@@ -39,7 +39,6 @@ _LAZY = {
     "grid_from_options": "advqa.study.grid",
     "load_grid": "advqa.study.grid",
     "table2_grid": "advqa.study.grid",
-    "Ledger": "advqa.study.store",
     "write_table": "advqa.study.store",
 }
 
@@ -60,7 +59,6 @@ __all__ = [
     "Applications",
     "AttackSpec",
     "BuildSummary",
-    "Ledger",
     "StudyDir",
     "build_dataset",
     "demo_grid",

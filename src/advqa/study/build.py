@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 import advqa
 from advqa.attacks import distances, scale_note
@@ -38,13 +37,14 @@ from advqa.data import (
     read_image,
     remove_stale_temporaries,
 )
+from advqa.jobs import Ledger, LocalExecutor, Unit, run_units, unit_key, unit_seed
 from advqa.study.grid import AttackSpec, check_unique
 from advqa.study.layout import StudyDir
-from advqa.study.store import Ledger, StudyLock
+from advqa.study.store import StudyLock
 
 #: Version of the study layout: 2 = AE ids carry the cell key, the manifest holds
-#: the SHA-256 of every PNG it lists.
-LAYOUT = 2
+#: the SHA-256 of every PNG it lists; 3 = the ledger is advqa.jobs' (job "build").
+LAYOUT = 3
 
 MANIFEST_COLUMNS = [
     "id", "reference_path", "adversarial_path", "image", "attack", "norm", "strength_name",
@@ -82,17 +82,13 @@ class BuildSummary:
         return table[[*keys, *columns]]
 
 
-def unit_key(spec: AttackSpec, names: list[str], model_name: str, seed: int) -> str:
-    payload = json.dumps([spec.describe(), names, model_name, seed], sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+def build_key(spec: AttackSpec, names: list[str], model_name: str, seed: int) -> str:
+    """A unit's key: its cell's every setting, its references, the model and the seed."""
+    return unit_key(spec.describe(), names, model_name, seed)
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def attack_seed(seed: int, key: str) -> int:
-    return (seed * 1_000_003 + int(key[:8], 16)) % (2**31)
 
 
 def save_references(samples: SampleSet, references: torch.Tensor,
@@ -308,6 +304,7 @@ def build_dataset(
     keep_failed: bool = False,
     seed: int = 0,
     append: bool = False,
+    executor=None,
     progress: bool = True,
 ) -> BuildSummary:
     """Attack every sample with every grid cell and write an AdvDB-style study directory.
@@ -333,6 +330,10 @@ def build_dataset(
         Seeds every random start; each unit derives its own seed from it.
     append : bool
         Allow a resumed study to gain cells or sources it was not built with.
+    executor : advqa.jobs.Executor, optional
+        Where the units run (:func:`advqa.jobs.make_executor`): here by default. Every
+        unit's pixels are the same on any executor with the same thread count (see
+        :mod:`advqa.jobs.executors`); PNGs, rows and the manifest are written here.
 
     Raises
     ------
@@ -351,29 +352,53 @@ def build_dataset(
     check_unique(grid)
     check_labels(samples, model)
     warn_about_budgets(grid, (3, model.info.input_size, model.info.input_size))
-    with StudyLock(output):
-        ledger = Ledger(StudyDir(output).ledger_path)
-        try:
-            finished = ledger.finished()
-            document, notes = study_document(
-                output, model, grid, seed=seed, batch_size=batch_size,
-                keep_failed=keep_failed, sources=sorted({s.source for s in samples}),
-                append=append, resuming=bool(finished))
-            StudyDir(output).write_settings(document)
-            remove_stale_temporaries(output)
-            summary = run_units(samples, model, grid, output, ledger, finished,
-                                batch_size=batch_size, keep_failed=keep_failed, seed=seed,
-                                progress=progress)
-        finally:
-            ledger.close()
+    with StudyLock(output), Ledger(StudyDir(output).ledger_path, "build") as ledger:
+        document, notes = study_document(
+            output, model, grid, seed=seed, batch_size=batch_size, keep_failed=keep_failed,
+            sources=sorted({s.source for s in samples}), append=append,
+            resuming=bool(ledger.finished()))
+        StudyDir(output).write_settings(document)
+        remove_stale_temporaries(output)
+        summary = attack_units(samples, model, grid, output, ledger, batch_size=batch_size,
+                            keep_failed=keep_failed, seed=seed,
+                            executor=executor or LocalExecutor(), progress=progress)
     summary.notes = notes
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def run_units(samples, model, grid, output: Path, ledger: Ledger, finished: set[str], *,
-              batch_size: int, keep_failed: bool, seed: int, progress: bool) -> BuildSummary:
-    """Attack every (cell, chunk) unit not yet finished; write PNGs, rows and the manifest."""
+def build_unit(spec: AttackSpec, chunk: list[int], seed: int, *, references: torch.Tensor,
+               labels: torch.Tensor, model) -> dict:
+    """One work unit, wherever it runs: attack ``references[chunk]`` (8-bit) with the cell
+    ``spec`` and measure the quantised AEs. Returns the AEs as 8-bit levels."""
+    device = next(model.parameters()).device
+    images = (references[chunk].to(torch.float32) / 255).to(device)
+    adversarial, prediction, measured, steps = attack_quantised(
+        spec.build(seed=seed), model, images, labels[chunk].to(device))
+    return {"adversarial": (adversarial * 255).round().to(torch.uint8).cpu(),
+            "prediction": prediction.cpu(), "distances": {k: v.cpu() for k, v in
+                                                          measured.items()},
+            "steps": steps.cpu()}
+
+
+def plan_units(grid, samples: SampleSet, model_name: str, seed: int,
+               batch_size: int) -> list[Unit]:
+    """One unit per (grid cell, fixed chunk of ``batch_size`` references)."""
+    units = []
+    for spec in grid:
+        for chunk in torch.arange(len(samples)).split(batch_size):
+            names = [samples[i].name for i in chunk.tolist()]
+            key = build_key(spec, names, model_name, seed)
+            units.append(Unit(key, spec.describe(), (spec, chunk.tolist(),
+                                                     unit_seed(seed, key))))
+    return units
+
+
+def attack_units(samples, model, grid, output: Path, ledger: Ledger, *, batch_size: int,
+              keep_failed: bool, seed: int, executor, progress: bool) -> BuildSummary:
+    """Attack every (cell, chunk) unit not yet finished, on ``executor``; here, write each
+    unit's PNGs, commit its rows, and rewrite the manifest."""
+    study = StudyDir(output)
     failures = [{"path": f.path, "unit": "", "reason": f.reason} for f in samples.failures]
     references = prepare_references(samples, model, output, batch_size)
     failures += [{"path": f.path, "unit": "", "reason": f.reason}
@@ -382,34 +407,31 @@ def run_units(samples, model, grid, output: Path, ledger: Ledger, finished: set[
     # The ledger is read once; rows of new units join this copy, keyed by id like the
     # ledger's own table, so the manifest is rewritten without re-reading it each unit.
     recorded = {row["id"]: row for row in ledger.rows()}
-    units = [(spec, chunk) for spec in grid
-             for chunk in torch.arange(len(samples)).split(batch_size)]
-    skipped = 0
-    bar = tqdm(total=len(units), desc="build", unit="unit", disable=not progress)
-    for spec, chunk in units:
-        bar.update(1)
-        names = [samples[i].name for i in chunk.tolist()]
-        key = unit_key(spec, names, model.info.name, seed)
-        if key in finished:
-            skipped += 1
-            continue
-        attack = spec.build(seed=attack_seed(seed, key))
-        try:
-            outcome = attack_quantised(attack, model, references.images[chunk],
-                                       references.labels[chunk])
-        except Exception as error:  # one bad unit must not end a long run
-            warnings.warn(f"{spec.label()} on {names} failed: {error}", stacklevel=2)
-            failures += [{"path": name, "unit": spec.label(), "reason": str(error)}
-                         for name in names]
-            continue
-        rows = unit_rows(references, model, spec, chunk, outcome, attack.parameters())
-        for row, image in zip(rows, outcome[0].cpu(), strict=True):
+
+    def save(unit, result):
+        spec, chunk, seed_of_unit = unit.args
+        outcome = (None, result["prediction"], result["distances"], result["steps"])
+        rows = unit_rows(references, model, spec, torch.tensor(chunk), outcome,
+                         spec.build(seed=seed_of_unit).parameters())
+        for row, levels in zip(rows, result["adversarial"], strict=True):
             if row["success"] or keep_failed:
-                write_adversarial(row, image, output)
-        ledger.record(key, spec.describe(), rows)
+                write_adversarial(row, levels.to(torch.float32) / 255, output)
+        return rows
+
+    def commit(unit, rows):
         recorded.update((row["id"], row) for row in rows)
-        StudyDir(output).write_manifest(manifest_frame(list(recorded.values()), keep_failed))
-    bar.close()
+        study.write_manifest(manifest_frame(list(recorded.values()), keep_failed))
+
+    units = plan_units(grid, samples, model.info.name, seed, batch_size)
+    shared = {"references": (references.images.cpu() * 255).round().to(torch.uint8),
+              "labels": references.labels.cpu(), "model": model}
+    report = run_units(ledger, units, build_unit, executor=executor, shared=shared,
+                          on_result=save, on_commit=commit, progress=progress,
+                          description="build")
+    for failure in report.failures:
+        spec, chunk, _ = next(u.args for u in units if u.key == failure.key)
+        failures += [{"path": samples[i].name, "unit": spec.label(), "reason": failure.error}
+                     for i in chunk]
     rows = list(recorded.values())
     lost = missing_files(rows, output, keep_failed)
     if lost:
@@ -421,6 +443,6 @@ def run_units(samples, model, grid, output: Path, ledger: Ledger, finished: set[
         rows = [row for row in rows if row["id"] not in gone]
     attempts = manifest_frame(rows, keep_failed=True)
     manifest = manifest_frame(rows, keep_failed)
-    StudyDir(output).write_manifest(manifest)
-    StudyDir(output).write_failures(pd.DataFrame(failures, columns=["path", "unit", "reason"]))
-    return BuildSummary(output, manifest, attempts, len(units), skipped, failures)
+    study.write_manifest(manifest)
+    study.write_failures(pd.DataFrame(failures, columns=["path", "unit", "reason"]))
+    return BuildSummary(output, manifest, attempts, report.total, report.skipped, failures)

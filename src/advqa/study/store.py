@@ -1,4 +1,7 @@
-"""Atomic files, the SQLite ledger of finished work units, and the study lock."""
+"""Parquet+CSV tables written atomically, and the study lock.
+
+The ledger of finished work units is :class:`advqa.jobs.Ledger`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import datetime
 import fcntl
 import json
 import os
-import sqlite3
 import sys
 import warnings
 from pathlib import Path
@@ -24,43 +26,6 @@ def write_table(table: pd.DataFrame, stem: str | Path) -> tuple[Path, Path]:
     atomic_write_bytes(parquet, table.to_parquet(index=False))
     atomic_write_bytes(csv, table.to_csv(index=False).encode())
     return parquet, csv
-
-
-class Ledger:
-    """Which work units are finished, and the rows they produced.
-
-    A unit's rows and its "finished" mark are committed in one transaction,
-    so a manifest row never exists without its unit having completed.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(self.path)
-        with self.connection:
-            self.connection.execute(
-                "CREATE TABLE IF NOT EXISTS units (key TEXT PRIMARY KEY, spec TEXT NOT NULL)")
-            self.connection.execute(
-                "CREATE TABLE IF NOT EXISTS rows (id TEXT PRIMARY KEY, unit TEXT NOT NULL, "
-                "data TEXT NOT NULL)")
-
-    def finished(self) -> set[str]:
-        return {key for (key,) in self.connection.execute("SELECT key FROM units")}
-
-    def record(self, key: str, spec: dict, rows: list[dict]) -> None:
-        with self.connection:
-            self.connection.executemany(
-                "INSERT OR REPLACE INTO rows (id, unit, data) VALUES (?, ?, ?)",
-                [(row["id"], key, json.dumps(row)) for row in rows])
-            self.connection.execute(
-                "INSERT OR REPLACE INTO units (key, spec) VALUES (?, ?)", (key, json.dumps(spec)))
-
-    def rows(self) -> list[dict]:
-        return [json.loads(data) for (data,) in
-                self.connection.execute("SELECT data FROM rows ORDER BY rowid")]
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 class StudyLockedError(RuntimeError):

@@ -139,6 +139,15 @@ def test_stand_in_weights_load_and_score(offline, stand_ins, trusted_hash, name)
 
 
 @pytest.mark.parametrize("name", ["lpips", "dists", "pieapp"])
+def test_factory_metric_info_is_the_registry_entry(offline, stand_ins, trusted_hash, name):
+    from advqa.quality import get_metric, list_metrics
+
+    _install(stand_ins, offline, name)
+    assert get_metric(name, device="cpu").info == list_metrics()[name]
+    assert learned.learned_metric_info(name) == list_metrics()[name]
+
+
+@pytest.mark.parametrize("name", ["lpips", "dists", "pieapp"])
 def test_adapters_build_what_piqs_own_constructors_build(offline, stand_ins, trusted_hash,
                                                          monkeypatch, name):
     files = _install(stand_ins, offline, name)

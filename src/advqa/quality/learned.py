@@ -55,7 +55,7 @@ from advqa.models.registry import (
     resolve_device,
     weight_directories,
 )
-from advqa.quality.registry import MetricInfo
+from advqa.quality.registry import MetricInfo, list_metrics
 from advqa.quality.validate import check_images, check_pair
 
 INFINITY = math.inf
@@ -320,26 +320,16 @@ class PieAPPMetric(LearnedMetric):
         return self.backend(distorted, reference)
 
 
-_PIQ_INFO = {
-    "lpips": MetricInfo(name="lpips", full_reference=True, higher_is_better=False,
-                        range=(0.0, 1.0), differentiable=True,
-                        description="LPIPS v0.1, VGG16 (piq)"),
-    "dists": MetricInfo(name="dists", full_reference=True, higher_is_better=False,
-                        range=(0.0, 1.0), differentiable=True,
-                        description="DISTS distance, 1 - similarity (piq)"),
-    "pieapp": MetricInfo(name="pieapp", full_reference=True, higher_is_better=False,
-                         range=(0.0, INFINITY), differentiable=True,
-                         description="PieAPP perceptual error (piq)"),
-}
 _MIN_SIZE = {"lpips": 32, "dists": 16, "pieapp": 64}  # piq runs all of VGG16 for LPIPS
 
 
 def learned_metric_info(name: str) -> MetricInfo:
-    """Metadata of ``lpips``, ``dists`` or ``pieapp`` without loading anything."""
-    if name not in _PIQ_INFO:
+    """Metadata of ``lpips``, ``dists`` or ``pieapp`` without loading anything: the
+    registry's own entry (the only source of metric facts)."""
+    if name not in PIQ_METRICS:
         raise ValueError(f"unknown learned metric {name!r}; valid names: "
                          f"{', '.join(PIQ_METRICS)}, {PYIQA_PREFIX}<name>")
-    return _PIQ_INFO[name]
+    return list_metrics()[name]
 
 
 def list_learned_metrics() -> list[LearnedMetricEntry]:
@@ -347,7 +337,7 @@ def list_learned_metrics() -> list[LearnedMetricEntry]:
     rows = []
     for name in PIQ_METRICS:
         files = weight_files(name)
-        rows.append(LearnedMetricEntry(_PIQ_INFO[name], files,
+        rows.append(LearnedMetricEntry(learned_metric_info(name), files,
                                        tuple(f for f in files if f.find() is None)))
     return rows
 

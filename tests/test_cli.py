@@ -113,3 +113,57 @@ def test_console_script_exit_code_for_missing_folder(tmp_path):
                               capture_output=True, text=True)
     assert finished.returncode == 2
     assert "does not exist" in finished.stderr
+
+
+@pytest.fixture(scope="module")
+def image_pair(tmp_path_factory):
+    import torch
+
+    from advqa.data import preprocess
+
+    folder = tmp_path_factory.mktemp("pair")
+    photo = preprocess(load_samples("photos")[:1], size=192)[0]  # MS-SSIM needs 176×176
+    noise = torch.randn(photo.shape, generator=torch.Generator().manual_seed(0))
+    save_png(photo, folder / "reference.png")
+    save_png((photo + 0.03 * noise).clamp(0, 1), folder / "distorted.png")
+    return folder / "reference.png", folder / "distorted.png"
+
+
+def printed_scores(output: str) -> dict[str, float]:
+    rows = [line.split() for line in output.splitlines() if not line.startswith("note:")]
+    return {row[0]: float(row[1]) for row in rows if len(row) == 2}
+
+
+def test_score_pair_without_model_skips_model_metrics_with_a_note(image_pair, capsys):
+    from advqa.quality.scoring import default_metrics
+
+    reference, distorted = image_pair
+    assert main(["score", str(reference), str(distorted)]) == 0
+    output = capsys.readouterr().out
+    assert {"js", "aeqa"} <= set(default_metrics())
+    assert set(printed_scores(output)) == set(default_metrics()) - {"js", "aeqa"}
+    for name in ("js", "aeqa"):
+        assert f"note: {name} skipped: needs a classifier: give --model" in output
+
+
+def test_score_pair_with_model_computes_model_metrics(image_pair, capsys):
+    import torch
+
+    from advqa.models import load_classifier
+    from advqa.quality import get_metric, score_pair
+
+    reference, distorted = image_pair
+    model = load_classifier("efficientnet-lite0")
+    images = read_image(distorted)[None], read_image(reference)[None]
+    with torch.no_grad():
+        direct = {name: get_metric(name, model=model)(*images).item() for name in ("aeqa", "js")}
+    result = score_pair(reference, distorted, ["aeqa", "js", "psnr"], model=model)
+    assert result.skipped == {}
+    assert {name: result.scores[name] for name in direct} == direct
+    assert result.scores["psnr"] == get_metric("psnr")(*images).item()
+    arguments = ["score", str(reference), str(distorted), "--metrics", "aeqa,js",
+                 "--model", "efficientnet-lite0"]
+    assert main(arguments) == 0
+    output = capsys.readouterr().out
+    assert "note:" not in output
+    assert printed_scores(output) == pytest.approx(direct, rel=1e-5)

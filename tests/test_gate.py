@@ -28,6 +28,7 @@ from advqa.detect.gate import (
     read_gate_key,
 )
 from advqa.detect.squeeze import FeatureSqueezing, median_filter, reduce_bit_depth
+from advqa.quality import list_metrics
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -78,6 +79,14 @@ def test_quality_scale_maps_to_unit_interval():
     np.testing.assert_allclose(scale.normalise([-5, 0, 25, 100, 150]), [1, 1, 0.75, 0, 0])
     assert QualityScale.default("niqe").hi == 20.0
     assert QualityScale.from_json(scale.to_json()) == scale
+
+
+@pytest.mark.parametrize(("metric", "range_"), [
+    ("brisque", (0.0, 100.0)), ("niqe", (0.0, 20.0)), ("piqe", (0.0, 100.0))])
+def test_quality_scale_is_the_registry_range(metric, range_):
+    # One range per metric, stated in the registry; the gate's numbers stay as they were.
+    scale = QualityScale.default(metric)
+    assert (scale.lo, scale.hi) == range_ == list_metrics()[metric].range
 
 
 def test_numpy_rbf_decision_equals_sklearn():

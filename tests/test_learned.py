@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import types
 import urllib.request
 
@@ -139,6 +140,15 @@ def test_stand_in_weights_load_and_score(offline, stand_ins, trusted_hash, name)
 
 
 @pytest.mark.parametrize("name", ["lpips", "dists", "pieapp"])
+def test_factory_metric_info_is_the_registry_entry(offline, stand_ins, trusted_hash, name):
+    from advqa.quality import get_metric, list_metrics
+
+    _install(stand_ins, offline, name)
+    assert get_metric(name, device="cpu").info == list_metrics()[name]
+    assert learned.learned_metric_info(name) == list_metrics()[name]
+
+
+@pytest.mark.parametrize("name", ["lpips", "dists", "pieapp"])
 def test_adapters_build_what_piqs_own_constructors_build(offline, stand_ins, trusted_hash,
                                                          monkeypatch, name):
     files = _install(stand_ins, offline, name)
@@ -227,17 +237,24 @@ def test_pyiqa_not_installed_gives_install_hint(monkeypatch):
 
 
 FAKE_URL = "https://example.invalid/releases/fake_iqa_weights.pth"
+# pyiqa downloads with torch.hub's own function; the offline fixture booby-traps it.
+DOWNLOAD_URL_TO_FILE, URLOPEN = torch.hub.download_url_to_file, urllib.request.urlopen
 
 
 @pytest.fixture
 def fake_pyiqa(monkeypatch, tmp_path):
-    """A stand-in for pyiqa with its download path: create_metric() fetches a weight file
-    through pyiqa.utils.download_util.load_file_from_url, as pyiqa's metrics do."""
+    """A stand-in for pyiqa with its download path: create_metric() loads
+    ``pretrained_model_path`` when given, else fetches its default weights through
+    pyiqa.utils.download_util.load_file_from_url, which calls torch.hub's
+    download_url_to_file, as pyiqa's metrics do. urllib is real here, so the request
+    meets advqa's refusal; name resolution and connections stay booby-trapped."""
     cache = tmp_path / "torch" / "hub" / "pyiqa"
     package = types.ModuleType("pyiqa")
     utils = types.ModuleType("pyiqa.utils")
     download_util = types.ModuleType("pyiqa.utils.download_util")
-    download_util.download_url_to_file = _network_used
+    download_util.download_url_to_file = DOWNLOAD_URL_TO_FILE
+    monkeypatch.setattr(torch.hub, "urlopen", URLOPEN)
+    monkeypatch.setattr(socket, "getaddrinfo", _network_used)
 
     def load_file_from_url(url, model_dir=None, progress=True, file_name=None):
         model_dir = model_dir or str(cache)
@@ -252,9 +269,10 @@ def fake_pyiqa(monkeypatch, tmp_path):
     class InferenceModel(torch.nn.Module):
         metric_mode, lower_better, score_range = "FR", True, "~0, ~1"
 
-        def __init__(self, name, as_loss=False, device=None, loss_reduction="mean"):
+        def __init__(self, name, as_loss=False, device=None, loss_reduction="mean",
+                     pretrained_model_path=None):
             super().__init__()
-            path = load_file_from_url(FAKE_URL)
+            path = pretrained_model_path or load_file_from_url(FAKE_URL)
             self.scale = torch.load(path, weights_only=True)["scale"]
             self.as_loss = as_loss
 
@@ -271,24 +289,7 @@ def fake_pyiqa(monkeypatch, tmp_path):
     return cache
 
 
-def test_pyiqa_missing_weight_names_file_and_url_without_downloading(offline, fake_pyiqa,
-                                                                    monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with pytest.raises(MissingWeightsError) as caught:
-        learned.load_learned_metric("pyiqa:fake", device="cpu")
-    message = str(caught.value)
-    assert "'fake_iqa_weights.pth'" in message and FAKE_URL in message
-    assert str(fake_pyiqa) in message and str(offline) in message
-    assert not (fake_pyiqa / "fake_iqa_weights.pth").exists()
-    # the patches are undone afterwards
-    assert sys.modules["pyiqa.utils.download_util"].download_url_to_file is _network_used
-    assert "HF_HUB_OFFLINE" not in os.environ
-
-
-def test_pyiqa_weight_in_advqa_weights_dir_is_served(offline, fake_pyiqa):
-    torch.save({"scale": torch.tensor(3.0)}, offline / "fake_iqa_weights.pth")
-    metric = learned.load_learned_metric("pyiqa:fake", device="cpu", differentiable=True)
-    assert (fake_pyiqa / "fake_iqa_weights.pth").is_file()
+def _check_fake_metric(metric, scale):
     info = metric.info
     assert (info.name, info.full_reference, info.higher_is_better, info.range) == (
         "pyiqa:fake", True, False, (0.0, 1.0))
@@ -296,19 +297,66 @@ def test_pyiqa_weight_in_advqa_weights_dir_is_served(offline, fake_pyiqa):
     distorted.requires_grad_(True)
     scores = metric(distorted, reference)
     assert scores.shape == (2,)
-    assert torch.allclose(scores, 3 * ((distorted - reference) ** 2).mean(dim=(1, 2, 3)))
+    assert torch.allclose(scores, scale * ((distorted - reference) ** 2).mean(dim=(1, 2, 3)))
     scores.sum().backward()
     assert distorted.grad.abs().sum() > 0
 
 
-def test_no_downloads_refuses_torch_hub_and_sockets(monkeypatch, tmp_path):
+def test_pyiqa_missing_weight_names_file_and_url_without_downloading(offline, fake_pyiqa):
+    environment = dict(os.environ)
+    with pytest.raises(MissingWeightsError) as caught:
+        learned.load_learned_metric("pyiqa:fake", device="cpu")
+    message = str(caught.value)
+    assert "'fake_iqa_weights.pth'" in message and FAKE_URL in message
+    assert str(fake_pyiqa) in message and str(offline) in message
+    assert "pretrained_model_path" in message
+    assert not (fake_pyiqa / "fake_iqa_weights.pth").exists()
+    # Nothing was patched and no environment variable set, not even for the call.
+    assert sys.modules["pyiqa.utils.download_util"].download_url_to_file is DOWNLOAD_URL_TO_FILE
+    assert dict(os.environ) == environment
+
+
+def test_pyiqa_weights_named_explicitly_are_found_in_advqa_weights_dir(offline, fake_pyiqa):
+    torch.save({"scale": torch.tensor(3.0)}, offline / "fake_iqa_weights.pth")
+    metric = learned.load_learned_metric("pyiqa:fake", device="cpu", differentiable=True,
+                                         pretrained_model_path="fake_iqa_weights.pth")
+    _check_fake_metric(metric, 3.0)
+    assert not fake_pyiqa.exists()  # handed to pyiqa by path, never copied into its cache
+    with pytest.raises(MissingWeightsError, match=r"'elsewhere\.pth'.*searched") as caught:
+        learned.load_learned_metric("pyiqa:fake", device="cpu",
+                                    pretrained_model_path="elsewhere.pth")
+    assert str(offline) in str(caught.value)
+
+
+def test_pyiqa_weights_in_pyiqas_own_cache_are_used(offline, fake_pyiqa):
+    fake_pyiqa.mkdir(parents=True)
+    torch.save({"scale": torch.tensor(2.0)}, fake_pyiqa / "fake_iqa_weights.pth")
+    _check_fake_metric(learned.load_learned_metric("pyiqa:fake", device="cpu",
+                                                   differentiable=True), 2.0)
+
+
+def test_refuse_network_is_scoped_to_the_calling_thread(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("ADVQA_WEIGHTS_DIR", raising=False)
-    monkeypatch.setattr(torch.hub, "urlopen", _network_used)
-    original_connect = socket.socket.connect
-    with learned.no_downloads("test"), pytest.raises(MissingWeightsError, match=r"'w\.pth'"):
-        torch.hub.load_state_dict_from_url("https://example.invalid/w.pth")
-    with learned.no_downloads("test"), pytest.raises(MissingWeightsError, match="network"):
-        socket.create_connection(("127.0.0.1", 9), timeout=1)
-    assert socket.socket.connect is original_connect
-    assert torch.hub.download_url_to_file.__module__ == "torch.hub"
+    connect, download = socket.socket.connect, torch.hub.download_url_to_file
+    numeric = {"flags": socket.AI_NUMERICHOST}  # resolves locally, never on the network
+    environment = dict(os.environ)
+    with learned.refuse_network("test"):
+        # Nothing patched, no environment variable set, even while it holds.
+        assert socket.socket.connect is connect and torch.hub.download_url_to_file is download
+        assert dict(os.environ) == environment
+        with pytest.raises(MissingWeightsError, match=r"'w\.pth'.*example\.invalid/w\.pth"):
+            torch.hub.load_state_dict_from_url("https://example.invalid/w.pth")
+        with pytest.raises(MissingWeightsError, match="network"):
+            socket.getaddrinfo("192.0.2.1", 9, **numeric)
+        with pytest.raises(MissingWeightsError, match="network"):
+            socket.create_connection(("192.0.2.1", 9), timeout=1)
+        assert socket.getaddrinfo("127.0.0.1", 9, **numeric)  # loopback is not the network
+        elsewhere = []
+        thread = threading.Thread(
+            target=lambda: elsewhere.append(socket.getaddrinfo("192.0.2.1", 9, **numeric)))
+        thread.start()
+        thread.join()
+        assert elsewhere and elsewhere[0], "another thread was refused"
+    assert socket.getaddrinfo("192.0.2.1", 9, **numeric)  # nothing refused afterwards
+    assert socket.socket.connect is connect and torch.hub.download_url_to_file is download

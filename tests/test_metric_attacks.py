@@ -188,3 +188,52 @@ def test_bad_images_are_explained(photos, niqe):
         AMIFGSM(radius=lambda images: torch.ones(2)).perturb(objective, photos)
     with pytest.raises(ValueError, match="> 0"):
         AMIFGSM(radius=lambda images: -torch.ones(3)).perturb(objective, photos)
+
+
+class Reentrant:
+    """An objective that, at its second evaluation, runs ``attack`` on other images: a
+    second call that starts and ends in the middle of the first. It records the
+    attack's attributes (name → object identity) at every evaluation."""
+
+    def __init__(self, objective, attack, other_objective, other_images):
+        self.objective, self.attack = objective, attack
+        self.other_objective, self.other_images = other_objective, other_images
+        self.module = objective.module
+        self.attributes, self.inner = [], None
+
+    def evaluate(self, images):
+        self.attributes.append(attributes(self.attack))
+        if len(self.attributes) == 2:
+            self.inner = self.attack.perturb(self.other_objective, self.other_images)
+        return self.objective.evaluate(images)
+
+
+def attributes(attack) -> dict:
+    return {name: id(value) for name, value in vars(attack).items()}
+
+
+@pytest.mark.parametrize("build", [
+    Korhonen,
+    lambda: AMIFGSM(steps=4, radius=lambda images: 1 / 255 + images.mean(dim=(1, 2, 3)) / 50),
+    lambda: AMIFGSM(steps=4, step_size=0.5 / 255,
+                    radius=lambda images: torch.full((len(images),), 2 / 255)),
+], ids=["korhonen", "amifgsm", "amifgsm-fixed-step"])
+def test_calls_keep_their_state_in_the_loop_not_on_the_attack(photos, psnr, build):
+    # Per-call state (Korhonen's activity map, AMI-FGSM's radii and steps) lives in the
+    # loop: an attack object can serve interleaved and nested (concurrent) calls.
+    first, second = photos[:2], photos[2:]
+    first_objective = MetricObjective(psnr, metric_range=PSNR_RANGE, references=first)
+    second_objective = MetricObjective(psnr, metric_range=PSNR_RANGE, references=second)
+    first_jpeg, second_jpeg = jpeg_copy(first, quality=80), jpeg_copy(second, quality=80)
+    attack = build()
+    before = attributes(attack)
+    alone, _ = attack.perturb(first_objective, first_jpeg)
+    other, _ = attack.perturb(second_objective, second_jpeg)
+    again, _ = attack.perturb(first_objective, first_jpeg)
+    assert torch.equal(alone, again)
+    assert attributes(attack) == before
+    nested = Reentrant(first_objective, attack, second_objective, second_jpeg)
+    outer, _ = attack.perturb(nested, first_jpeg)
+    assert torch.equal(outer, alone) and torch.equal(nested.inner[0], other)
+    assert all(seen == before for seen in nested.attributes), "per-call state on the attack"
+    assert attributes(attack) == before

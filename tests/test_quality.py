@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,10 +191,10 @@ OFFLINE_FULL_REFERENCE = ["psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "vsi
 
 
 def test_registry_describes_every_metric():
-    names = {info.name for info in list_metrics()}
+    info = list_metrics()
     assert set(OFFLINE_FULL_REFERENCE) | {"niqe", "brisque", "piqe", "mad", "cw_ssim",
-                                          "aeqa"} <= names
-    info = {i.name: i for i in list_metrics()}
+                                          "aeqa"} <= set(info)
+    assert all(name == entry.name for name, entry in info.items())
     assert info["gmsd"].full_reference and not info["gmsd"].higher_is_better
     assert not info["niqe"].full_reference and not info["l0"].differentiable
     with pytest.raises(UnknownMetricError, match="valid names: psnr"):
@@ -220,15 +221,46 @@ def test_identical_images_get_the_best_score(name):
 def _offline_metrics():
     from advqa.quality.registry import is_available
 
-    return [info.name for info in list_metrics() if is_available(info.name)]
+    return [name for name in list_metrics() if is_available(name)]
 
 
 @pytest.mark.parametrize("name", _offline_metrics())
 def test_empty_batch_is_a_clear_error(name):
     options = {}
-    if any(info.needs_model for info in list_metrics() if info.name == name):
+    if list_metrics()[name].needs_model:
         options["model"] = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
     metric = get_metric(name, **options)
     empty = torch.rand(0, 3, 8, 8)
     with pytest.raises(ValueError, match=r"empty batch: .* \(0, 3, 8, 8\)"):
         metric(empty, empty) if metric.info.full_reference else metric(empty)
+
+
+@pytest.mark.parametrize("name", list(list_metrics()))
+def test_get_metric_info_is_the_registry_entry(name):
+    # The registry is the only source of MetricInfo: what a metric says about itself is
+    # what list_metrics() says about it.
+    from advqa.quality.registry import is_available
+
+    if not is_available(name):
+        pytest.skip(f"{name}'s weight files are not on this machine; test_learned checks "
+                    "its info on stand-in weights")
+    info = list_metrics()[name]
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    metric = get_metric(name, **({"model": model} if info.needs_model else {}))
+    assert metric.info == info
+
+
+def test_metric_facts_are_stated_only_in_the_registry():
+    # No module keeps its own copy of a registry metric's facts (the old METRIC_INFO
+    # dicts disagreed with the registry on NIQE's range). pyiqa's adapter builds one
+    # MetricInfo, for pyiqa metrics, which the registry does not hold.
+    import advqa
+
+    source = Path(advqa.__file__).parent
+    allowed = {"quality/registry.py": math.inf, "quality/learned.py": 1}
+    stray = []
+    for path in sorted(source.rglob("*.py")):
+        name, text = path.relative_to(source).as_posix(), path.read_text(encoding="utf-8")
+        if "METRIC_INFO" in text or text.count("MetricInfo(") > allowed.get(name, 0):
+            stray.append(name)
+    assert not stray, f"metric facts outside quality/registry.py: {stray}"

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -384,10 +385,8 @@ def test_a_killed_and_resumed_score_equals_an_uninterrupted_one(tmp_path, defaul
           grid_from_options(["fgsm"], ["linf"], [2 / 255, 8 / 255]), tmp_path)
     whole = scoring.score_study(tmp_path, ["aeqa", "js"], model=default_model, batch_size=16,
                                 progress=False)
-    store = scoring.ScoreStore(tmp_path / "ledger.sqlite")
-    with store.connection:
-        store.connection.execute("DELETE FROM scores WHERE rowid % 2 = 0")  # "killed" midway
-    store.close()
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as connection:  # "killed" midway
+        connection.execute("DELETE FROM job_rows WHERE job = 'score' AND rowid % 2 = 0")
     resumed = scoring.score_study(tmp_path, ["aeqa", "js"], model=default_model, batch_size=2,
                                   progress=False)
     assert_batching_tolerance(whole, resumed)

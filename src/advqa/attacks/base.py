@@ -210,13 +210,25 @@ class GradientAttack(Attack):
             "random_start": self.random_start,
         }
 
+    def setup(self, images: torch.Tensor) -> dict:
+        """The state of one call, made by the loop before its first step.
+
+        It holds the clean ``images`` and the step size α (``"step_size"``: a float, or
+        an (N, 1, 1, 1) tensor for per-image steps); subclasses add what their step
+        rule needs from the clean images (Korhonen's activity map, AMI-FGSM's radii).
+        :meth:`ascent` and :meth:`project` read it and :meth:`ascent` may update it
+        (MIM's velocity). It lives in the loop, never on ``self``, so one attack object
+        can serve several calls, interleaved or concurrent.
+        """
+        return {"images": images, "step_size": self.step_size}
+
     def ascent(self, gradient: torch.Tensor, state: dict) -> torch.Tensor:
         """The step rule ``s(g)``; the default is the budget's steepest ascent."""
         return self.budget.direction(gradient)
 
-    def project(self, adversarial: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """Π_B: back into the budget and the [0, 1] box."""
-        return self.budget.project(adversarial, images)
+    def project(self, adversarial: torch.Tensor, state: dict) -> torch.Tensor:
+        """Π_B: back into the budget around ``state["images"]`` and the [0, 1] box."""
+        return self.budget.project(adversarial, state["images"])
 
     def start(self, images: torch.Tensor) -> torch.Tensor:
         if self.random_start:
@@ -227,15 +239,15 @@ class GradientAttack(Attack):
         adversarial = self.start(images)
         active = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
         steps_used = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
-        state: dict = {}
+        state = self.setup(images)
         for _ in range(self.steps):
             gradient, success = input_gradient(objective, adversarial)
             if self.early_stop and success is not None:
                 active &= ~success
                 if not active.any():
                     break
-            update = adversarial.detach() + self.step_size * self.ascent(gradient, state)
-            update = self.project(update, images)
+            update = adversarial.detach() + state["step_size"] * self.ascent(gradient, state)
+            update = self.project(update, state)
             if self.early_stop:
                 update = torch.where(active.view(-1, 1, 1, 1), update, adversarial)
             adversarial = update

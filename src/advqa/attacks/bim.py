@@ -25,10 +25,10 @@ class BIM(GradientAttack):
         super().__init__(norm=norm, eps=eps, steps=steps, step_size=step_size,
                          random_start=False, early_stop=early_stop, seed=seed)
 
-    def project(self, adversarial, images):
+    def project(self, adversarial, state):
         if self.budget.name != "linf":
-            return super().project(adversarial, images)
-        eps = self.budget.eps
+            return super().project(adversarial, state)
+        images, eps = state["images"], self.budget.eps
         floor = torch.clamp(images - eps, min=0)
         ceiling = torch.clamp(images + eps, max=1)
         return torch.minimum(torch.maximum(adversarial, floor), ceiling)

@@ -102,14 +102,9 @@ class Korhonen(GradientAttack):
         super().__init__(norm=norm, eps=eps, steps=steps, step_size=step_size,
                          random_start=False, early_stop=early_stop, seed=seed)
 
-    def perturb(self, objective, images):
-        check_images(images)
-        # The map is fixed from the clean image; ascent() reads it from the state.
-        self._activity = spatial_activity(images)
-        try:
-            return super().perturb(objective, images)
-        finally:
-            del self._activity
+    def setup(self, images):
+        # The map is fixed from the clean image, once per call; ascent() reads it.
+        return {**super().setup(images), "activity": spatial_activity(images)}
 
     def ascent(self, gradient, state):
-        return self._activity * gradient.sign()
+        return state["activity"] * gradient.sign()

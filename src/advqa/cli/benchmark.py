@@ -69,7 +69,7 @@ DISTANCES = {"l0", "l1", "l2", "linf"}
 def default_metrics() -> list[str]:
     from advqa.quality.registry import is_available, list_metrics
 
-    return [info.name for info in list_metrics()
+    return [info.name for info in list_metrics().values()
             if info.differentiable and not info.needs_model and info.name not in DISTANCES
             and is_available(info.name)]
 

@@ -150,7 +150,7 @@ def chosen_metrics(frame, requested: list[str] | None) -> list[str]:
     from advqa.quality import list_metrics
 
     if requested is None:
-        return [info.name for info in list_metrics()
+        return [info.name for info in list_metrics().values()
                 if info.name in frame.columns and frame[info.name].notna().any()]
     unknown = [name for name in requested if name not in frame.columns]
     if unknown:

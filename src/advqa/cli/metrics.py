@@ -15,7 +15,7 @@ def run(arguments) -> int:
     from advqa.quality import list_metrics
 
     print(f"{'name':<9} {'kind':<4} {'better':<7} {'range':<13} {'grad':<5} description")
-    for info in list_metrics():
+    for info in list_metrics().values():
         kind = "FR" if info.full_reference else "NR"
         better = "higher" if info.higher_is_better else "lower"
         low, high = info.range

@@ -23,40 +23,32 @@ def register(subparsers) -> None:
                         help="comma-separated metric names (see `advqa metrics`); "
                         "default: every study metric available offline")
     parser.add_argument("--model", default=None,
-                        help="classifier for aeqa (default: the study's model)")
+                        help="classifier for aeqa and js (default: the study's model; "
+                        "for an image pair, without it aeqa and js are skipped)")
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=run)
 
 
-def score_pair(arguments) -> int:
-    from advqa.data import read_image
-    from advqa.quality import get_metric
+def print_pair_scores(arguments) -> int:
+    from advqa.quality import score_pair
 
-    reference = read_image(arguments.reference)[None]
-    distorted = read_image(arguments.distorted)[None]
-    for name in arguments.metrics:
-        options = {}
-        if name == "aeqa":
-            from advqa.models import load_classifier
-
-            options["model"] = load_classifier(arguments.model or "efficientnet-lite0")
-        metric = get_metric(name, **options)
-        value = metric(distorted, reference) if metric.info.full_reference else metric(distorted)
-        print(f"{name:<9} {value.item():.6g}")
+    result = score_pair(arguments.reference, arguments.distorted, arguments.metrics,
+                        model=arguments.model)
+    for name, value in result.scores.items():
+        print(f"{name:<9} {value:.6g}")
+    for name, reason in result.skipped.items():
+        print(f"note: {name} skipped: {reason}")
     return 0
 
 
 def run(arguments) -> int:
-    from advqa.quality.scoring import default_metrics
-
-    arguments.metrics = arguments.metrics or default_metrics()
     study = arguments.study or (StudyDir.of_manifest(arguments.manifest).path
                                 if arguments.manifest else None)
     if study is None:
         if arguments.reference is None or arguments.distorted is None:
             raise CommandError("give --study DIR, --manifest FILE, or REFERENCE DISTORTED")
-        return score_pair(arguments)
+        return print_pair_scores(arguments)
     from advqa.models import load_classifier
     from advqa.quality.scoring import score_study
 

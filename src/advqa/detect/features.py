@@ -9,12 +9,11 @@ Quality normalisation
 A fixed, documented affine map stored in the gate:
 ``q = clip((v − lo) / (hi − lo), 0, 1)`` for metrics where higher is better and
 ``q = clip((hi − v) / (hi − lo), 0, 1)`` for metrics where lower is better
-(BRISQUE, NIQE, PIQE). ``lo``/``hi`` default to :data:`DEFAULT_RANGES` — BRISQUE
-``[0, 100]`` (its ``metric.info.range``), NIQE ``[0, 20]`` (NIQE's registry range
-is ``[0, 100]`` but natural photos score 2–8 and heavy distortion ~10–20, so
-``[0, 100]`` would squash every image above 0.8) — and to ``metric.info.range``
-for any other registry metric. :meth:`QualityScale.fitted` instead takes the
-1st/99th percentiles of training scores.
+(BRISQUE, NIQE, PIQE). ``lo``/``hi`` default to the metric's practical range as
+the registry states it (``metric.info.range``; the registry is the only place metric
+facts live): BRISQUE ``[0, 100]``, NIQE ``[0, 20]`` (natural photos score 2–8 and
+heavy distortion ~10–20), PIQE ``[0, 100]``. :meth:`QualityScale.fitted` instead
+takes the 1st/99th percentiles of training scores.
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ import torch
 
 from advqa.data.transforms import resize_center_crop
 
-#: (lo, hi) of the fixed normalisation per metric; others use ``metric.info.range``.
-DEFAULT_RANGES: dict[str, tuple[float, float]] = {"brisque": (0.0, 100.0), "niqe": (0.0, 20.0)}
 FEATURE_NAMES = ("p1", "p2", "p3", "p4", "p5", "quality")
 
 
@@ -49,7 +46,7 @@ class QualityScale:
         info = _metric(metric).info
         if info.full_reference:
             raise ValueError(f"{metric} is full-reference; the gate needs a no-reference metric")
-        lo, hi = DEFAULT_RANGES.get(info.name, info.range)
+        lo, hi = info.range
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{metric} has an unbounded range {info.range}; use QualityScale"
                              ".fitted() on training scores")

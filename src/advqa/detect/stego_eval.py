@@ -224,15 +224,13 @@ def _crossing(eps: np.ndarray, values: np.ndarray, level: float = 0.5) -> float 
 def plot_results(results: pd.DataFrame, samples: pd.DataFrame, benign_statistic: np.ndarray,
                  threshold: float, out: Path, histogram_eps: Sequence[float]) -> list[Path]:
     """Figures 2–4 of the paper plus statistic histograms; returns the PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from advqa.plotting import legend, new_figure, subplots
 
     paths = []
     styles = [":", "-.", "--", "-"]
 
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure = new_figure(6, 4)
+    axis = subplots(figure)[0][0]
     for number, (model, group) in enumerate(results.groupby("model", sort=False)):
         axis.plot(group["eps"], group["tpr"], marker="o", markersize=3, label=model)
         cross = _crossing(group["eps"].to_numpy(), group["tpr"].to_numpy())
@@ -240,11 +238,11 @@ def plot_results(results: pd.DataFrame, samples: pd.DataFrame, benign_statistic:
             axis.axvline(cross, color="grey", linestyle=styles[number % 4], linewidth=1)
     axis.set(xlabel="ε (L∞, [0, 1] scale)", ylabel="true positive rate",
              title="WS detector: share of PGD examples flagged", ylim=(-0.02, 1.02))
-    axis.legend()
-    axis.grid(alpha=0.3)
+    legend(axis)
     paths.append(_save(figure, out / "fig2_tpr.png"))
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    figure = new_figure(11, 4)
+    axes = subplots(figure, 1, 2, sharey=True)[0]
     for model, group in results.groupby("model", sort=False):
         axes[0].plot(group["eps"], group["ae_accuracy"], marker="o", markersize=3, label=model)
         axes[1].plot(group["eps"], group["pipeline_accuracy"], marker="o", markersize=3,
@@ -255,15 +253,14 @@ def plot_results(results: pd.DataFrame, samples: pd.DataFrame, benign_statistic:
                 title="Classifier alone (cf. Fig. 3)", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="ε", title="Detector, then classifier (cf. Fig. 4)")
     for axis in axes:
-        axis.legend(fontsize=8)
-        axis.grid(alpha=0.3)
+        legend(axis)
     paths.append(_save(figure, out / "fig3_4_accuracy.png"))
 
     available = np.array(sorted(samples["eps"].unique()))
     chosen = sorted({float(available[np.abs(available - e).argmin()]) for e in histogram_eps})
     models = list(results["model"].unique())
-    figure, axes = plt.subplots(len(models), len(chosen), squeeze=False,
-                                figsize=(3.6 * len(chosen), 2.8 * len(models)))
+    figure = new_figure(3.6 * len(chosen), 2.8 * len(models))
+    axes = subplots(figure, len(models), len(chosen))
     for row, model in enumerate(models):
         for column, eps in enumerate(chosen):
             axis = axes[row][column]
@@ -274,12 +271,13 @@ def plot_results(results: pd.DataFrame, samples: pd.DataFrame, benign_statistic:
             axis.hist(benign, bins=bins, alpha=0.6, label="benign (test)")
             axis.hist(adversarial["statistic"], bins=bins, alpha=0.6, label="PGD")
             axis.axvline(threshold, color="k", linestyle="--", linewidth=1, label="threshold")
-            axis.set_title(f"{model}, ε={eps:g}", fontsize=9)
+            axis.set_title(f"{model}, ε={eps:g}", fontsize="medium")
             axis.set_xlabel("p̂")
-    axes[0][0].legend(fontsize=7)
+    legend(axes[0][0], fontsize="x-small")
     paths.append(_save(figure, out / "histograms.png"))
 
-    figure, axes = plt.subplots(1, len(models), squeeze=False, figsize=(4.4 * len(models), 4))
+    figure = new_figure(4.4 * len(models), 4)
+    axes = subplots(figure, 1, len(models))
     for column, model in enumerate(models):
         axis = axes[0][column]
         for eps in chosen:
@@ -290,21 +288,15 @@ def plot_results(results: pd.DataFrame, samples: pd.DataFrame, benign_statistic:
         axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
         axis.set(xlabel="false-positive rate (clean test images)", ylabel="true positive rate",
                  title=f"ROC of the WS statistic: {model}")
-        axis.legend(fontsize=7)
-        axis.grid(alpha=0.3)
+        legend(axis, fontsize="x-small")
     paths.append(_save(figure, out / "roc.png"))
     return paths
 
 
 def _save(figure, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from advqa.plotting import save_figure
 
-    figure.tight_layout()
-    temporary = path.with_name(path.name + ".tmp.png")
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    temporary.replace(path)
-    return path
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------- driver

@@ -20,6 +20,7 @@ import torch
 
 from advqa.attacks import Evaluation, Objective, get_attack
 from advqa.attacks.budgets import Linf
+from advqa.plotting import legend, new_figure, save_figure, subplots
 from advqa.quality.aeqa import aeqa_scores
 
 Z95 = 1.959963984540054
@@ -139,15 +140,10 @@ def best_settings(scored: pd.DataFrame) -> pd.DataFrame:
 
 def aeqa_curves(scored: pd.DataFrame, path: str | Path) -> Path:
     """Figure 7: mean AEQA against strength per attack (log x), peaks marked; PNG or SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     curves, peaks = aeqa_by_strength(scored), best_settings(scored)
     norms = sorted(curves.norm.unique())
-    figure, axes = plt.subplots(1, len(norms), figsize=(5 * len(norms), 4), squeeze=False)
-    for axis, norm in zip(axes[0], norms, strict=True):
+    figure = new_figure(5 * len(norms), 4)
+    for axis, norm in zip(subplots(figure, 1, len(norms))[0], norms, strict=True):
         for attack, curve in curves[curves.norm == norm].groupby("attack"):
             line, = axis.plot(curve.strength, curve.mean_aeqa, marker="o", label=attack)
             peak = peaks[(peaks.attack == attack) & (peaks.norm == norm)]
@@ -155,12 +151,8 @@ def aeqa_curves(scored: pd.DataFrame, path: str | Path) -> Path:
                          color=line.get_color(), zorder=3)
         axis.set(xscale="log", xlabel="strength (ε or overshoot)", ylabel="mean AEQA",
                  title=f"{norm}")
-        axis.legend(fontsize="small")
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+        legend(axis)
+    return save_figure(figure, path)
 
 
 def compare_with_pgd(model, images: torch.Tensor, labels: torch.Tensor, lbfgs: dict, *,

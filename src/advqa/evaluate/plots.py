@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from advqa.evaluate.correlation import MIN_ITEMS, fitted_curve
+from advqa.plotting import LEGEND_FONT_SIZE, new_figure, save_figure, subplots
 
 
 def _draw_metric(axes, frame: pd.DataFrame, metric: str, *, mos: str, colour_by: str | None):
@@ -42,7 +43,7 @@ def scatter_plots(frame: pd.DataFrame, metrics: Sequence[str], path: str | Path,
     metrics : sequence of str
         Metric columns, one panel each.
     path : str or Path
-        Output file; ``.svg`` writes SVG, anything else PNG.
+        Output file, written atomically; ``.svg`` writes SVG, anything else PNG.
     mos : str, default "mos"
         Column of mean opinion scores.
     colour_by : str or None, default "attack"
@@ -55,18 +56,12 @@ def scatter_plots(frame: pd.DataFrame, metrics: Sequence[str], path: str | Path,
     Path
         `path`.
     """
-    # The object-oriented API with an Agg canvas never touches a display or pyplot state.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = Path(path)
     if colour_by not in frame.columns:
         colour_by = None
     columns = max(1, min(columns, len(metrics)))
     rows = max(1, math.ceil(len(metrics) / columns))
-    figure = Figure(figsize=(3.6 * columns, 3.2 * rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    grid = figure.subplots(rows, columns, squeeze=False)
+    figure = new_figure(3.6 * columns, 3.2 * rows)
+    grid = subplots(figure, rows, columns)
     for axes, metric in zip(grid.ravel(), metrics, strict=False):
         _draw_metric(axes, frame, metric, mos=mos, colour_by=colour_by)
     for axes in grid.ravel()[len(metrics):]:
@@ -74,7 +69,5 @@ def scatter_plots(frame: pd.DataFrame, metrics: Sequence[str], path: str | Path,
     handles, labels = grid.ravel()[0].get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)),
-                      fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="svg" if path.suffix.lower() == ".svg" else "png", dpi=110)
-    return path
+                      fontsize=LEGEND_FONT_SIZE)
+    return save_figure(figure, path)

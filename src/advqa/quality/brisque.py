@@ -23,7 +23,8 @@ The pipeline, per image:
    [min, max] to [−1, 1]; ``svm-predict -b 1`` with ``allmodel``:
    ``Σ_i coef_i · exp(−γ‖x − sv_i‖²) − ρ`` (for ε-SVR the ``-b 1``
    probability model does not change the predicted value). The score is
-   about 0 (best) to 100 (worst), and may leave that range.
+   about 0 (best) to 100 (worst), and may leave that range; the registry
+   (:mod:`advqa.quality.registry`) states that practical range, ``(0, 100)``.
 
 Differentiability and deviations from the MATLAB code
 -----------------------------------------------------
@@ -94,18 +95,6 @@ FEATURES = 36
 # brisque_feature.m's circshift shifts, [rows, columns].
 BRISQUE_SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
 MODELS = ("live", "brisque-0.2.0")
-
-METRIC_INFO = {
-    "name": "brisque",
-    "full_reference": False,
-    "higher_is_better": False,
-    # LIVE DMOS scale: ~0 best, ~100 worst; the SVR can leave it slightly.
-    "range": (0.0, 100.0),
-    "differentiable": True,
-    "description": "BRISQUE (Mittal et al., 2012), no-reference, lower is better; "
-                   "MATLAB BRISQUE_release with its LIVE-trained SVR",
-}
-
 
 @dataclass(frozen=True)
 class BrisqueModel:

@@ -18,15 +18,16 @@ assembles piq's modules exactly as piq 0.8.0's constructors do. Missing files ra
 
 ``pyiqa:<name>`` wraps ``pyiqa.create_metric(name)``. pyiqa is licensed for non-commercial
 use only (PolyForm Noncommercial 1.0.0), so it is never a dependency of advqa: it is imported
-only inside :class:`PyIQAMetric`. Its constructors and some of its forward passes fetch
-weights; :class:`PyIQAMetric` runs them with downloads refused (torch hub's and pyiqa's
-download functions, the Hugging Face hub in offline mode, and outgoing IP connections, all
-patched for the duration of the call, which makes it unsafe to use from several threads at
-once). A file pyiqa asks for that sits in ``$ADVQA_WEIGHTS_DIR`` is copied to the place pyiqa
-expects (pyiqa's cache, ``torch.hub.get_dir()/pyiqa``, or torch hub's checkpoints); any
-other request raises :class:`~advqa.models.MissingWeightsError` naming the file, its URL and
-its destination. Note that pyiqa loads its checkpoints with ``weights_only=False``: only put
-files from sources you trust there.
+only inside :class:`PyIQAMetric`. Offline loading is explicit: give the metric's weight file
+as ``pretrained_model_path`` (a path, or a file name found in ``$ADVQA_WEIGHTS_DIR`` or torch
+hub's checkpoints), which advqa resolves and hands to pyiqa. What pyiqa fetches beyond that
+(its default weights, torchvision backbones, Hugging Face files) it reads from its own caches
+(``torch.hub.get_dir()/pyiqa``, torch hub's checkpoints, the Hugging Face cache) when the files
+are there; a download or outgoing connection is refused with a
+:class:`~advqa.models.MissingWeightsError` naming the file, its URL and where to put it
+(:func:`refuse_network`: an audit hook scoped to the calling thread; no function is patched
+and no environment variable set). Note that pyiqa loads its checkpoints with
+``weights_only=False``: only put files from sources you trust there.
 
 Every metric takes RGB images in [0, data_range] (grey images are repeated to three
 channels) and returns (N,) scores; ``metric.info`` is a
@@ -36,12 +37,12 @@ channels) and returns (N,) scores; ``metric.info`` is a
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
-import os
-import shutil
 import socket
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -55,7 +56,7 @@ from advqa.models.registry import (
     resolve_device,
     weight_directories,
 )
-from advqa.quality.registry import MetricInfo
+from advqa.quality.registry import MetricInfo, list_metrics
 from advqa.quality.validate import check_images, check_pair
 
 INFINITY = math.inf
@@ -320,26 +321,16 @@ class PieAPPMetric(LearnedMetric):
         return self.backend(distorted, reference)
 
 
-_PIQ_INFO = {
-    "lpips": MetricInfo(name="lpips", full_reference=True, higher_is_better=False,
-                        range=(0.0, 1.0), differentiable=True,
-                        description="LPIPS v0.1, VGG16 (piq)"),
-    "dists": MetricInfo(name="dists", full_reference=True, higher_is_better=False,
-                        range=(0.0, 1.0), differentiable=True,
-                        description="DISTS distance, 1 - similarity (piq)"),
-    "pieapp": MetricInfo(name="pieapp", full_reference=True, higher_is_better=False,
-                         range=(0.0, INFINITY), differentiable=True,
-                         description="PieAPP perceptual error (piq)"),
-}
 _MIN_SIZE = {"lpips": 32, "dists": 16, "pieapp": 64}  # piq runs all of VGG16 for LPIPS
 
 
 def learned_metric_info(name: str) -> MetricInfo:
-    """Metadata of ``lpips``, ``dists`` or ``pieapp`` without loading anything."""
-    if name not in _PIQ_INFO:
+    """Metadata of ``lpips``, ``dists`` or ``pieapp`` without loading anything: the
+    registry's own entry (the only source of metric facts)."""
+    if name not in PIQ_METRICS:
         raise ValueError(f"unknown learned metric {name!r}; valid names: "
                          f"{', '.join(PIQ_METRICS)}, {PYIQA_PREFIX}<name>")
-    return _PIQ_INFO[name]
+    return list_metrics()[name]
 
 
 def list_learned_metrics() -> list[LearnedMetricEntry]:
@@ -347,7 +338,7 @@ def list_learned_metrics() -> list[LearnedMetricEntry]:
     rows = []
     for name in PIQ_METRICS:
         files = weight_files(name)
-        rows.append(LearnedMetricEntry(_PIQ_INFO[name], files,
+        rows.append(LearnedMetricEntry(learned_metric_info(name), files,
                                        tuple(f for f in files if f.find() is None)))
     return rows
 
@@ -446,71 +437,107 @@ def _parse_range(text) -> tuple[float, float]:
     return (low, high)
 
 
-def _refuse_downloads(label: str) -> Callable:
-    """A stand-in for ``download_url_to_file(url, dst, ...)``: serves ``$ADVQA_WEIGHTS_DIR``
-    copies, refuses everything else."""
+# Who is offline: set by refuse_network() for the current thread / asyncio task only.
+_OFFLINE: contextvars.ContextVar[str | None] = contextvars.ContextVar("advqa_offline",
+                                                                     default=None)
+_GUARD_LOCK = threading.Lock()
+_GUARD_INSTALLED = False
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
-    def download_url_to_file(url, dst, *args, **kwargs):
-        name = Path(dst).name
-        source = os.environ.get("ADVQA_WEIGHTS_DIR")
-        if source and (Path(source) / name).is_file():
-            Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(source) / name, dst)
+
+def _refusal(label: str, url: str) -> MissingWeightsError:
+    name = Path(urlparse(url).path).name or url
+    hub = Path(torch.hub.get_dir())
+    return MissingWeightsError(
+        f"{label} needs weight file {name!r}, which is not on this machine (advqa never "
+        f"downloads at run time). On a machine with internet, download {url} and put it "
+        f"where pyiqa looks for it ({hub / 'pyiqa'} for pyiqa's own weights, "
+        f"{hub / 'checkpoints'} for torchvision backbones), or give the metric's weights "
+        "explicitly with pretrained_model_path=FILE (a path, or a file name found in "
+        f"{' or '.join(str(d) for d in weight_directories())}).")
+
+
+def _audit(event: str, args: tuple) -> None:
+    """PEP 578 audit hook: inert unless :func:`refuse_network` is active in this context."""
+    if event not in ("urllib.Request", "socket.getaddrinfo", "socket.connect"):
+        return
+    label = _OFFLINE.get()
+    if label is None:
+        return
+    if event == "urllib.Request":  # torch.hub and pyiqa downloads, before any DNS lookup
+        if urlparse(str(args[0])).scheme == "file":
             return
-        where = f"{Path(dst).parent}" + (f" or $ADVQA_WEIGHTS_DIR ({source})" if source else
-                                         " (or into a folder named by $ADVQA_WEIGHTS_DIR)")
-        raise MissingWeightsError(
-            f"{label} needs weight file {name!r}, which is not on this machine (advqa never "
-            f"downloads at run time). On a machine with internet, download {url} and put it "
-            f"in {where}.")
-
-    return download_url_to_file
+        raise _refusal(label, str(args[0]))
+    if event == "socket.getaddrinfo":
+        host = args[0].decode() if isinstance(args[0], bytes) else args[0]
+        if host is None or str(host) in _LOOPBACK:
+            return
+        address = (host, args[1])
+    else:
+        sock, address = args
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or address[0] in _LOOPBACK:
+            return
+    raise MissingWeightsError(
+        f"{label} tried to reach {address!r} over the network, presumably to fetch weights "
+        "(e.g. from the Hugging Face hub); advqa never downloads at run time. Place the "
+        "files it needs on this machine first (pyiqa and the Hugging Face hub read their "
+        "own caches without a connection).")
 
 
 @contextlib.contextmanager
-def no_downloads(label: str) -> Iterator[None]:
-    """Run third-party code with downloads refused (see the module docstring)."""
-    refuse = _refuse_downloads(label)
-    patches: list[tuple[object, str, object]] = []
+def refuse_network(label: str) -> Iterator[None]:
+    """Run third-party code with downloads and outgoing connections refused.
 
-    def patch(owner, attribute, value):
-        patches.append((owner, attribute, getattr(owner, attribute)))
-        setattr(owner, attribute, value)
-
-    original_connect = socket.socket.connect
-
-    def connect(sock, address):
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            raise MissingWeightsError(
-                f"{label} tried to open a network connection to {address!r}, presumably to "
-                "fetch weights; advqa never downloads at run time. Place the files it needs "
-                "on this machine first.")
-        return original_connect(sock, address)
-
-    patch(torch.hub, "download_url_to_file", refuse)
-    download_util = sys.modules.get("pyiqa.utils.download_util")
-    if download_util is not None and hasattr(download_util, "download_url_to_file"):
-        patch(download_util, "download_url_to_file", refuse)
-    patch(socket.socket, "connect", connect)
-    hub_constants = sys.modules.get("huggingface_hub.constants")
-    if hub_constants is not None and hasattr(hub_constants, "HF_HUB_OFFLINE"):
-        patch(hub_constants, "HF_HUB_OFFLINE", True)
-    saved_env = {key: os.environ.get(key) for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ.update({key: "1" for key in saved_env})
+    Nothing is patched and no environment variable is set: an audit hook
+    (:func:`sys.addaudithook`, added once per process, inert outside this context)
+    raises :class:`~advqa.models.MissingWeightsError` on a ``urllib`` request (the URL
+    and file named) or a DNS lookup / connection to a non-loopback host. The refusal
+    holds for the calling thread (and asyncio task) only; other threads are
+    unaffected, and threads started inside the block are not covered.
+    """
+    global _GUARD_INSTALLED
+    with _GUARD_LOCK:
+        if not _GUARD_INSTALLED:
+            sys.addaudithook(_audit)
+            _GUARD_INSTALLED = True
+    token = _OFFLINE.set(label)
     try:
         yield
     finally:
-        for owner, attribute, value in reversed(patches):
-            setattr(owner, attribute, value)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _OFFLINE.reset(token)
+
+
+def local_weight_file(label: str, path: str | Path) -> Path:
+    """``path`` if it is a file, else the file of that name in a weight directory.
+
+    Raises
+    ------
+    MissingWeightsError
+        When neither exists; the message names the file and the folders searched.
+    """
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path.resolve()
+    for directory in weight_directories():
+        if (directory / path.name).is_file():
+            return directory / path.name
+    places = " or ".join(str(directory) for directory in weight_directories())
+    raise MissingWeightsError(
+        f"{label}: weight file {str(path)!r} is not on this machine (searched {path.parent}"
+        f" and {places}); advqa never downloads at run time. Copy the file there or give "
+        "its full path.")
 
 
 class PyIQAMetric(LearnedMetric):
-    """``pyiqa.create_metric(name)`` behind the uniform interface, with downloads refused.
+    """``pyiqa.create_metric(name)`` behind the uniform interface, offline.
+
+    Weights are explicit: ``pretrained_model_path`` (a path, or a file name found in
+    :func:`~advqa.models.registry.weight_directories`) is resolved here and handed to
+    pyiqa, which then loads that file instead of fetching its default. Anything pyiqa
+    still fetches (its default weights when no path is given, torchvision backbones,
+    Hugging Face files) is read from its own caches when present there, and refused
+    otherwise (:func:`refuse_network`) with a :class:`~advqa.models.MissingWeightsError`
+    naming the file, its URL and where to put it.
 
     Parameters
     ----------
@@ -522,23 +549,28 @@ class PyIQAMetric(LearnedMetric):
     differentiable : bool
         Build it with ``as_loss=True`` so that gradients flow (pyiqa disables autograd
         otherwise).
+    pretrained_model_path : str or Path, optional
+        The metric's weight file, passed to pyiqa as ``pretrained_model_path``.
     **options
         Passed to ``pyiqa.create_metric``.
     """
 
     def __init__(self, name: str, *, device: str | torch.device | None = None,
                  data_range: float = 1.0, clamp: bool = False, differentiable: bool = False,
-                 **options):
+                 pretrained_model_path: str | Path | None = None, **options):
         pyiqa = _import_pyiqa()
         label = f"{PYIQA_PREFIX}{name}"
         device = resolve_device(device)
-        with no_downloads(label):
+        if pretrained_model_path is not None:
+            options["pretrained_model_path"] = str(local_weight_file(label,
+                                                                     pretrained_model_path))
+        with refuse_network(label):
             try:
                 backend = pyiqa.create_metric(name, as_loss=differentiable, device=device,
                                               loss_reduction="none", **options)
             except MissingWeightsError:
                 raise
-            except OSError as error:  # Hugging Face offline mode and the like
+            except OSError as error:  # the Hugging Face hub without a connection, and the like
                 raise MissingWeightsError(
                     f"{label} could not find the files it needs on this machine (advqa never "
                     f"downloads at run time): {error}") from error
@@ -551,7 +583,8 @@ class PyIQAMetric(LearnedMetric):
         self.label = label
 
     def score(self, distorted, reference):
-        with no_downloads(self.label):
+        # Some pyiqa metrics fetch files on their first forward pass: refused here too.
+        with refuse_network(self.label):
             if self.info.full_reference:
                 output = self.backend(distorted, reference)
             else:

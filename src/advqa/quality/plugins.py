@@ -49,14 +49,14 @@ def load_metric(name: str, **options):
     TypeError
         When a plug-in does not follow the protocol above.
     """
-    if name in {info.name for info in list_metrics()} or name.startswith(PYIQA_PREFIX):
+    if name in list_metrics() or name.startswith(PYIQA_PREFIX):
         return get_metric(name, **options)
     points = [point for point in entry_points(group=ENTRY_POINT_GROUP) if point.name == name]
     if points:
         return checked(points[0].load()(**options), name)
     if ":" in name:
         return checked(import_attribute(name)(**options), name)
-    known = ", ".join([*(info.name for info in list_metrics()), *plugin_names()])
+    known = ", ".join([*list_metrics(), *plugin_names()])
     raise UnknownMetricError(
         f"unknown metric {name!r}; valid names: {known}, 'pyiqa:<name>', "
         f"or a plug-in path 'package.module:Class'")

@@ -1,4 +1,11 @@
-"""Every score is a :class:`Metric`; ``get_metric(name)`` is the only way callers reach one."""
+"""Every score is a :class:`Metric`; ``get_metric(name)`` is the only way callers reach one.
+
+This module is the only source of :class:`MetricInfo`: ``list_metrics()[name]`` and
+``get_metric(name).info`` are the same object for every registered name (including
+the weight-backed ``lpips``, ``dists`` and ``pieapp``, whose factory reads its info
+here). Callers ask ``info.needs_model`` whether a metric needs a classifier, never
+its name.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +30,10 @@ class MetricInfo:
         Needs the reference image.
     higher_is_better : bool
     range : (float, float)
-        The values the metric takes in practice (its natural range).
+        The values the metric takes in practice (its natural range), not its
+        mathematical bounds: ``advqa metrics`` prints it and the gate's default quality
+        scale (:meth:`advqa.detect.features.QualityScale.default`) maps it to [0, 1].
+        ``inf`` marks a metric without a practical upper end.
     differentiable : bool
         Gradients w.r.t. the distorted image are meaningful.
     description : str
@@ -115,13 +125,23 @@ _fr("vif", True, 0.0, 1.0, True, "visual information fidelity, pixel domain",
 _fr("vsi", True, 0.0, 1.0, True, "visual saliency-induced index",
     "advqa.quality.classical:vsi")
 _fr("mad", False, 0.0, 200.0, True, "most apparent distortion", "advqa.quality.mad:mad")
-_nr("niqe", 0.0, 100.0, "naturalness image quality evaluator", "advqa.quality.niqe:niqe")
-_nr("brisque", 0.0, 100.0, "BRISQUE, LIVE-trained SVR", "advqa.quality.brisque:brisque")
+# NIQE is a distance to a pristine model: 0 is a perfect match and nothing bounds it
+# above, but natural photos score about 2–8 and heavy distortion about 10–20, so its
+# practical range is (0, 20). (0, 100) would squash every photo into the top fifth of
+# the gate's quality scale, which has normalised NIQE by (0, 20) from the start.
+_nr("niqe", 0.0, 20.0, "naturalness image quality evaluator (MATLAB niqe_release)",
+    "advqa.quality.niqe:niqe")
+# BRISQUE's SVR predicts LIVE DMOS: about 0 (best) to 100 (worst); it may leave it a little.
+_nr("brisque", 0.0, 100.0, "BRISQUE, LIVE-trained SVR (MATLAB BRISQUE_release)",
+    "advqa.quality.brisque:brisque")
+# PIQE is a percentage: (0, 100) by construction.
 _nr("piqe", 0.0, 100.0, "perception-based image quality evaluator", "advqa.quality.piqe:piqe")
 register_factory(MetricInfo("lpips", True, False, (0.0, 1.0), True,
                             "LPIPS v0.1, VGG16 (piq; weights on disk)"), LEARNED_FACTORY)
 register_factory(MetricInfo("dists", True, False, (0.0, 1.0), True,
-                            "DISTS distance (piq; weights on disk)"), LEARNED_FACTORY)
+                            "DISTS distance, 1 − similarity (piq; weights on disk)"),
+                 LEARNED_FACTORY)
+# PieAPP's error has no upper bound (≥ 0 in practice).
 register_factory(MetricInfo("pieapp", True, False, (0.0, INFINITY), True,
                             "PieAPP error (piq; weights on disk)"), LEARNED_FACTORY)
 _fr("l0", False, 0.0, INFINITY, False, "changed pixel positions", "advqa.quality.lp:l0")
@@ -139,9 +159,12 @@ register(MetricInfo("js", True, True, (0.0, 1.0), True,
          "advqa.quality.aeqa:js_metric")
 
 
-def list_metrics() -> list[MetricInfo]:
-    """Every registered metric, in registry order."""
-    return [info for info, _ in _ENTRIES.values()]
+def list_metrics() -> dict[str, MetricInfo]:
+    """Every registered metric: name → :class:`MetricInfo`, in registry order.
+
+    The dict is a fresh copy: changing it does not change the registry.
+    """
+    return {name: info for name, (info, _) in _ENTRIES.items()}
 
 
 def is_available(name: str) -> bool:

@@ -1,32 +1,37 @@
 """Score a study directory: one column per metric for every AE of its manifest.
 
-Scores live in the study's ``ledger.sqlite`` (table ``scores``: id, metric,
-content, value, error), written one (batch, metric) per transaction, so a killed
-run resumes without recomputing finished (AE, metric) pairs. ``content`` keys a
-score to what it scored: the SHA-256 of the reference and AE files and, for
-metrics that need one, the classifier. A rebuilt AE is therefore rescored, and a
-score of an older file is never exported. Each batch's images are read once for
-all metrics and checked against the manifest's SHA-256. At the end the results
-are exported atomically as ``scores.{parquet,csv}`` (id plus one column per
-metric) and ``scored_manifest.{parquet,csv}`` (the manifest with those columns).
-An AE or batch on which a metric fails is recorded with the error, the run goes
-on, and the failure is retried on the next run.
+Scoring is a job of the engine (:mod:`advqa.jobs`): the AEs that still lack a score
+are split into units of ``batch_size``; a unit decodes its AEs once and runs every
+metric they lack, here or on workers (``executor``). The client reads the files,
+checks them against the manifest's SHA-256 and sends their bytes (each reference
+once to every worker), so workers need no shared file system; it commits each
+unit's rows to the study's ``ledger.sqlite`` (job ``score``: one row per (AE,
+metric): value, error and *content key*) in one transaction, so a killed run
+resumes without recomputing finished pairs.
+
+The content key ties a score to what it scored: the SHA-256 of the reference and AE
+files and, for metrics that need one, the classifier. A rebuilt AE is therefore
+rescored, and a score of an older file is never exported. Which pairs are done is
+read from the rows, never from unit marks: an AE or metric that failed (recorded
+with its error) is retried on the next run. At the end the results are exported
+atomically as ``scores.{parquet,csv}`` (id plus one column per metric),
+``scored_manifest.{parquet,csv}`` (the manifest with those columns) and
+``score_failures.{parquet,csv}``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
-import sqlite3
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from advqa.data import read_image
+from advqa.jobs import Ledger, LocalExecutor, Unit, run_units, unit_key, worker_cache
 from advqa.quality.registry import get_metric, is_available, list_metrics
 from advqa.study.layout import StudyDir
 from advqa.study.store import StudyLock
@@ -40,53 +45,17 @@ def default_metrics() -> list[str]:
     return [name for name in STUDY_METRICS if is_available(name)]
 
 
-class ScoreStore:
-    """The ``scores`` table of a study ledger; see the module docstring."""
-
-    def __init__(self, path: Path):
-        self.connection = sqlite3.connect(path)
-        with self.connection:
-            self.connection.execute(
-                "CREATE TABLE IF NOT EXISTS scores (id TEXT NOT NULL, metric TEXT NOT NULL, "
-                "value REAL, error TEXT, PRIMARY KEY (id, metric))")
-            columns = {row[1] for row in self.connection.execute("PRAGMA table_info(scores)")}
-            if "content" not in columns:  # ledgers of advqa before content keys
-                self.connection.execute("ALTER TABLE scores ADD COLUMN content TEXT")
-
-    def done(self, metric: str, contents: dict[str, str]) -> set[str]:
-        """Ids scored without error on the content they have now."""
-        query = "SELECT id, content FROM scores WHERE metric = ? AND error IS NULL"
-        return {i for i, content in self.connection.execute(query, (metric,))
-                if contents.get(i) == content}
-
-    def record(self, metric: str, ids: list[str], contents: list[str],
-               values: list[float | None], error: str | None = None) -> None:
-        with self.connection:
-            self.connection.executemany(
-                "INSERT OR REPLACE INTO scores (id, metric, content, value, error) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(i, metric, c, v, error) for i, c, v in zip(ids, contents, values, strict=True)])
-
-    def table(self) -> pd.DataFrame:
-        rows = self.connection.execute(
-            "SELECT id, metric, content, value, error FROM scores").fetchall()
-        return pd.DataFrame(rows, columns=["id", "metric", "content", "value", "error"])
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def with_hashes(study: Path, manifest: pd.DataFrame) -> pd.DataFrame:
     """The manifest with ``reference_disk``/``adversarial_disk``: the SHA-256 of the files
     as they are now ("" when missing). Scores are keyed to these, so a file edited after
-    scoring is not shown with its old score; :func:`read_pair` then refuses it if it is not
-    the file the manifest lists. Manifests written before advqa recorded hashes take the
-    files' as their own."""
-    hashed = {path: sha256_file(study / path) if (study / path).is_file() else ""
+    scoring is not shown with its old score; it is refused when it is not the file the
+    manifest lists. Manifests written before advqa recorded hashes take the files' as
+    their own."""
+    hashed = {path: sha256((study / path).read_bytes()) if (study / path).is_file() else ""
               for path in {*manifest.reference_path, *manifest.adversarial_path}}
     manifest = manifest.assign(reference_disk=manifest.reference_path.map(hashed),
                                adversarial_disk=manifest.adversarial_path.map(hashed))
@@ -118,20 +87,34 @@ def content_keys(manifest: pd.DataFrame, scorer: str) -> dict[str, str]:
                                manifest.adversarial_disk, strict=True)}
 
 
-def read_pair(study: Path, row) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference and AE of a manifest row, each checked against the manifest's SHA-256."""
-    images = []
-    for path, expected in ((row.reference_path, row.reference_sha256),
-                           (row.adversarial_path, row.adversarial_sha256)):
-        if sha256_file(study / path) != expected:
-            raise ValueError(f"{path} is not the file the manifest lists (SHA-256 differs); "
-                             "rebuild the study rather than edit its images")
-        images.append(read_image(study / path))
-    return images[0], images[1]
-
-
 def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def score_row(ae: str, metric: str, value: float | None, error: str | None) -> dict:
+    """A ledger row: one (AE, metric) score; the client adds its content key."""
+    return {"id": f"{metric}|{ae}", "ae": ae, "metric": metric, "value": value,
+            "error": error}
+
+
+# ---------------------------------------------------------------- worker side
+
+def scorer(name: str, model):
+    """A metric ready to score, built once per worker (with logits cached when it needs
+    the classifier)."""
+    if model is None:
+        return get_metric(name)
+    return get_metric(name, model=worker_cache(CachedLogits, model))
+
+
+def decode_png(data: bytes) -> torch.Tensor:
+    """A PNG's pixels as float32 (C, H, W) in [0, 1], as :func:`advqa.data.read_image`."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data), formats=("PNG",)) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).to(torch.float32) / 255
 
 
 def score_batch(metric, references, adversarial) -> tuple[list[float | None], str | None]:
@@ -143,40 +126,36 @@ def score_batch(metric, references, adversarial) -> tuple[list[float | None], st
     return values, error
 
 
-def score_rows(study: Path, rows: pd.DataFrame, scorers: dict, contents: dict,
-               done: dict, store: ScoreStore) -> None:
-    """Score one batch with every metric that still lacks it; images are read once.
-
-    An AE whose files cannot be read, or differ from the manifest, is recorded as a
-    failure for every metric, and the rest of the batch is scored.
-    """
-    pairs, readable = [], []
-    for position, row in enumerate(rows.itertuples(index=False)):
+def score_unit(items: list[tuple[str, str, bytes]], needs: dict[str, list[str]], *,
+               references: dict[str, bytes], model) -> list[dict]:
+    """One unit, wherever it runs: decode the unit's AEs once and run every metric they
+    lack. ``items`` are (AE id, reference path, AE PNG bytes); ``needs`` maps a metric
+    to the AE ids it still lacks. An AE that fails to decode fails alone."""
+    rows, decoded = [], {}
+    for ae, reference, data in items:
         try:
-            pairs.append(read_pair(study, row))
-            readable.append(position)
-        except Exception as failure:  # an unreadable AE fails itself, not the run
-            warnings.warn(f"cannot score {row.id}: {failure}", stacklevel=3)
-            for name in scorers:
-                store.record(name, [row.id], [contents[name][row.id]], [None],
-                             f"unreadable: {failure}")
-    rows = rows.iloc[readable]
-    if not len(rows):
-        return
-    references = torch.stack([pair[0] for pair in pairs])
-    adversarial = torch.stack([pair[1] for pair in pairs])
-    for name, metric in scorers.items():
-        missing = ~rows.id.isin(done[name]).to_numpy()
-        if not missing.any():
+            decoded[ae] = (decode_png(references[reference]), decode_png(data))
+        except Exception as failure:  # a corrupt file fails its own scores only
+            rows += [score_row(ae, name, None, f"unreadable: {failure}")
+                     for name, ids in needs.items() if ae in ids]
+    for name, ids in needs.items():
+        ids = [ae for ae in ids if ae in decoded]
+        if not ids:
             continue
-        ids = list(rows.id[missing])
-        mask = torch.from_numpy(missing)
+        metric = worker_cache(scorer, name, model if _needs_model(name) else None)
         try:
-            values, error = score_batch(metric, references[mask], adversarial[mask])
+            values, error = score_batch(metric, torch.stack([decoded[a][0] for a in ids]),
+                                        torch.stack([decoded[a][1] for a in ids]))
         except Exception as failure:  # one bad batch must not end a long run
-            warnings.warn(f"{name} failed on {ids}: {failure}", stacklevel=3)
             values, error = [None] * len(ids), f"{type(failure).__name__}: {failure}"
-        store.record(name, ids, [contents[name][i] for i in ids], values, error)
+        rows += [score_row(ae, name, value, error) for ae, value in
+                 zip(ids, values, strict=True)]
+    return rows
+
+
+def _needs_model(name: str) -> bool:
+    info = list_metrics().get(name)
+    return info is not None and info.needs_model
 
 
 class CachedLogits(torch.nn.Module):
@@ -215,67 +194,117 @@ class CachedLogits(torch.nn.Module):
 
 
 def study_model(study: Path, model):
-    """The classifier AEQA needs: the given one, else the study's own; logits cached."""
-    if model is None:
-        from advqa.models import load_classifier
+    """The classifier AEQA needs: the given one, else the study's own."""
+    if model is not None:
+        return model.model if isinstance(model, CachedLogits) else model
+    from advqa.models import load_classifier
 
-        settings = StudyDir(study).settings()
-        weights = settings.get("weights")
-        model = load_classifier(settings["model"], weights=None if weights == "random"
-                                else "default")
-        if weights not in ("random", None) and Path(str(model.info.weights)).name != \
-                Path(str(weights)).name:
-            if not Path(str(weights)).is_file():
-                raise FileNotFoundError(
-                    f"{study} was built with the weights {weights}, which are not here; "
-                    "give the classifier with --model/model=")
-            model = load_classifier(settings["model"], weights=weights)
-    return model if isinstance(model, CachedLogits) else CachedLogits(model)
+    settings = StudyDir(study).settings()
+    weights = settings.get("weights")
+    model = load_classifier(settings["model"], weights=None if weights == "random"
+                            else "default")
+    if weights not in ("random", None) and Path(str(model.info.weights)).name != \
+            Path(str(weights)).name:
+        if not Path(str(weights)).is_file():
+            raise FileNotFoundError(
+                f"{study} was built with the weights {weights}, which are not here; "
+                "give the classifier with --model/model=")
+        model = load_classifier(settings["model"], weights=weights)
+    return model
 
 
-def export(study: Path, manifest: pd.DataFrame, store: ScoreStore,
+def scores_table(ledger: Ledger) -> pd.DataFrame:
+    rows = ledger.rows()
+    return pd.DataFrame(rows, columns=["id", "ae", "metric", "content", "value", "error"])
+
+
+def export(study: Path, manifest: pd.DataFrame, long: pd.DataFrame,
            current: dict[str, dict[str, str]]) -> pd.DataFrame:
     """Every metric scored on the files the manifest lists, one column each.
 
     ``current`` maps a metric to its content keys; scores of other content (an AE
     since rebuilt, another classifier) are left out.
     """
-    long = store.table()
     keep = [current.get(m, {}).get(i) == c
-            for i, m, c in zip(long.id, long.metric, long.content, strict=True)]
+            for i, m, c in zip(long.ae, long.metric, long.content, strict=True)]
     long = long[keep] if len(long) else long
+    long = long.drop(columns="id").rename(columns={"ae": "id"})
     known = [name for name in STUDY_METRICS if name in set(long.metric)]
     metrics = known + sorted(set(long.metric) - set(known))
     wide = long.pivot(index="id", columns="metric", values="value").reindex(
         index=manifest.id, columns=metrics).reset_index()
-    StudyDir(study).write_scores(wide)
+    layout = StudyDir(study)
+    layout.write_scores(wide)
     # The Lp metrics recompute the manifest's own distance columns: keep one copy.
     base = manifest.drop(columns=[name for name in metrics if name in manifest.columns]
                          + ["reference_disk", "adversarial_disk"])
-    StudyDir(study).write_scored_manifest(base.merge(wide, on="id", how="left"))
-    StudyDir(study).write_score_failures(long.dropna(subset=["error"]).drop(columns="content"))
+    layout.write_scored_manifest(base.merge(wide, on="id", how="left"))
+    layout.write_score_failures(long.dropna(subset=["error"]).drop(columns="content")
+                                .reset_index(drop=True))
     return wide
 
 
-def current_keys(study: Path, manifest: pd.DataFrame, store: ScoreStore,
-                 scorers: dict) -> dict[str, dict[str, str]]:
-    """Content keys of every metric in the store or in this run: the classifier of a
-    model metric is this run's, else the study's own."""
-    needs_model = {info.name for info in list_metrics() if info.needs_model}
+def current_keys(study: Path, manifest: pd.DataFrame, stored: pd.DataFrame, metrics,
+                 model) -> dict[str, dict[str, str]]:
+    """Content keys of every metric stored or scored now: the classifier of a model
+    metric is this run's, else the study's own."""
     keys = {}
-    for name in set(scorers) | set(store.table().metric):
-        if name not in needs_model:
-            scorer = ""
-        elif name in scorers:
-            scorer = model_fingerprint(scorers[name].options["model"])
+    for name in set(metrics) | set(stored.metric):
+        if not _needs_model(name):
+            fingerprint = ""
+        elif name in metrics:
+            fingerprint = model_fingerprint(model)
         else:
-            scorer = study_fingerprint(study)
-        keys[name] = content_keys(manifest, scorer)
+            fingerprint = study_fingerprint(study)
+        keys[name] = content_keys(manifest, fingerprint)
     return keys
 
 
-def score_study(study: str | Path, metrics=None, *, model=None,
-                batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+def file_problem(row) -> str | None:
+    """Why an AE cannot be scored as listed: a missing or changed file (None if fine)."""
+    for path, disk, listed in ((row.reference_path, row.reference_disk, row.reference_sha256),
+                               (row.adversarial_path, row.adversarial_disk,
+                                row.adversarial_sha256)):
+        if not disk:
+            return f"unreadable: {path} is missing"
+        if disk != listed:
+            return (f"unreadable: {path} is not the file the manifest lists (SHA-256 "
+                    "differs); rebuild the study rather than edit its images")
+    return None
+
+
+def plan(study: Path, manifest: pd.DataFrame, keys: dict, done: dict, metrics,
+         batch_size: int) -> tuple[list[Unit], list[dict]]:
+    """Units of ``batch_size`` AEs that lack a score, and rows for AEs whose files cannot
+    be read or are not the files the manifest lists (recorded, not sent)."""
+    units, unreadable, batch = [], [], []
+
+    def close_batch():
+        needs = {name: [ae for ae, *_ in batch if ae not in done[name]] for name in metrics}
+        needs = {name: ids for name, ids in needs.items() if ids}
+        contents = [(name, ae, keys[name][ae]) for name, ids in needs.items() for ae in ids]
+        units.append(Unit(unit_key("score", contents), {"aes": len(batch)},
+                          (list(batch), needs)))
+        batch.clear()
+
+    for row in manifest.itertuples(index=False):
+        if all(row.id in done[name] for name in metrics):
+            continue
+        reason = file_problem(row)
+        if reason:
+            warnings.warn(f"cannot score {row.id}: {reason}", stacklevel=3)
+            unreadable += [score_row(row.id, name, None, reason) for name in metrics]
+            continue
+        batch.append((row.id, row.reference_path, (study / row.adversarial_path).read_bytes()))
+        if len(batch) == batch_size:
+            close_batch()
+    if batch:
+        close_batch()
+    return units, unreadable
+
+
+def score_study(study: str | Path, metrics=None, *, model=None, batch_size: int = 16,
+                executor=None, progress: bool = True) -> pd.DataFrame:
     """Add one score per metric to every AE of a study; returns the wide score table.
 
     Parameters
@@ -287,35 +316,58 @@ def score_study(study: str | Path, metrics=None, *, model=None,
         Registry names (default: :func:`default_metrics`); no-reference metrics
         score the AE alone.
     model : nn.Module, optional
-        Classifier for ``aeqa``; defaults to the study's model.
+        Classifier for the metrics that need one (``aeqa``, ``js``); defaults to the
+        study's model.
     batch_size : int
-        AEs per batch (and per transaction).
+        AEs per unit.
+    executor : advqa.jobs.Executor, optional
+        Where the units run (:func:`advqa.jobs.make_executor`): here by default.
     """
     study = Path(study)
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     metrics = default_metrics() if metrics is None else list(metrics)
-    StudyDir(study).require_built()
-    scorers = {}
-    for name in metrics:
-        options = {}
-        if name in ("aeqa", "js"):
-            model = study_model(study, model)  # loaded once, shared by both
-            options["model"] = model
-        scorers[name] = get_metric(name, **options)
-    with StudyLock(study):
-        manifest = with_hashes(study, StudyDir(study).manifest())
-        store = ScoreStore(StudyDir(study).ledger_path)
-        try:
-            keys = current_keys(study, manifest, store, scorers)
-            done = {name: store.done(name, keys[name]) for name in scorers}
-            pending = manifest[[any(i not in done[name] for name in scorers)
-                                for i in manifest.id]]
-            batches = range(0, len(pending), batch_size)
-            for start in tqdm(batches, desc="score", unit="batch", disable=not progress):
-                score_rows(study, pending.iloc[start:start + batch_size], scorers, keys, done,
-                           store)
-            wide = export(study, manifest, store, keys)
-        finally:
-            store.close()
-    return wide
+    layout = StudyDir(study)
+    layout.require_built()
+    if any(_needs_model(name) for name in metrics):
+        model = study_model(study, model)
+    for name in metrics:  # a bad name or missing weights fails here, not in every unit
+        worker_cache(scorer, name, model if _needs_model(name) else None)
+    with StudyLock(study), Ledger(layout.ledger_path, "score") as ledger:
+        manifest = with_hashes(study, layout.manifest())
+        stored = scores_table(ledger)
+        keys = current_keys(study, manifest, stored, metrics, model)
+        done = {name: set(stored.ae[(stored.metric == name) & stored.error.isna() & (
+            stored.content == stored.ae.map(keys[name]))]) for name in metrics}
+        units, unreadable = plan(study, manifest, keys, done, metrics, batch_size)
+        if unreadable:
+            ledger.record(unit_key("score-unreadable", unreadable), {},
+                          with_content(unreadable, keys))
+        ledger.forget(unit.key for unit in units)  # the rows say they are pending
+        references = {path: (study / path).read_bytes()
+                      for path in {item[1] for unit in units for item in unit.args[0]}}
+        report = run_units(ledger, units, score_unit, executor=executor or LocalExecutor(),
+                           shared={"references": references, "model": model},
+                           on_result=lambda unit, rows: with_content(warned(rows), keys),
+                           progress=progress, description="score")
+        for failure in report.failures:  # a unit that raised: its scores stay missing
+            unit = next(u for u in units if u.key == failure.key)
+            rows = [score_row(ae, name, None, failure.error)
+                    for name, ids in unit.args[1].items() for ae in ids]
+            ledger.record(unit_key("score-failed", failure.key), {}, with_content(rows, keys))
+        return export(study, manifest, scores_table(ledger), keys)
+
+
+def warned(rows: list[dict]) -> list[dict]:
+    """Warn here, in the client, about every metric that failed in a unit."""
+    failed: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row["error"] and row["error"] != "non-finite score":
+            failed.setdefault((row["metric"], row["error"]), []).append(row["ae"])
+    for (metric, error), ids in failed.items():
+        warnings.warn(f"{metric} failed on {ids}: {error}", stacklevel=2)
+    return rows
+
+
+def with_content(rows: list[dict], keys: dict) -> list[dict]:
+    return [{**row, "content": keys[row["metric"]][row["ae"]]} for row in rows]

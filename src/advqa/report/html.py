@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from advqa.plotting import figure_png, legend, new_figure, subplots
 from advqa.study.layout import StudyDir
 
 SECTION_IDS = ("summary", "samples", "metric-means", "correlations", "aeqa-curves",
@@ -320,25 +321,13 @@ def settings_section(settings: dict) -> str:
 # --- plots ---------------------------------------------------------------------------------
 
 
-def new_figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def figure_png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None}, bbox_inches="tight")
-    return buffer.getvalue()
+# Figures come from advqa.plotting (new_figure, subplots, legend, figure_png): one style.
 
 
 def aeqa_plot(curves: pd.DataFrame, peaks: pd.DataFrame) -> bytes:
     norms = sorted(curves["norm"].unique())
     figure = new_figure(5 * len(norms), 3.6)
-    axes = figure.subplots(1, len(norms), squeeze=False)[0]
+    axes = subplots(figure, 1, len(norms))[0]
     for ax, norm in zip(axes, norms, strict=True):
         for attack, curve in curves[curves["norm"] == norm].groupby("attack"):
             curve = curve.sort_values("strength")
@@ -351,8 +340,7 @@ def aeqa_plot(curves: pd.DataFrame, peaks: pd.DataFrame) -> bytes:
         ax.set_title(f"norm {norm}")
         ax.set_xlabel("strength")
         ax.set_ylabel("mean AEQA")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        legend(ax)
     return figure_png(figure)
 
 
@@ -361,7 +349,7 @@ def mos_scatter(merged: pd.DataFrame, columns: list[str]) -> bytes:
     per_row = min(count, 4)
     rows = (count + per_row - 1) // per_row
     figure = new_figure(3.2 * per_row, 3 * rows)
-    axes = figure.subplots(rows, per_row, squeeze=False).ravel()
+    axes = subplots(figure, rows, per_row).ravel()
     for ax, column in zip(axes, columns, strict=False):
         ax.scatter(merged[column], merged["mos"], s=8, alpha=0.6)
         ax.set_xlabel(column)

@@ -82,7 +82,6 @@ class AMIFGSM(MIM):
             raise ValueError(f"radius must be a callable images -> (N,) tensor, got {radius!r}")
         self.fixed_step = step_size is not None
         self.radius = niqe_radius if radius is None else radius
-        self.ball = None  # (N, 1, 1, 1) radii of the batch being attacked
 
     def parameters(self):
         return {"attack": self.name, "norm": "linf", "eps": "1/niqe", "steps": self.steps,
@@ -103,17 +102,16 @@ class AMIFGSM(MIM):
 
     def perturb(self, objective, images):
         check_images(images)
-        # The engine's loop with this call's per-image radius and step: MI-FGSM's
-        # ascent, projected onto each image's own 1/NIQE ball.
-        self.ball = self.radii(images.detach())
-        nominal_step = self.step_size
-        if not self.fixed_step:
-            self.step_size = self.ball / self.steps
-        try:
-            return super().perturb(objective, images.detach())
-        finally:
-            self.step_size, self.ball = nominal_step, None
+        return super().perturb(objective, images.detach())
 
-    def project(self, adversarial, images):
-        clipped = torch.minimum(torch.maximum(adversarial, images - self.ball), images + self.ball)
+    def setup(self, images):
+        # This call's per-image radius and step: MI-FGSM's ascent, projected onto each
+        # image's own 1/NIQE ball.
+        ball = self.radii(images)
+        step_size = self.step_size if self.fixed_step else ball / self.steps
+        return {**super().setup(images), "ball": ball, "step_size": step_size}
+
+    def project(self, adversarial, state):
+        images, ball = state["images"], state["ball"]
+        clipped = torch.minimum(torch.maximum(adversarial, images - ball), images + ball)
         return clipped.clamp(0, 1)

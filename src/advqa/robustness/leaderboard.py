@@ -18,7 +18,6 @@ the metric's calibration range themselves.
 from __future__ import annotations
 
 import base64
-import io
 import math
 from collections.abc import Mapping
 from html import escape
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from advqa.plotting import figure_png, legend, new_figure, subplots
 from advqa.robustness.scores import robustness_scores
 from advqa.study.store import write_table
 
@@ -286,20 +286,9 @@ def cell_text(value) -> str:
     return str(value)
 
 
-def new_figure(width: float, height: float):
-    # The object-oriented API with an Agg canvas never touches a display or pyplot state.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def score_bars(board: pd.DataFrame) -> bytes:
     figure = new_figure(3.2 * len(SCORES), 3.4 + 0.08 * len(board))
-    for axes, score in zip(figure.subplots(1, len(SCORES), squeeze=False)[0], SCORES,
-                           strict=True):
+    for axes, score in zip(subplots(figure, 1, len(SCORES))[0], SCORES, strict=True):
         axes.bar(board["metric"].astype(str), board[score].to_numpy(float))
         axes.set_title(score)
         axes.axhline(0, color="black", linewidth=0.6)
@@ -311,20 +300,13 @@ def gain_scatter(scores: pd.DataFrame) -> bytes:
     # Per-amplitude rows rather than the averaged ones: each is one visibility level.
     points = scores[scores["amplitude"] != MEAN_AMPLITUDE]
     figure = new_figure(6.4, 4.2)
-    axes = figure.subplots()
+    axes = subplots(figure)[0][0]
     for metric, rows in points.groupby("metric", sort=True):
         axes.scatter(rows["mean_psnr"], rows["abs_gain"], label=str(metric), s=18)
     axes.set_xlabel("mean PSNR of attacked images (dB; lower = more visible)")
     axes.set_ylabel("absolute gain")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
+    legend(axes)
     return figure_png(figure)
-
-
-def figure_png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
 
 
 def image_tag(png: bytes, alt: str) -> str:

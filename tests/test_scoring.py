@@ -105,3 +105,29 @@ def test_cached_logits_run_each_image_once_and_match_the_model(tiny_model):
     assert len(cached.logits) == 3  # capacity holds
     gradient_input = images[:1].clone().requires_grad_(True)
     assert cached(gradient_input).requires_grad  # gradients bypass the cache
+
+
+def test_score_on_dask_gives_the_local_table(study, default_model, tmp_path):
+    """Scoring on a 2-worker Dask cluster on 127.0.0.1 gives the local table: exactly when
+    this process also runs one torch thread (each worker runs one); the workers get the
+    files' bytes and load the classifier by name."""
+    import shutil
+    import sqlite3
+
+    from advqa.jobs import DaskExecutor, LocalExecutor, clear_worker_cache
+
+    clear_worker_cache()  # logits cached here by earlier tests came from 2 torch threads
+    tables = {}
+    for name, executor in (("local", LocalExecutor(threads=1)),
+                           ("dask", DaskExecutor(workers=2))):
+        copy = tmp_path / name
+        shutil.copytree(study, copy)
+        with sqlite3.connect(copy / "ledger.sqlite") as connection:  # score from scratch
+            connection.execute("DELETE FROM job_rows WHERE job = 'score'")
+        with executor:
+            tables[name] = scoring.score_study(copy, ["psnr", "ssim", "advdss", "aeqa", "js",
+                                                      "niqe", "l2"], model=default_model,
+                                               batch_size=4, executor=executor,
+                                               progress=False)
+    pd.testing.assert_frame_equal(tables["dask"], tables["local"], check_exact=True)
+    assert tables["local"].drop(columns="id").notna().all().all()

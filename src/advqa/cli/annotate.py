@@ -21,7 +21,14 @@ def register(subparsers) -> None:
         "sees a reference beside up to 5 of its AEs at native size. See docs/annotate.md.")
     commands = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
     parser.set_defaults(handler=lambda arguments: (parser.print_help(), 2)[1])
+    add_invite(commands)
+    add_serve(commands)
+    # `advqa annotate export` lives in its own module, added when present.
+    if importlib.util.find_spec("advqa.cli.annotate_export") is not None:
+        importlib.import_module("advqa.cli.annotate_export").add_commands(commands)
 
+
+def add_invite(commands) -> None:
     invite = commands.add_parser(
         "invite", help="create raters and print their private link tokens",
         description="Create N raters in the rating database (created if missing) and print "
@@ -35,6 +42,8 @@ def register(subparsers) -> None:
     invite.add_argument("--port", type=int, default=8000, help="port for the printed links")
     invite.set_defaults(handler=run_invite)
 
+
+def add_serve(commands) -> None:
     serve = commands.add_parser(
         "serve", help="serve the rating page and API with uvicorn",
         description="Serve the study's rating page and API. Listens on loopback only unless "
@@ -52,10 +61,6 @@ def register(subparsers) -> None:
                        "use, e.g. behind a reverse proxy); repeatable. Default: only "
                        "127.0.0.1, localhost, [::1] and --host, on --port")
     serve.set_defaults(handler=run_serve)
-
-    # `advqa annotate export` lives in its own module, added when present.
-    if importlib.util.find_spec("advqa.cli.annotate_export") is not None:
-        importlib.import_module("advqa.cli.annotate_export").add_commands(commands)
 
 
 def is_loopback(host: str) -> bool:

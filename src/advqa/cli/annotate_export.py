@@ -46,6 +46,11 @@ def run_export(arguments) -> int:
                             replace_source=arguments.replace_source)
     except (UnknownItemsError, MosSourceError) as error:
         raise CommandError(str(error)) from error
+    print_export(result, remove_outliers=arguments.remove_outliers)
+    return 0
+
+
+def print_export(result, *, remove_outliers: bool) -> None:
     report, table = result.report, result.table
     print(f"{report.n_ratings} ratings by {report.n_raters} raters of {len(table)} items")
     if report.screening is None:
@@ -56,7 +61,7 @@ def run_export(arguments) -> int:
         print(f"screening (ITU-R BT.500): {len(report.rejected)} rater(s) rejected")
         for row in report.screening.rejected_table.itertuples():
             print(f"  {row.rater}: {row.reason}")
-    if not arguments.remove_outliers:
+    if not remove_outliers:
         print("outlier scores: kept (--keep-outliers)")
     else:
         print(f"outlier scores: {len(report.removed)} removed (at most one per item)")
@@ -65,4 +70,3 @@ def run_export(arguments) -> int:
             print(f"wrote {path}")
     if result.study is not None:
         print(result.study.summary())
-    return 0

@@ -24,6 +24,14 @@ def register(subparsers) -> None:
         "OUT/leaderboard.{csv,html} and the UAP artefacts under OUT/uaps/. Rerunning with the "
         "same OUT resumes. Full-reference metrics are attacked from a JPEG copy of each image "
         "and scored against the original.")
+    add_inputs(parser)
+    add_attack_settings(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_engine_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_inputs(parser) -> None:
     parser.add_argument("--metrics", type=name_list, default=None,
                         help="comma-separated metrics: registry names, pyiqa:<name>, plug-in "
                         "entry points or module:Class (default: every differentiable offline "
@@ -39,6 +47,9 @@ def register(subparsers) -> None:
                         help="images are resized and centre-cropped to SIZE² (default 256)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"),
                         help="output folder (default: %(default)s)")
+
+
+def add_attack_settings(parser) -> None:
     parser.add_argument("--eps", type=number, default=10 / 255,
                         help="L∞ budget of the per-image attacks (default 10/255)")
     parser.add_argument("--steps", type=int, default=10, help="iterations (default 10)")
@@ -56,49 +67,12 @@ def register(subparsers) -> None:
                         help="JPEG quality of the start for full-reference metrics (default 80)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seeds splits, starts and UAPs")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_engine_options(parser)
-    parser.set_defaults(handler=run)
-
-
-# Lp distances are in the registry for scoring AEs, but they are not quality metrics
-# anyone would attack: the default benchmark leaves them out (name them to include them).
-DISTANCES = {"l0", "l1", "l2", "linf"}
-
-
-def default_metrics() -> list[str]:
-    from advqa.quality.registry import is_available, list_metrics
-
-    return [info.name for info in list_metrics().values()
-            if info.differentiable and not info.needs_model and info.name not in DISTANCES
-            and is_available(info.name)]
-
-
-def image_sets(arguments):
-    from advqa.robustness.benchmark import load_image_set, split_image_set
-
-    if (arguments.train_images is None) != (arguments.test_images is None):
-        raise CommandError("give both --train-images and --test-images, or neither "
-                           "(then the embedded photos are split)")
-    try:
-        if arguments.train_images is None:
-            return split_image_set(load_image_set("photos", size=arguments.size),
-                                   seed=arguments.seed)
-        return (load_image_set(arguments.train_images, size=arguments.size),
-                load_image_set(arguments.test_images, size=arguments.size))
-    except ValueError as error:
-        raise CommandError(str(error)) from error
 
 
 def run(arguments) -> int:
-    from advqa.robustness.benchmark import ATTACK_NAMES, Settings, run_benchmark
+    from advqa.robustness.benchmark import Settings
+    from advqa.workflows.benchmark import benchmark_metrics
 
-    metrics = arguments.metrics or default_metrics()
-    attacks = arguments.attacks or list(ATTACK_NAMES)
-    unknown = [name for name in attacks if name not in ATTACK_NAMES]
-    if unknown:
-        raise CommandError(f"unknown attack(s) {', '.join(unknown)}; valid: "
-                           f"{', '.join(ATTACK_NAMES)}")
     try:  # before anything is loaded: a setting that fails every unit is refused up front
         settings = Settings(
             eps=arguments.eps, steps=arguments.steps, step_size=arguments.step_size,
@@ -108,23 +82,15 @@ def run(arguments) -> int:
             uap={} if arguments.uap_epochs is None else {"epochs": arguments.uap_epochs})
     except ValueError as error:
         raise CommandError(f"bad setting: {error}") from error
-    train, test = image_sets(arguments)
-    print(f"advqa benchmark: {len(metrics)} metric(s) × {len(attacks)} attack(s); "
-          f"train {len(train.names)} images ({train.dataset}), test {len(test.names)} "
-          f"({test.dataset}), {arguments.size}², engine {arguments.engine}")
-    executor = make_engine(arguments)
-    try:
-        summary = run_benchmark(metrics, attacks, train, test, arguments.out,
-                                settings=settings, executor=executor,
-                                progress=not arguments.no_progress)
-    except ValueError as error:
-        raise CommandError(str(error)) from error
-    finally:
-        executor.close()
+    with make_engine(arguments) as executor:
+        summary = benchmark_metrics(
+            arguments.out, settings, metrics=arguments.metrics, attacks=arguments.attacks,
+            train_images=arguments.train_images, test_images=arguments.test_images,
+            size=arguments.size, executor=executor, progress=not arguments.no_progress)
     print_summary(summary)
     if summary.all_failed:
-        print("advqa benchmark: every unit failed: no attacked image was scored (errors above "
-              f"and in {summary.out / 'items.csv'})", file=sys.stderr)
+        print("advqa benchmark: every unit failed: no attacked image was scored (errors "
+              "above and in the items table)", file=sys.stderr)
         return 1
     return 1 if summary.failures or summary.failed_units else 0
 
@@ -132,7 +98,7 @@ def run(arguments) -> int:
 def print_summary(summary) -> None:
     items = summary.items
     failed = items.error.notna().sum() if len(items) else 0
-    print(f"{len(items)} rows ({failed} failed) in {summary.out / 'items.parquet'}")
+    print(f"{len(items)} rows ({failed} failed) in {summary.paths['items']}")
     for path in summary.paths.values():
         print(f"wrote {path}")
     for failure in summary.failures + summary.failed_units:

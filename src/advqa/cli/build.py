@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from advqa.cli.common import (
-    CommandError,
+    add_engine_options,
     add_model_options,
-    load_model,
+    make_engine,
     name_list,
     number_list,
     positive_int,
@@ -36,6 +36,7 @@ def add_build_options(parser, *, default_out: str | None) -> None:
                         "grid is refused")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_model_options(parser)
+    add_engine_options(parser)
 
 
 def register(subparsers) -> None:
@@ -58,63 +59,41 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
-def choose_grid(arguments):
-    from advqa.study import full_grid, load_grid, table2_grid
-    from advqa.study.grid import demo_grid, options_grid
-
-    if arguments.config is not None:
-        return load_grid(arguments.config)
-    if arguments.attacks:
-        if not arguments.strengths:
-            raise CommandError("--attacks needs --strengths")
-        return options_grid(arguments.attacks, arguments.norms, arguments.strengths,
-                            steps=arguments.steps)
-    return {"demo": demo_grid, "table2": table2_grid, "full": full_grid}[arguments.grid]()
-
-
-def load_samples(arguments, num_classes: int):
-    from advqa.data import load_folder, load_source
-
-    if arguments.labels is not None:
-        samples = load_folder(arguments.source, labels=arguments.labels,
-                              num_classes=num_classes)
-    else:
-        samples = load_source(arguments.source)
-    if arguments.limit is not None:
-        samples = samples[: arguments.limit]
-    return samples
-
-
-def build(arguments, grid):
-    from advqa.study import build_dataset
-
-    model = load_model(arguments)
-    samples = load_samples(arguments, model.info.num_classes)
-    if len(samples) == 0:
-        raise CommandError(f"no readable images in {arguments.source}")
-    return build_dataset(samples, model, grid, arguments.out, batch_size=arguments.batch_size,
-                         keep_failed=arguments.keep_failed, seed=arguments.seed,
-                         append=arguments.append, progress=not arguments.no_progress)
+def build_options(arguments) -> dict:
+    """The options of :func:`advqa.workflows.build_study` the parser collected."""
+    return {"source": arguments.source, "labels": arguments.labels, "limit": arguments.limit,
+            "model": arguments.model, "device": arguments.device,
+            "weights": None if arguments.weights.lower() == "none" else arguments.weights,
+            "batch_size": arguments.batch_size, "keep_failed": arguments.keep_failed,
+            "seed": arguments.seed, "append": arguments.append,
+            "progress": not arguments.no_progress}
 
 
 def print_summary(summary) -> None:
     from advqa.study.layout import StudyDir
 
-    manifest, study = summary.manifest, StudyDir(summary.output)
+    study = StudyDir(summary.output)
     for note in summary.notes:
         print(note)
-    print(f"\n{len(manifest)} AEs kept in {study.manifest_path} "
+    print(f"\n{len(summary.manifest)} AEs kept in {study.manifest_path} "
           f"({summary.skipped_units}/{summary.attempted} units resumed, "
           f"{summary.seconds:.0f} s)")
     if len(summary.attempts):
-        table = summary.success_table()
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        study.write_success_table(table)
+        print(summary.success_table().to_string(index=False,
+                                                float_format=lambda v: f"{v:.4g}"))
     if summary.failures:
         print(f"{len(summary.failures)} failures listed in {study.failures_path}")
 
 
 def run(arguments) -> int:
-    summary = build(arguments, choose_grid(arguments))
+    from advqa.study.grid import choose_grid
+    from advqa.workflows import build_study
+
+    grid = choose_grid(config=arguments.config, attacks=arguments.attacks,
+                       norms=arguments.norms, strengths=arguments.strengths,
+                       steps=arguments.steps, named=arguments.grid)
+    with make_engine(arguments) as executor:
+        summary = build_study(arguments.out, grid, executor=executor,
+                              **build_options(arguments))
     print_summary(summary)
     return 0

@@ -89,6 +89,17 @@ def add_stego_eval(subparsers) -> None:
         "(threshold = largest benign statistic), and write OUT/results.{parquet,csv}, "
         "OUT/table_ii.{parquet,csv} and figures. Finished (model, eps, chunk) units are "
         "kept in OUT/ledger.sqlite: re-run the same command to resume.")
+    add_experiment_options(parser)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder of Fashion-MNIST IDX files (default: the Debian package's)")
+    parser.add_argument("--out", type=Path, default=Path("runs/stego"),
+                        help="run directory (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_options(parser)
+    parser.set_defaults(handler=run_stego_eval)
+
+
+def add_experiment_options(parser) -> None:
     parser.add_argument("--models", type=name_list,
                         default=["fashion-mnist-cnn", "fashion-mnist-cnn-adv"],
                         help="comma-separated classifier names (default: %(default)s)")
@@ -106,14 +117,7 @@ def add_stego_eval(subparsers) -> None:
                         help="PGD step (default: 2.5*eps/steps)")
     parser.add_argument("--chunk-size", type=int, default=250,
                         help="test images per work unit (default: 250)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder of Fashion-MNIST IDX files (default: the Debian package's)")
-    parser.add_argument("--out", type=Path, default=Path("runs/stego"),
-                        help="run directory (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="PGD random-start seed")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_engine_options(parser)
-    parser.set_defaults(handler=run_stego_eval)
 
 
 def run_stego_eval(arguments) -> int:

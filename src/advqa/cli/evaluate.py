@@ -128,68 +128,26 @@ def run_import(arguments) -> int:
     return 0
 
 
-def study_frame(study: Path, sources: list[str] | None = None):
-    """The scored AEs with a MOS from the chosen source(s), and the rows per source.
-
-    CommandError if there is no MOS, or several sources and none chosen.
-    """
-    from advqa.evaluate.mos import MissingMosError, MosSourceError, select_mos_source, with_mos
-
-    try:
-        scored = StudyDir(study).scored_manifest(required=True)
-    except FileNotFoundError as error:
-        raise CommandError(str(error)) from error
-    frame = with_mos(scored, study)
-    try:
-        return select_mos_source(frame, sources)
-    except (MissingMosError, MosSourceError) as error:
-        raise CommandError(str(error)) from error
-
-
-def chosen_metrics(frame, requested: list[str] | None) -> list[str]:
-    from advqa.quality import list_metrics
-
-    if requested is None:
-        return [info.name for info in list_metrics().values()
-                if info.name in frame.columns and frame[info.name].notna().any()]
-    unknown = [name for name in requested if name not in frame.columns]
-    if unknown:
-        raise CommandError(f"not scored in this study: {', '.join(unknown)}")
-    return requested
-
-
 def run_correlations(arguments) -> int:
-    from advqa.evaluate.correlation import correlation_table
+    from advqa.evaluate.mos import MissingMosError, MosSourceError
+    from advqa.evaluate.study import study_correlations
 
-    study = arguments.study
-    rated, sources = study_frame(study, arguments.mos_source)
-    metrics = chosen_metrics(rated, arguments.metrics)
-    if not metrics:
-        raise CommandError(f"no metric scores in {study}: run `advqa score --study {study}`")
-    group = None if arguments.group.lower() == "none" else arguments.group
-    if group is not None and group not in rated.columns:
-        raise CommandError(f"no column {group!r} to group by")
-    with_std = int(rated["mos_std"].notna().sum()) if "mos_std" in rated else 0
-    # The std only feeds the outlier ratio; items rated once (no std) count everywhere else.
-    mos_std = "mos_std" if with_std else None
-    criteria = ("srocc", "krocc", "plcc", "rmse", *(("outlier_ratio",) if mos_std else ()))
-    table = correlation_table(rated, metrics, group=group, criteria=criteria,
-                              mos_std=mos_std, bootstrap=arguments.bootstrap,
-                              seed=arguments.seed)
-    used = ", ".join(f"{name} ({count} AEs)" for name, count in sources.items())
-    print(f"agreement with MOS ({len(rated)} rated AEs; MOS source: {used})")
-    if with_std < len(rated):
-        print(f"outlier_ratio: only the {with_std} AEs with a rating std count "
-              f"({len(rated) - with_std} have none, e.g. rated once); the other criteria "
-              f"use all {len(rated)}" if with_std else
+    try:
+        result = study_correlations(
+            arguments.study, metrics=arguments.metrics, mos_source=arguments.mos_source,
+            group=None if arguments.group.lower() == "none" else arguments.group,
+            bootstrap=arguments.bootstrap, seed=arguments.seed, plot=not arguments.no_plot)
+    except (FileNotFoundError, MissingMosError, MosSourceError) as error:
+        raise CommandError(str(error)) from error
+    used = ", ".join(f"{name} ({count} AEs)" for name, count in result.sources.items())
+    print(f"agreement with MOS ({result.rated} rated AEs; MOS source: {used})")
+    if result.with_std < result.rated:
+        print(f"outlier_ratio: only the {result.with_std} AEs with a rating std count "
+              f"({result.rated - result.with_std} have none, e.g. rated once); the other "
+              f"criteria use all {result.rated}" if result.with_std else
               "outlier_ratio: left out, no AE has a rating std (mos_std)")
-    print(table.to_string(float_format=lambda value: f"{value:.4f}"))
-    parquet, csv = StudyDir(study).write_correlations(table.reset_index())
-    print(f"\nwrote {parquet} and {csv}")
-    if not arguments.no_plot:
-        from advqa.evaluate.plots import scatter_plots
-
-        print(f"wrote {scatter_plots(rated, metrics, StudyDir(study).scatter_path)}")
+    print(result.table.to_string(float_format=lambda value: f"{value:.4f}"))
+    print("\n" + "\n".join(f"wrote {path}" for path in result.paths))
     return 0
 
 

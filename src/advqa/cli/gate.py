@@ -73,7 +73,11 @@ def add_commands(detect_subparsers) -> None:
                      "(for resuming) as <stem>.ledger.sqlite (default: gate.json)")
     _add_key_option(fit)
     fit.set_defaults(handler=run_fit)
+    add_key_command(detect_subparsers)
+    add_eval_command(detect_subparsers)
 
+
+def add_key_command(detect_subparsers) -> None:
     key = detect_subparsers.add_parser(
         "gate-key", help="create a secret key for signing gates",
         description="Write a new random 256-bit key (hex) to PATH, readable by you only (mode "
@@ -83,6 +87,8 @@ def add_commands(detect_subparsers) -> None:
     key.add_argument("path", type=Path, help="key file to create")
     key.set_defaults(handler=run_key)
 
+
+def add_eval_command(detect_subparsers) -> None:
     evaluate = detect_subparsers.add_parser(
         "gate-eval", help="Feng & Cai's Tables IV/V on generated image groups",
         description="Generate the clean, distorted (blur, noise, JPEG, JPEG2000 × 5 levels), "

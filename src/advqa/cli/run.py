@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from advqa.cli.build import add_build_options, build, print_summary
-from advqa.cli.common import name_list
+from advqa.cli.build import add_build_options, build_options, print_summary
+from advqa.cli.common import make_engine, name_list
 from advqa.cli.score import print_score_summary
 
 
@@ -24,28 +24,21 @@ def register(subparsers) -> None:
 
 
 def run(arguments) -> int:
-    from advqa.quality.scoring import default_metrics, score_study
-    from advqa.study import full_grid
-    from advqa.study.grid import demo_grid
+    from advqa.workflows import default_study
 
-    grid = full_grid() if arguments.full else demo_grid()
-    print(f"advqa run: {len(grid)} grid cells on {arguments.source} with {arguments.model}")
-    summary = build(arguments, grid)
-    print_summary(summary)
-    if len(summary.manifest):
-        scores = score_study(summary.output, arguments.metrics or default_metrics(),
-                             progress=not arguments.no_progress)
-        print_score_summary(summary.output, scores)
-        if "aeqa" in scores.columns:
-            from advqa.evaluate.applications import write_applications
-
-            print(f"AEQA applications: {write_applications(summary.output)}")
-        from advqa.detect.study import detect_study
-
-        detection = detect_study(summary.output)
+    print(f"advqa run: {'Table 2 + C&W' if arguments.full else 'demo'} grid on "
+          f"{arguments.source} with {arguments.model}")
+    with make_engine(arguments) as executor:
+        result = default_study(arguments.out, full=arguments.full, metrics=arguments.metrics,
+                               executor=executor, **build_options(arguments))
+    print_summary(result.build)
+    if result.scores is not None:
+        print_score_summary(result.build.output, result.scores)
+    if result.applications is not None:
+        print(f"AEQA applications: {result.applications}")
+    if result.detection is not None:
+        detection = result.detection
         print(f"WS detector: median detection rate {detection.detection_rate.median():.2f}, "
               f"median AUC {detection.auc.median():.2f} over {len(detection)} grid cells")
-    from advqa.report import write_report
-
-    print(f"report: {write_report(summary.output)}")
+    print(f"report: {result.report}")
     return 0

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advqa.cli.common import CommandError, name_list, positive_int
+from advqa.cli.common import (
+    CommandError,
+    add_engine_options,
+    make_engine,
+    name_list,
+    positive_int,
+)
 from advqa.study.layout import StudyDir
 
 
@@ -27,6 +33,7 @@ def register(subparsers) -> None:
                         "for an image pair, without it aeqa and js are skipped)")
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--no-progress", action="store_true")
+    add_engine_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -53,8 +60,10 @@ def run(arguments) -> int:
     from advqa.quality.scoring import score_study
 
     model = load_classifier(arguments.model) if arguments.model else None
-    scores = score_study(study, arguments.metrics, model=model,
-                         batch_size=arguments.batch_size, progress=not arguments.no_progress)
+    with make_engine(arguments) as executor:
+        scores = score_study(study, arguments.metrics, model=model, executor=executor,
+                             batch_size=arguments.batch_size,
+                             progress=not arguments.no_progress)
     print_score_summary(study, scores)
     return 0
 

@@ -19,6 +19,17 @@ def register(subparsers) -> None:
         "Same seed and thread count give identical weights.")
     parser.add_argument("model", choices=MODELS,
                         help="network to train; fashion-mnist-cnn-adv implies --adversarial")
+    add_training_options(parser)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder with the Fashion-MNIST IDX files "
+                        "(default: /usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="weight file to write (default: advqa/models/data/<name>.pt)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def add_training_options(parser) -> None:
     parser.add_argument("--adversarial", action="store_true",
                         help="PGD adversarial training (Madry et al. 2018)")
     parser.add_argument("--eps", type=number, default=0.1,
@@ -41,13 +52,6 @@ def register(subparsers) -> None:
                         help="train on the first N training images only (quick runs)")
     parser.add_argument("--eval-steps", type=int, default=10,
                         help="steps of the test-set PGD (ε=0.1 and the training ε; default: 10)")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="folder with the Fashion-MNIST IDX files "
-                        "(default: /usr/share/datasets/fashion-mnist)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="weight file to write (default: advqa/models/data/<name>.pt)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=run)
 
 
 def run(arguments) -> int:

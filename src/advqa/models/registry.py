@@ -126,4 +126,41 @@ def load_classifier(
         raise UnknownModelError(f"unknown model {name!r}; valid names: {valid}")
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    model.request = ModelRequest(name, None if weights is None else str(weights))
     return model.eval().to(resolve_device(device))
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """How a classifier was asked for (:func:`load_classifier`'s arguments): what another
+    process needs to load the same network. Weight files are found there as here, so
+    ``"default"`` works on any machine with the same packages installed."""
+
+    name: str
+    weights: str | None = "default"
+
+
+def shippable(model, executor):
+    """``model`` itself for an executor in this process, else its :class:`ModelRequest`.
+
+    Networks do not all survive pickling (EfficientNet-Lite's block arguments do not),
+    and a name is smaller than a network: a worker loads the model once by name
+    (:func:`on_worker`).
+    """
+    if model is None or getattr(executor, "name", "local") == "local":
+        return model
+    request = getattr(model, "request", None)
+    if request is None:
+        raise ValueError("this classifier was not loaded by name (load_classifier), so "
+                         "workers cannot load it: use the local engine")
+    return request
+
+
+def on_worker(model):
+    """The network a unit uses: ``model``, or the one its :class:`ModelRequest` names,
+    loaded once per worker process on the CPU."""
+    if not isinstance(model, ModelRequest):
+        return model
+    from advqa.jobs import worker_cache
+
+    return worker_cache(load_classifier, model.name, weights=model.weights, device="cpu")

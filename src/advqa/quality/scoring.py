@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from advqa.jobs import Ledger, LocalExecutor, Unit, run_units, unit_key, worker_cache
+from advqa.models.registry import shippable
 from advqa.quality.registry import get_metric, is_available, list_metrics
 from advqa.study.layout import StudyDir
 from advqa.study.store import StudyLock
@@ -102,9 +103,11 @@ def score_row(ae: str, metric: str, value: float | None, error: str | None) -> d
 def scorer(name: str, model):
     """A metric ready to score, built once per worker (with logits cached when it needs
     the classifier)."""
+    from advqa.models.registry import on_worker
+
     if model is None:
         return get_metric(name)
-    return get_metric(name, model=worker_cache(CachedLogits, model))
+    return get_metric(name, model=worker_cache(CachedLogits, on_worker(model)))
 
 
 def decode_png(data: bytes) -> torch.Tensor:
@@ -346,8 +349,10 @@ def score_study(study: str | Path, metrics=None, *, model=None, batch_size: int 
         ledger.forget(unit.key for unit in units)  # the rows say they are pending
         references = {path: (study / path).read_bytes()
                       for path in {item[1] for unit in units for item in unit.args[0]}}
-        report = run_units(ledger, units, score_unit, executor=executor or LocalExecutor(),
-                           shared={"references": references, "model": model},
+        executor = executor or LocalExecutor()
+        report = run_units(ledger, units, score_unit, executor=executor,
+                           shared={"references": references, "model": shippable(model,
+                                                                                 executor)},
                            on_result=lambda unit, rows: with_content(warned(rows), keys),
                            progress=progress, description="score")
         for failure in report.failures:  # a unit that raised: its scores stay missing

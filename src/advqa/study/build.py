@@ -371,6 +371,9 @@ def build_unit(spec: AttackSpec, chunk: list[int], seed: int, *, references: tor
                labels: torch.Tensor, model) -> dict:
     """One work unit, wherever it runs: attack ``references[chunk]`` (8-bit) with the cell
     ``spec`` and measure the quantised AEs. Returns the AEs as 8-bit levels."""
+    from advqa.models.registry import on_worker
+
+    model = on_worker(model)
     device = next(model.parameters()).device
     images = (references[chunk].to(torch.float32) / 255).to(device)
     adversarial, prediction, measured, steps = attack_quantised(
@@ -423,8 +426,10 @@ def attack_units(samples, model, grid, output: Path, ledger: Ledger, *, batch_si
         study.write_manifest(manifest_frame(list(recorded.values()), keep_failed))
 
     units = plan_units(grid, samples, model.info.name, seed, batch_size)
+    from advqa.models.registry import shippable
+
     shared = {"references": (references.images.cpu() * 255).round().to(torch.uint8),
-              "labels": references.labels.cpu(), "model": model}
+              "labels": references.labels.cpu(), "model": shippable(model, executor)}
     report = run_units(ledger, units, build_unit, executor=executor, shared=shared,
                           on_result=save, on_commit=commit, progress=progress,
                           description="build")
@@ -445,4 +450,7 @@ def attack_units(samples, model, grid, output: Path, ledger: Ledger, *, batch_si
     manifest = manifest_frame(rows, keep_failed)
     study.write_manifest(manifest)
     study.write_failures(pd.DataFrame(failures, columns=["path", "unit", "reason"]))
-    return BuildSummary(output, manifest, attempts, report.total, report.skipped, failures)
+    summary = BuildSummary(output, manifest, attempts, report.total, report.skipped, failures)
+    if len(attempts):
+        study.write_success_table(summary.success_table())
+    return summary

@@ -191,6 +191,25 @@ def options_grid(attacks, norms, strengths, *, steps: int = 10) -> list[AttackSp
     return grid
 
 
+NAMED_GRIDS = ("demo", "table2", "full")
+
+
+def choose_grid(*, config: str | Path | None = None, attacks=None, norms=("linf",),
+                strengths=None, steps: int = 10, named: str = "table2") -> list[AttackSpec]:
+    """The grid of ``advqa build``: a grid file, else the product of ``attacks`` ×
+    ``norms`` × ``strengths`` (``steps`` for the iterative attacks), else a named grid."""
+    if config is not None:
+        return load_grid(config)
+    if attacks:
+        if not strengths:
+            raise GridError("--attacks needs --strengths (the ε, overshoot or κ values)")
+        return options_grid(attacks, norms, strengths, steps=steps)
+    grids = {"demo": demo_grid, "table2": table2_grid, "full": full_grid}
+    if named not in grids:
+        raise GridError(f"unknown grid {named!r}; valid: {', '.join(grids)}")
+    return grids[named]()
+
+
 def load_grid(path: str | Path) -> list[AttackSpec]:
     """Read a grid from TOML or JSON.
 

@@ -179,17 +179,13 @@ class GroupSettings:
         return {**asdict(self), "distortions": list(self.distortions), "device": None}
 
 
-def load_victim(name: str, weights: str | None, device: str | None):
-    from advqa.models import load_classifier
-
-    return load_classifier(name, weights=weights, device=device)
-
-
 def _tools(settings: GroupSettings):
     """The victim, quality scale and detectors a worker needs, built once per process."""
     from advqa.detect.squeeze import FeatureSqueezing
+    from advqa.models import load_classifier
 
-    model = worker_cache(load_victim, settings.model, settings.weights, settings.device)
+    model = worker_cache(load_classifier, settings.model, weights=settings.weights,
+                         device=settings.device)
     squeezer = FeatureSqueezing() if settings.squeeze else None
     ws = None
     if settings.ws:

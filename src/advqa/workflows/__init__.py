@@ -24,7 +24,7 @@ import importlib
 
 _WHERE = {
     "default_study": "study", "build_study": "study", "DefaultStudy": "study",
-    "load_references": "study", "load_victim": "study",
+    "load_references": "study",
     "attack_folder": "attack", "FolderAttackSummary": "attack",
     "GateJob": "gate", "fit_gate": "gate", "evaluate_gate": "gate", "screen_folder": "gate",
     "TrainJob": "train", "train_victim": "train",

@@ -66,9 +66,10 @@ def _generate(job: GateJob, ledger: Path, *, fooling: int, distortions: bool, ex
     from advqa.data import load_source
     from advqa.detect.distortions import DISTORTIONS
     from advqa.detect.features import QualityScale
-    from advqa.detect.groups import GroupSettings, build_groups, load_victim
+    from advqa.detect.groups import GroupSettings, build_groups
+    from advqa.models import load_classifier
 
-    model = load_victim(job.model, job.weights, job.device)
+    model = load_classifier(job.model, weights=job.weights, device=job.device)
     scale = QualityScale.default(job.quality)
     settings = GroupSettings(
         model=job.model, weights=job.weights, quality=scale.to_json(), squeeze=job.squeeze,

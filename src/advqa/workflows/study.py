@@ -15,13 +15,6 @@ from pathlib import Path
 import pandas as pd
 
 
-def load_victim(model: str, weights: str | None = "default", device: str | None = None):
-    """A classifier by name; ``weights`` "default" (published), None (random) or a file."""
-    from advqa.models import load_classifier
-
-    return load_classifier(model, weights=weights, device=device)
-
-
 def load_references(source: str, *, labels: str | Path | None = None, limit: int | None = None,
                     num_classes: int | None = None):
     """The images to attack: a named set or a folder (with a labels CSV), the first
@@ -49,9 +42,10 @@ def build_study(out: str | Path, grid, *, source: str = "imagenet",
     Returns the :class:`advqa.study.BuildSummary`; see :func:`advqa.study.build_dataset`
     for the study it writes and what a resumed build requires.
     """
+    from advqa.models import load_classifier
     from advqa.study import build_dataset
 
-    victim = load_victim(model, weights, device)
+    victim = load_classifier(model, weights=weights, device=device)
     samples = load_references(source, labels=labels, limit=limit,
                               num_classes=victim.info.num_classes)
     return build_dataset(samples, victim, grid, out, batch_size=batch_size,

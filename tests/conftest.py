@@ -82,3 +82,24 @@ def chromium():
     if not CHROMIUM.exists():
         pytest.fail("apt-get install chromium succeeded but /usr/bin/chromium is missing")
     return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def page_width(chromium):
+    """``page_width(path)``: the document's scroll width of a local HTML page in headless
+    Chromium at 1366×768; more than 1366 means the page scrolls sideways."""
+    from playwright.sync_api import sync_playwright
+
+    def measure(path: Path) -> int:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(chromium),
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            try:
+                page = browser.new_page(viewport={"width": 1366, "height": 768})
+                page.goto(Path(path).resolve().as_uri())
+                return page.evaluate("document.documentElement.scrollWidth")
+            finally:
+                browser.close()
+
+    return measure

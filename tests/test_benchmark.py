@@ -355,3 +355,7 @@ def test_metric_range_is_cached_per_metric_and_image_set(image_sets, tmp_path, m
     with pytest.raises(AssertionError, match="computed again"):
         calibration.metric_range(metric, train.images[:2], cache=cache)  # another set
     assert str(calibration.default_cache().parent) == os.environ["ADVQA_CACHE_DIR"]
+
+
+def test_leaderboard_never_scrolls_sideways_at_1366(local_run, page_width):
+    assert page_width(local_run.out / "leaderboard.html") <= 1366

@@ -191,3 +191,7 @@ def test_report_without_applications_names_the_command(study, tmp_path):
     assert f"advqa evaluate aeqa {copy.path}" in section
     comparison = text[text.index('id="attack-comparison"'):text.index('id="detection"')]
     assert f"advqa evaluate aeqa {copy.path}" in comparison
+
+
+def test_report_never_scrolls_sideways_at_1366(report, page_width):
+    assert page_width(report) <= 1366  # wide tables scroll in their own box

@@ -61,6 +61,7 @@ table.dataframe tbody tr:nth-child(even){background:#f7f7fb}
 .ok{color:#a00}
 .plot{max-width:100%;height:auto}
 pre{background:#f4f4f8;padding:.8em;overflow-x:auto;font-size:.8em}
+.wide{overflow-x:auto;max-width:100%}
 """
 
 
@@ -180,7 +181,7 @@ def samples_section(study: StudyDir, table: pd.DataFrame, count: int) -> str:
     cache: dict[Path, str] = {}
     for image in images:
         rows = table[table["image"] == image]
-        body += f"<h3>{escape(image)}</h3><table class=\"grid\">"
+        body += f"<h3>{escape(image)}</h3><div class=\"wide\"><table class=\"grid\">"
         reference = study.resolve(rows["reference_path"].iloc[0])
         groups = list(rows.groupby(["attack", "norm"], sort=True))
         for number, ((attack, norm), group) in enumerate(groups):
@@ -203,7 +204,7 @@ def samples_section(study: StudyDir, table: pd.DataFrame, count: int) -> str:
                                                     str(row["id"]), cache)
                              + "<br>".join(caption) + "</td>")
             body += "<tr>" + "".join(cells) + "</tr>"
-        body += "</table>"
+        body += "</table></div>"
     if not images:
         body += '<p class="note">No adversarial examples in this study.</p>'
     return section("samples", "Sample adversarial examples", body)
@@ -409,8 +410,11 @@ def png_tag(png: bytes, alt: str) -> str:
 
 
 def frame_html(frame: pd.DataFrame, *, index: bool = True) -> str:
-    return frame.to_html(index=index, escape=True, na_rep="–", border=0,
-                         float_format=format_number)
+    # A wide table scrolls in its own box; the page itself never scrolls sideways.
+    table = frame.to_html(index=index, escape=True, na_rep="–", border=0,
+                          float_format=format_number)
+    return f'<div class="wide">{table}</div>'
+
 
 
 def format_number(value) -> str:

@@ -52,6 +52,7 @@ thead th{background:#eef}
 tbody tr:nth-child(even){background:#f7f7fb}
 .note{color:#555;font-style:italic}
 img{max-width:100%;height:auto}
+.wide{overflow-x:auto;max-width:100%}
 """
 
 
@@ -275,7 +276,9 @@ def table_html(frame: pd.DataFrame) -> str:
     header = "".join(f"<th>{escape(str(column))}</th>" for column in frame.columns)
     body = "".join("<tr>" + "".join(f"<td>{escape(cell_text(value))}</td>" for value in row)
                    + "</tr>" for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+    # A wide table scrolls in its own box; the page itself never scrolls sideways.
+    return (f'<div class="wide"><table><thead><tr>{header}</tr></thead><tbody>{body}'
+            "</tbody></table></div>")
 
 
 def cell_text(value) -> str:

@@ -84,22 +84,30 @@ def chromium():
     return CHROMIUM
 
 
+PAGE_WIDTH = """
+import sys
+from playwright.sync_api import sync_playwright
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path=sys.argv[1], args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(sys.argv[2])
+    print(page.evaluate("document.documentElement.scrollWidth"))
+    browser.close()
+"""
+
+
 @pytest.fixture(scope="session")
 def page_width(chromium):
     """``page_width(path)``: the document's scroll width of a local HTML page in headless
-    Chromium at 1366×768; more than 1366 means the page scrolls sideways."""
-    from playwright.sync_api import sync_playwright
+    Chromium at 1366×768; more than 1366 means the page scrolls sideways. Measured in a
+    process of its own: Playwright's sync API refuses a thread with an event loop."""
+    import sys
 
     def measure(path: Path) -> int:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(chromium),
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            try:
-                page = browser.new_page(viewport={"width": 1366, "height": 768})
-                page.goto(Path(path).resolve().as_uri())
-                return page.evaluate("document.documentElement.scrollWidth")
-            finally:
-                browser.close()
+        result = subprocess.run(
+            [sys.executable, "-c", PAGE_WIDTH, str(chromium), Path(path).resolve().as_uri()],
+            capture_output=True, text=True, timeout=120, check=True)
+        return int(result.stdout.split()[-1])
 
     return measure

@@ -39,7 +39,8 @@ from advqa.quality.brisque import (
     parse_float_lists_pickle,
     svr_score,
 )
-from advqa.quality.niqe import NIQE, imresize_half, niqe, shape_from_ratio
+from advqa.quality.matlab import imresize_half
+from advqa.quality.niqe import NIQE, niqe, shape_from_ratio
 
 GREY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 

@@ -77,13 +77,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from advqa.quality.matlab import imresize_half
 from advqa.quality.niqe import (
     DATA_DIR,
     _check_mode,
     _gamma_ratio,
     aggd_fit,
     grey_levels,
-    imresize_half,
     mscn,
     shape_from_ratio,
 )

@@ -100,7 +100,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advqa.quality.validate import check_images, gray
+from advqa.quality.matlab import imresize_half, rgb2gray
+from advqa.quality.validate import check_images
 
 DATA_DIR = Path(__file__).with_name("data")
 BLOCK_SIZE = 96
@@ -153,54 +154,6 @@ def gaussian_window() -> np.ndarray:
     return h / h.sum()
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
-    """MATLAB imresize's cubic kernel (Keys, a = −0.5)."""
-    ax = np.abs(x)
-    ax2, ax3 = ax ** 2, ax ** 3
-    return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
-            + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
-
-
-@functools.lru_cache(maxsize=64)
-def imresize_matrix(in_length: int, scale: float = 0.5) -> np.ndarray:
-    """The (out, in) matrix of MATLAB ``imresize`` along one axis (bicubic, antialiased).
-
-    Follows ``contributions()`` of MATLAB's imresize.m: output length
-    ``ceil(scale·in)``, centres ``u = x/scale + ½(1 − 1/scale)``, kernel
-    ``scale·cubic(scale·x)`` of width ``4/scale`` when shrinking, weights
-    normalised per output sample, indices mirrored at the borders.
-    """
-    out_length = math.ceil(scale * in_length)
-    width = 4.0
-    if scale < 1:
-        def kernel(x):
-            return scale * _cubic(scale * x)
-        width = width / scale
-    else:
-        kernel = _cubic
-    x = np.arange(1, out_length + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)
-    left = np.floor(u - width / 2)
-    taps = math.ceil(width) + 2
-    indices = left[:, None] + np.arange(taps)[None, :]
-    weights = kernel(u[:, None] - indices)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    mirror = np.concatenate([np.arange(in_length), np.arange(in_length)[::-1]])
-    columns = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_length)]
-    matrix = np.zeros((out_length, in_length))
-    np.add.at(matrix, (np.repeat(np.arange(out_length), taps), columns.ravel()),
-              weights.ravel())
-    return matrix
-
-
-def imresize_half(images: torch.Tensor) -> torch.Tensor:
-    """MATLAB ``imresize(images, 0.5)`` (bicubic, antialiased) of an (N, C, H, W) batch."""
-    height, width = images.shape[-2:]
-    rows = torch.from_numpy(imresize_matrix(height)).to(images)
-    cols = torch.from_numpy(imresize_matrix(width)).to(images)
-    return rows @ images @ cols.T
-
-
 def _safe_sqrt(values: torch.Tensor) -> torch.Tensor:
     # sqrt with a finite gradient where the argument vanishes (flat regions).
     return torch.sqrt(values.clamp_min(1e-24))
@@ -234,10 +187,8 @@ def grey_levels(images: torch.Tensor, data_range: float, mode: str) -> torch.Ten
     In ``mode="matlab"`` colour input is rounded to whole levels (half away from
     zero, as uint8 ``rgb2gray``) with a straight-through gradient.
     """
-    grey = gray(images.to(torch.float64), data_range)
-    if mode == "matlab" and images.shape[1] == 3:
-        grey = grey + (torch.floor(grey + 0.5) - grey).detach()
-    return grey
+    rounding = mode == "matlab" and images.shape[1] == 3
+    return rgb2gray(images.to(torch.float64), data_range, rounding=rounding)
 
 
 # --------------------------------------------------------------------------- shape parameters

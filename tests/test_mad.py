@@ -237,7 +237,16 @@ def _tensor(image, data_range=1.0):
 
 
 def _grey(image):
-    return image if image.ndim == 2 else image @ _RGB2GRAY
+    """What ``double(rgb2gray(imread(file)))`` gives for a uint8 file: whole grey levels.
+
+    MATLAB's uint8 conversion rounds halves away from zero (all values are ≥ 0 here).
+    """
+    return np.floor((image if image.ndim == 2 else image @ _RGB2GRAY) + 0.5)
+
+
+def _as_file(image):
+    """The image as a uint8 file holds it (rounded, clipped), on 0–255 in float64."""
+    return np.clip(np.floor(image + 0.5), 0, 255)
 
 
 def _noisy(image, sigma, seed=0):
@@ -272,7 +281,8 @@ PARITY_CASES = {
 def test_parity_with_matlab_transcription(case):
     crop, distort = PARITY_CASES[case]
     reference = _photo(*crop)
-    distorted = distort(reference)
+    distorted = _as_file(distort(reference))
+    # Fed exactly what the release is fed: uint8 files through rgb2gray.
     expected_mad, expected_hi, expected_lo = _matlab_mad(_grey(reference), _grey(distorted))
     assert expected_mad > 0
 
@@ -292,8 +302,8 @@ def test_parity_with_matlab_transcription(case):
 def test_dark_regions_are_invisible_to_detection_as_in_matlab():
     # Blocks whose filtered mean luminance is below G = 0.5 (grey ≈ 49) carry no
     # visibility, so a dark photo with visible noise scores d_detect = 0 and MAD = 0.
-    reference = _photo("camera", 0, 0, 48, 64) * 0.15
-    distorted = _noisy(reference, 3.0)
+    reference = _as_file(_photo("camera", 0, 0, 48, 64) * 0.15)
+    distorted = _as_file(_noisy(reference, 3.0))
     expected_mad, expected_hi, expected_lo = _matlab_mad(reference, distorted)
     got = mad_components(_tensor(reference), _tensor(distorted))
     assert expected_hi == 0 and expected_mad == 0 and expected_lo > 0
@@ -373,8 +383,11 @@ def test_transposition(shape):
     distorted = np.clip(distorted, 0, 255)
     assert np.abs(_without_nyquist(distorted) - distorted).max() < 1e-9  # nothing clipped
 
-    straight = mad_components(_tensor(reference), _tensor(distorted))
-    transposed = mad_components(_tensor(reference.T.copy()), _tensor(distorted.T.copy()))
+    # Unrounded grey levels: rounding is not transposition-invariant near halves.
+    straight = mad_components(_tensor(reference), _tensor(distorted),
+                              conversion="rgb2gray-double")
+    transposed = mad_components(_tensor(reference.T.copy()), _tensor(distorted.T.copy()),
+                                conversion="rgb2gray-double")
     assert straight.d_appear.item() > 0 and straight.d_detect.item() > 0
     np.testing.assert_allclose(transposed.d_appear.item(), straight.d_appear.item(),
                                rtol=1e-10)
@@ -406,14 +419,36 @@ def test_blend_constants_and_zero_indices():
 # ---------------------------------------------------------------------------
 
 
+SMOOTH = "rgb2gray-double"
+
+
+def test_default_is_mad_of_rounded_grey_with_a_straight_through_gradient():
+    reference = _photo("coffee", 150, 250, 36, 40)
+    distorted = _as_file(_noisy(reference, 12.0, seed=1))
+    colour = _tensor(distorted).requires_grad_(True)
+    value = mad(_tensor(reference), colour)
+    value.backward()
+    # The release's input: whole grey levels of the uint8 files.
+    grey = _tensor(_grey(distorted)).requires_grad_(True)
+    expected = mad(_tensor(_grey(reference)), grey)
+    expected.backward()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+    for channel, weight in enumerate(_RGB2GRAY):
+        np.testing.assert_allclose(colour.grad[0, channel].numpy(),
+                                   weight * grey.grad[0, 0].numpy(), rtol=1e-9, atol=1e-15)
+
+
 def test_gradcheck_double():
     reference = _tensor(_photo("coffee", 150, 250, 36, 40)).clamp(0.05, 0.95)
     distorted = (reference + 0.04 * torch.randn(reference.shape, dtype=torch.float64,
                                                 generator=torch.Generator().manual_seed(0)))
     distorted = distorted.clamp(0.01, 0.99).requires_grad_(True)
-    parts = mad_components(reference, distorted)
+    # The unrounded index: the default's rounding passes this same gradient straight
+    # through, and finite differences of a rounded image are 0.
+    parts = mad_components(reference, distorted, conversion=SMOOTH)
     assert parts.d_detect.item() > 0 and parts.d_appear.item() > 0  # both paths active
-    assert torch.autograd.gradcheck(lambda d: mad(reference, d), (distorted,), eps=1e-6,
+    assert torch.autograd.gradcheck(lambda d: mad(reference, d, conversion=SMOOTH),
+                                    (distorted,), eps=1e-6,
                                     atol=1e-6, rtol=1e-3, fast_mode=True)
 
 
@@ -423,7 +458,7 @@ def test_gradient_matches_finite_differences_and_survives_black_and_white():
     distorted[..., 20, 5:15] = 0.0  # black and white pixels in the distorted image
     distorted[..., 22, 5:15] = 1.0
     variable = distorted.clone().requires_grad_(True)
-    mad(reference, variable).sum().backward()
+    mad(reference, variable, conversion=SMOOTH).sum().backward()
     grad = variable.grad
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     step = 1e-6
@@ -431,7 +466,8 @@ def test_gradient_matches_finite_differences_and_survives_black_and_white():
         bumped_up, bumped_down = distorted.clone(), distorted.clone()
         bumped_up[0, channel, row, col] += step
         bumped_down[0, channel, row, col] -= step
-        numeric = (mad(reference, bumped_up) - mad(reference, bumped_down)).item() / (2 * step)
+        numeric = (mad(reference, bumped_up, conversion=SMOOTH)
+                   - mad(reference, bumped_down, conversion=SMOOTH)).item() / (2 * step)
         analytic = grad[0, channel, row, col].item()
         assert abs(analytic) > 1e-6
         assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-7)

@@ -190,6 +190,15 @@ OFFLINE_FULL_REFERENCE = ["psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "vsi
                           "l2", "linf", "advdss"]
 
 
+def test_every_metric_names_the_release_its_default_follows(capsys):
+    assert all(info.release for info in list_metrics().values())
+    assert list_metrics()["ssim"].release.startswith("ssim_index.m")
+    from advqa.cli.main import main
+
+    assert main(["metrics"]) == 0
+    assert "follows vifvec.m (Sheikh & Bovik 2006) on rgb2gray" in capsys.readouterr().out
+
+
 def test_registry_describes_every_metric():
     info = list_metrics()
     assert set(OFFLINE_FULL_REFERENCE) | {"niqe", "brisque", "piqe", "mad", "cw_ssim",

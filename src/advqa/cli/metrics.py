@@ -7,7 +7,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "metrics", help="list quality metrics",
         description="List the quality metrics: full-reference or not, which direction is "
-        "better, natural range, differentiable or not.")
+        "better, natural range, differentiable or not, and the original release each "
+        "default reproduces (docs/metrics.md gives the checks).")
     parser.set_defaults(handler=run)
 
 
@@ -24,4 +25,6 @@ def run(arguments) -> int:
         model = " (needs --model)" if info.needs_model else ""
         print(f"{info.name:<9} {kind:<4} {better:<7} {span:<13} {gradient:<5} "
               f"{info.description}{model}")
+        if info.release:
+            print(f"{'':<9} follows {info.release}")
     return 0

@@ -3,32 +3,36 @@
 Sampat, Wang, Gupta, Bovik and Markey, "Complex Wavelet Structural Similarity: A New Image
 Similarity Index", IEEE Trans. Image Processing 18(11), 2009.
 
-The computation follows the authors' reference ``cwssim_index.m`` with the settings of its
-example call, ``cwssim_index(img1, img2, 6, 16, 0, 0)``:
+The computation follows the authors' release ``cwssim_index.m`` as the common benchmark
+evaluations run it, ``cwssim_index(double(rgb2gray(ref)), double(rgb2gray(dist)), 4, 8, 0,
+0)`` (four scales, eight orientations, no guard band, K = 0; e.g. the IQA-PyTorch calibration
+against MATLAB). The release's help example, ``cwssim_index(img1, img2, 6, 16, 0, 0)``, stays
+available as ``levels=6, orientations=16``; its values are far higher (0.94 instead of 0.28
+on a heavily distorted TID2013 pair), so the setting must be reported with any number.
 
 * a complex steerable pyramid (``buildSCFpyr`` of Simoncelli's matlabPyrTools, built in the
-  frequency domain as that function does) with ``levels = 6`` scales and
-  ``orientations = 16`` bands (``buildSCFpyr`` order 15, its maximum);
-* only the 16 oriented sub-bands of the coarsest scale (scale ``levels``) are compared;
+  frequency domain as that function does) with ``levels`` scales and ``orientations`` bands
+  (``buildSCFpyr`` order ``orientations − 1``, at most 15);
+* only the oriented sub-bands of the coarsest scale (scale ``levels``) are compared;
 * in each sub-band the local index ``(2|Σ c₁c₂*| + K) / (Σ|c₁|² + Σ|c₂|² + K)`` is computed over
   a sliding 7×7 uniform window (``filter2(ones(7)/49, ·, 'valid')``), with ``K = 0``;
 * the index map is pooled with a Gaussian weighting (``fspecial('gaussian', s - 6, s₁/4)``,
-  ``s`` the sub-band size) and the 16 sub-band scores are averaged;
+  ``s`` the sub-band size) and the sub-band scores are averaged;
 * no guard band (``guardb = 0``).
 
 The transition masks of the pyramid are evaluated in closed form (``cos``/``sin`` of the log
 radius, ``cosᵒʳᵈᵉʳ`` of the angle) instead of through the 256- and 1024-entry lookup tables
 that ``buildSCFpyr`` interpolates; the indices agree to better than 1e-6.
 
-Colour images are converted to grey with MATLAB's ``rgb2gray`` weights on a 0–255 scale
-(without rounding to integers, so the index stays differentiable; with ``K = 0`` the scale
-does not matter).
+Input: colour images become ``double(rgb2gray(·))`` of the uint8 image — grey levels rounded
+to integers (:func:`advqa.quality.matlab.release_grey`), with a straight-through gradient;
+``conversion="rgb2gray-double"`` skips the rounding (advqa's default before 0.3).
 
-``buildSCFpyr`` accepts at most ``floor(log2(min(H, W))) - 2`` scales, so the reference six
-scales need images of at least 256×256. By default (``levels=None``) the reference six are
-used when the images allow it and otherwise as many as they allow (5 for 128–255 pixels, e.g.
-224×224 ImageNet crops; 4 for 64–127 pixels, …), so that every batch of one size is scored
-with one setting; an explicit ``levels`` is used as given or refused.
+``buildSCFpyr`` accepts at most ``floor(log2(min(H, W))) - 2`` scales, so four scales need
+images of at least 64×64 (six: 256×256). By default (``levels=None``) four are used when the
+images allow it and otherwise as many as they allow (3 for 32–63 pixels, …), so that every
+batch of one size is scored with one setting; an explicit ``levels`` is used as given or
+refused.
 """
 
 from __future__ import annotations
@@ -39,10 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advqa.quality.validate import check_pair, gray
+from advqa.quality.matlab import release_grey
+from advqa.quality.validate import check_pair
 
-LEVELS = 6
-ORIENTATIONS = 16
+LEVELS = 4
+ORIENTATIONS = 8
 WINDOW = 7
 MATLAB_EPS = 2.220446049250313e-16
 
@@ -190,35 +195,39 @@ def _check_settings(height: int, width: int, levels: int, orientations: int,
 
 
 def default_levels(height: int, width: int) -> int:
-    """The reference six scales, or as many as an image of this size allows."""
+    """The default four scales, or as many as an image of this size allows."""
     return max(1, min(LEVELS, max_levels(height, width)))
 
 
 def cw_ssim(reference: torch.Tensor, distorted: torch.Tensor, *, data_range: float = 1.0,
             clamp: bool = False, levels: int | None = None, orientations: int = ORIENTATIONS,
-            guard_band: int = 0, k: float = 0.0) -> torch.Tensor:
+            guard_band: int = 0, k: float = 0.0,
+            conversion: str = "rgb2gray") -> torch.Tensor:
     """Complex wavelet SSIM of each distorted image against its reference.
 
     Parameters
     ----------
     reference, distorted : torch.Tensor
         (N, C, H, W) batches with C in {1, 3} and values in [0, data_range]; at least
-        ``2**(levels + 2)`` pixels on each side (256 for six scales, 8 at the very least).
+        ``2**(levels + 2)`` pixels on each side (64 for four scales, 8 at the very least).
     data_range : float
         Largest pixel value (1.0 or 255.0).
     clamp : bool
         Clamp out-of-range values instead of raising.
     levels : int, optional
         Scales of the complex steerable pyramid; only the coarsest one is compared
-        (reference ``cwssim_index.m``: 6). ``None``: 6, or as many as the image size allows
-        (:func:`default_levels`).
+        (benchmark setting: 4; the release's help example: 6). ``None``: 4, or as many as
+        the image size allows (:func:`default_levels`).
     orientations : int
-        Oriented sub-bands per scale, at most 16 (reference: 16).
+        Oriented sub-bands per scale, at most 16 (benchmark setting: 8; help example: 16).
     guard_band : int
         Pixels (at full resolution) discarded at each border; ``guard_band // 2**(levels-1)``
         are cut from the sub-bands. The reference runs only with 0, the default.
     k : float
         Stabilising constant K on the 0–255 scale (reference: 0).
+    conversion : {"rgb2gray", "rgb2gray-double", "luma"}
+        Colour to grey (:func:`advqa.quality.matlab.release_grey`); ``"rgb2gray"`` is the
+        release's input, ``double(rgb2gray(imread(file)))``.
 
     Returns
     -------
@@ -231,7 +240,7 @@ def cw_ssim(reference: torch.Tensor, distorted: torch.Tensor, *, data_range: flo
     if levels is None:
         levels = default_levels(height, width)
     _check_settings(height, width, levels, orientations, guard_band)
-    both = gray(torch.cat([reference, distorted]), data_range)
+    both = release_grey(torch.cat([reference, distorted]), data_range, conversion)
     bands = coarsest_bands(both, levels, orientations)
     band1, band2 = bands[: len(reference)], bands[len(reference):]
     sigma = band1.shape[-2] / 4  # from the uncut sub-band, as the reference
@@ -247,10 +256,12 @@ class CWSSIM(nn.Module):
 
     def __init__(self, *, data_range: float = 1.0, clamp: bool = False,
                  levels: int | None = None,
-                 orientations: int = ORIENTATIONS, guard_band: int = 0, k: float = 0.0):
+                 orientations: int = ORIENTATIONS, guard_band: int = 0, k: float = 0.0,
+                 conversion: str = "rgb2gray"):
         super().__init__()
         self.options = dict(data_range=data_range, clamp=clamp, levels=levels,
-                            orientations=orientations, guard_band=guard_band, k=k)
+                            orientations=orientations, guard_band=guard_band, k=k,
+                            conversion=conversion)
 
     def forward(self, distorted: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return cw_ssim(reference, distorted, **self.options)

@@ -62,11 +62,14 @@ reference is darker than ``G``), so that ``d_detect = 0``: as in MATLAB, weak
 perturbations — e.g. ±2/255 sign noise on a photo — often score exactly 0.
 
 Deviations from the MATLAB code
-    1. Colour input goes through :func:`advqa.quality.validate.gray` (``rgb2gray``'s
-       weights) without rounding; MATLAB's ``rgb2gray`` on uint8 RGB rounds to
-       uint8. Grey levels are ``images/data_range·255``: the code's double-input
-       branch. Its uint8 branch reads a table at ``I + 1``, which saturates at 255,
-       so that 255 is treated as 254 there; that quirk is not reproduced.
+    1. Input as the release is run on files, ``MAD_index(double(rgb2gray(ref)),
+       double(rgb2gray(dst)))``: colour becomes ``rgb2gray`` grey levels rounded to
+       whole levels (:func:`advqa.quality.matlab.release_grey`, straight-through
+       gradient); ``conversion="rgb2gray-double"`` skips the rounding (advqa's
+       default before 0.3). Grey levels are then the code's double-input branch.
+       Its uint8 branch (a uint8 image passed without ``double``) reads a table at
+       ``I + 1``, which saturates at 255, so that 255 is treated as 254 there;
+       that quirk is not reproduced.
     2. ``I^(2.2/3)`` is evaluated at ``max(I, 1e-6)`` so the gradient stays finite at
        black pixels (the value moves by at most ``k·1e-6^(2.2/3) ≈ 1e-6``).
     3. Square roots, logarithms and ratios are guarded where a variance is exactly 0
@@ -91,7 +94,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advqa.quality.validate import check_pair, gray
+from advqa.quality.matlab import release_grey
+from advqa.quality.validate import check_pair
 
 __all__ = ["MAD", "MADComponents", "mad", "mad_components"]
 
@@ -362,7 +366,8 @@ def _blend(d_detect: torch.Tensor, d_appear: torch.Tensor):
 
 
 def mad_components(reference: torch.Tensor, distorted: torch.Tensor, *,
-                   data_range: float = 1.0, clamp: bool = False) -> MADComponents:
+                   data_range: float = 1.0, clamp: bool = False,
+                   conversion: str = "rgb2gray") -> MADComponents:
     """MAD with its two strategies and their blending weight, each (N,).
 
     Parameters
@@ -373,6 +378,8 @@ def mad_components(reference: torch.Tensor, distorted: torch.Tensor, *,
         Value of white (1.0 or 255.0 typically).
     clamp : bool
         Clamp out-of-range values instead of raising.
+    conversion : {"rgb2gray", "rgb2gray-double", "luma"}
+        Colour to grey levels (:func:`advqa.quality.matlab.release_grey`).
 
     Returns
     -------
@@ -383,8 +390,8 @@ def mad_components(reference: torch.Tensor, distorted: torch.Tensor, *,
     reference, distorted = check_pair(reference, distorted, data_range=data_range,
                                       min_size=MIN_SIZE, clamp=clamp)
     dtype = torch.float64 if distorted.dtype == torch.float64 else torch.float32
-    ref = gray(reference.to(dtype), data_range)[:, 0]
-    dst = gray(distorted.to(dtype), data_range)[:, 0]
+    ref = release_grey(reference.to(dtype), data_range, conversion)[:, 0]
+    dst = release_grey(distorted.to(dtype), data_range, conversion)[:, 0]
     d_detect = _detection(ref, dst)
     d_appear = _appearance(ref, dst)
     value, alpha = _blend(d_detect, d_appear)
@@ -392,7 +399,7 @@ def mad_components(reference: torch.Tensor, distorted: torch.Tensor, *,
 
 
 def mad(reference: torch.Tensor, distorted: torch.Tensor, *, data_range: float = 1.0,
-        clamp: bool = False) -> torch.Tensor:
+        clamp: bool = False, conversion: str = "rgb2gray") -> torch.Tensor:
     """Most Apparent Distortion of Larson & Chandler (2010); lower is better, 0 if identical.
 
     Follows ``MAD_index.m`` (2011) on grey levels (``rgb2gray`` weights for colour);
@@ -407,13 +414,16 @@ def mad(reference: torch.Tensor, distorted: torch.Tensor, *, data_range: float =
         Value of white (1.0 or 255.0 typically).
     clamp : bool
         Clamp out-of-range values instead of raising.
+    conversion : {"rgb2gray", "rgb2gray-double", "luma"}
+        Colour to grey levels (:func:`advqa.quality.matlab.release_grey`).
 
     Returns
     -------
     torch.Tensor
         (N,) scores, float64 for float64 input and float32 otherwise.
     """
-    return mad_components(reference, distorted, data_range=data_range, clamp=clamp).mad
+    return mad_components(reference, distorted, data_range=data_range, clamp=clamp,
+                          conversion=conversion).mad
 
 
 class MAD(nn.Module):

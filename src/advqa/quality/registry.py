@@ -39,6 +39,9 @@ class MetricInfo:
     description : str
     needs_model : bool
         Needs a classifier (``get_metric(name, model=...)``).
+    release : str
+        The original release the default reproduces (authors, file, input), as
+        ``advqa metrics`` shows it; docs/metrics.md gives the details and the checks.
     """
 
     name: str
@@ -48,6 +51,7 @@ class MetricInfo:
     differentiable: bool
     description: str
     needs_model: bool = False
+    release: str = ""
 
 
 class UnknownMetricError(KeyError):
@@ -101,61 +105,88 @@ def _load(target: str):
     return getattr(importlib.import_module(module_name), function_name)
 
 
-def _fr(name, higher, low, high, differentiable, description, target):
-    register(MetricInfo(name, True, higher, (low, high), differentiable, description), target)
+def _fr(name, higher, low, high, differentiable, description, target, release):
+    register(MetricInfo(name, True, higher, (low, high), differentiable, description,
+                        release=release), target)
 
 
-def _nr(name, low, high, description, target):
-    register(MetricInfo(name, False, False, (low, high), True, description), target)
+def _nr(name, low, high, description, target, release):
+    register(MetricInfo(name, False, False, (low, high), True, description,
+                        release=release), target)
 
 
+# "on rgb2gray": the release fed double(rgb2gray(imread(file))) of a uint8 file, i.e.
+# grey levels rounded to integers (advqa.quality.matlab.release_grey).
 _fr("psnr", True, 0.0, INFINITY, True, "peak signal-to-noise ratio, dB",
-    "advqa.quality.classical:psnr")
-_fr("ssim", True, 0.0, 1.0, True, "SSIM on luma, as Wang's ssim.m",
-    "advqa.quality.classical:ssim")
-_fr("ms_ssim", True, 0.0, 1.0, True, "multi-scale SSIM on luma",
-    "advqa.quality.classical:ms_ssim")
-_fr("cw_ssim", True, 0.0, 1.0, True, "complex wavelet SSIM", "advqa.quality.cw_ssim:cw_ssim")
+    "advqa.quality.classical:psnr",
+    "MATLAB psnr on all RGB channels")
+_fr("ssim", True, 0.0, 1.0, True, "structural similarity",
+    "advqa.quality.classical:ssim",
+    "ssim_index.m (Wang et al. 2004) on rgb2gray")
+_fr("ms_ssim", True, 0.0, 1.0, True, "multi-scale SSIM",
+    "advqa.quality.classical:ms_ssim",
+    "msssim.m (Wang et al. 2003) on rgb2gray")
+_fr("cw_ssim", True, 0.0, 1.0, True, "complex wavelet SSIM", "advqa.quality.cw_ssim:cw_ssim",
+    "cwssim_index.m (Sampat et al. 2009), 4 scales, 8 orientations, on rgb2gray")
 _fr("fsim", True, 0.0, 1.0, True, "feature similarity (FSIMc on colour)",
-    "advqa.quality.classical:fsim")
+    "advqa.quality.classical:fsim",
+    "FeatureSIM.m (Zhang et al. 2011), FSIMc on RGB")
 _fr("gmsd", False, 0.0, 0.35, True, "gradient magnitude similarity deviation",
-    "advqa.quality.classical:gmsd")
-_fr("vif", True, 0.0, 1.0, True, "visual information fidelity, pixel domain",
-    "advqa.quality.classical:vif")
+    "advqa.quality.classical:gmsd",
+    "GMSD.m (Xue et al. 2014) on rgb2gray")
+_fr("vif", True, 0.0, 1.0, True, "visual information fidelity (wavelet domain)",
+    "advqa.quality.classical:vif",
+    "vifvec.m (Sheikh & Bovik 2006) on rgb2gray")
 _fr("vsi", True, 0.0, 1.0, True, "visual saliency-induced index",
-    "advqa.quality.classical:vsi")
-_fr("mad", False, 0.0, 200.0, True, "most apparent distortion", "advqa.quality.mad:mad")
+    "advqa.quality.classical:vsi",
+    "VSI.m (Zhang et al. 2014) on RGB")
+_fr("mad", False, 0.0, 200.0, True, "most apparent distortion", "advqa.quality.mad:mad",
+    "MAD_index.m (Larson & Chandler 2010; 2011 release) on rgb2gray")
 # NIQE is a distance to a pristine model: 0 is a perfect match and nothing bounds it
 # above, but natural photos score about 2–8 and heavy distortion about 10–20, so its
 # practical range is (0, 20). (0, 100) would squash every photo into the top fifth of
 # the gate's quality scale, which has normalised NIQE by (0, 20) from the start.
 _nr("niqe", 0.0, 20.0, "naturalness image quality evaluator (MATLAB niqe_release)",
-    "advqa.quality.niqe:niqe")
+    "advqa.quality.niqe:niqe",
+    "computequality.m (Mittal et al. 2013; niqe_release) on rgb2gray")
 # BRISQUE's SVR predicts LIVE DMOS: about 0 (best) to 100 (worst); it may leave it a little.
 _nr("brisque", 0.0, 100.0, "BRISQUE, LIVE-trained SVR (MATLAB BRISQUE_release)",
-    "advqa.quality.brisque:brisque")
+    "advqa.quality.brisque:brisque",
+    "brisquescore.m (Mittal et al. 2012; BRISQUE_release) on rgb2gray")
 # PIQE is a percentage: (0, 100) by construction.
-_nr("piqe", 0.0, 100.0, "perception-based image quality evaluator", "advqa.quality.piqe:piqe")
+_nr("piqe", 0.0, 100.0, "perception-based image quality evaluator", "advqa.quality.piqe:piqe",
+    "MATLAB piqe.m (Venkatanath et al. 2015)")
 register_factory(MetricInfo("lpips", True, False, (0.0, 1.0), True,
-                            "LPIPS v0.1, VGG16 (piq; weights on disk)"), LEARNED_FACTORY)
+                            "LPIPS v0.1, VGG16 (piq; weights on disk)",
+                            release="PerceptualSimilarity lpips v0.1 (Zhang et al. 2018)"),
+                 LEARNED_FACTORY)
 register_factory(MetricInfo("dists", True, False, (0.0, 1.0), True,
-                            "DISTS distance, 1 − similarity (piq; weights on disk)"),
+                            "DISTS distance, 1 − similarity (piq; weights on disk)",
+                            release="DISTS_pytorch (Ding et al. 2020)"),
                  LEARNED_FACTORY)
 # PieAPP's error has no upper bound (≥ 0 in practice).
 register_factory(MetricInfo("pieapp", True, False, (0.0, INFINITY), True,
-                            "PieAPP error (piq; weights on disk)"), LEARNED_FACTORY)
-_fr("l0", False, 0.0, INFINITY, False, "changed pixel positions", "advqa.quality.lp:l0")
-_fr("l1", False, 0.0, INFINITY, True, "L1 distance", "advqa.quality.lp:l1")
-_fr("l2", False, 0.0, INFINITY, True, "L2 distance", "advqa.quality.lp:l2")
-_fr("linf", False, 0.0, 1.0, True, "L∞ distance", "advqa.quality.lp:linf")
+                            "PieAPP error (piq; weights on disk)",
+                            release="PieAPP v0.1 (Prashnani et al. 2018)"),
+                 LEARNED_FACTORY)
+_fr("l0", False, 0.0, INFINITY, False, "changed pixel positions", "advqa.quality.lp:l0",
+    "definition")
+_fr("l1", False, 0.0, INFINITY, True, "L1 distance", "advqa.quality.lp:l1",
+    "definition")
+_fr("l2", False, 0.0, INFINITY, True, "L2 distance", "advqa.quality.lp:l2",
+    "definition")
+_fr("linf", False, 0.0, 1.0, True, "L∞ distance", "advqa.quality.lp:linf",
+    "definition")
 _fr("advdss", True, 0.0, 1.0, True, "AdvDSS: saliency + exponent SSIM (ours)",
-    "advqa.quality.advdss:advdss")
+    "advqa.quality.advdss:advdss",
+    "advqa (AdvDSS, the AEQA paper)")
 register(MetricInfo("aeqa", True, True, (0.0, 1.0), True,
-                    "AEQA: AdvDSS × JS divergence of the classifier (ours)", needs_model=True),
+                    "AEQA: AdvDSS × JS divergence of the classifier (ours)", needs_model=True,
+                    release="advqa (the AEQA paper)"),
          "advqa.quality.aeqa:aeqa_metric")
 register(MetricInfo("js", True, True, (0.0, 1.0), True,
                     "attack intensity: JS divergence of the classifier's outputs (AEQA's D_JS)",
-                    needs_model=True),
+                    needs_model=True, release="advqa (the AEQA paper)"),
          "advqa.quality.aeqa:js_metric")
 
 

@@ -1,21 +1,19 @@
-"""Classical full-reference metrics through piq (Apache-2.0), with advqa's conventions.
+"""Classical full-reference metrics, each reproducing its original release by default.
 
 Each function takes ``(reference, distorted)`` batches in [0, data_range],
-validates them with :mod:`advqa.quality.validate`, and returns (N,) scores.
-piq's implementations follow the authors' MATLAB code; the choices below make
-the inputs match what that code expects.
+validates them with :mod:`advqa.quality.validate`, and returns (N,) scores. The
+grey-level releases are fed what they are fed when run on files,
+``double(rgb2gray(imread(file)))`` (:func:`advqa.quality.matlab.release_grey`);
+docs/metrics.md lists each release and how closely it is reproduced.
 
-- ``psnr``: MSE over all channels, as MATLAB's ``psnr`` on RGB.
-- ``ssim``: Wang et al.'s ``ssim.m`` — on BT.601 luma (0–255), 11×11 Gaussian
-  σ = 1.5, K = (0.01, 0.03), automatic downsampling by
-  ``max(1, round(min(H, W)/256))``; ``downsample=False`` gives the older
-  ``ssim_index.m``, which never downsamples.
-- ``ms_ssim``: Wang, Simoncelli & Bovik's ``msssim.m`` on luma, five scales.
-- ``fsim``: Zhang et al.'s FSIMc on RGB (FSIM on one channel).
-- ``gmsd``: Xue et al.'s GMSD (lower is better).
-- ``vif``: Sheikh & Bovik's VIF in its pixel-domain form (VIFp, ``vifvec``'s
-  multi-scale spatial variant), as piq implements it.
-- ``vsi``: Zhang, Shen & Li's VSI (needs colour; grey input is replicated).
+- ``psnr``: MSE over all channels, as MATLAB's ``psnr`` on RGB (piq).
+- ``ssim``: ``ssim_index.m`` (Wang et al. 2004): 11×11 Gaussian σ = 1.5,
+  K = (0.01, 0.03), no downsampling; ``downsample=True`` gives the 2009 ``ssim.m``.
+- ``ms_ssim``: ``msssim.m`` (Wang, Simoncelli & Bovik 2003), five scales.
+- ``fsim``: ``FeatureSIM.m`` (Zhang et al. 2011), FSIMc on RGB (piq).
+- ``gmsd``: ``GMSD.m`` (Xue et al. 2014); lower is better.
+
+VIF and VIFp live in :mod:`advqa.quality.vif`, VSI in :mod:`advqa.quality.vsi`.
 """
 
 from __future__ import annotations
@@ -210,12 +208,6 @@ def gmsd(reference, distorted, *, data_range=1.0, clamp=False, conversion="rgb2g
     m_r, m_d = magnitude[:, 0], magnitude[:, 1]
     similarity = (2 * m_r * m_d + GMSD_T) / (m_r**2 + m_d**2 + GMSD_T)
     return similarity.flatten(1).std(dim=1, unbiased=True)
-
-
-def vif(reference, distorted, *, data_range=1.0, clamp=False):
-    """Pixel-domain visual information fidelity (Sheikh & Bovik, 2006)."""
-    reference, distorted = _pair(reference, distorted, data_range, clamp, min_size=41)
-    return piq.vif_p(distorted, reference, data_range=1.0, reduction="none")
 
 
 def vsi(reference, distorted, *, data_range=1.0, clamp=False):

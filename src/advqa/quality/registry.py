@@ -134,9 +134,13 @@ _fr("fsim", True, 0.0, 1.0, True, "feature similarity (FSIMc on colour)",
 _fr("gmsd", False, 0.0, 0.35, True, "gradient magnitude similarity deviation",
     "advqa.quality.classical:gmsd",
     "GMSD.m (Xue et al. 2014) on rgb2gray")
+# VIF is 1 for identical images and exceeds 1 only for contrast enhancement.
 _fr("vif", True, 0.0, 1.0, True, "visual information fidelity (wavelet domain)",
-    "advqa.quality.classical:vif",
+    "advqa.quality.vif:vif",
     "vifvec.m (Sheikh & Bovik 2006) on rgb2gray")
+_fr("vifp", True, 0.0, 1.0, True, "visual information fidelity, pixel domain (VIFp)",
+    "advqa.quality.vif:vifp",
+    "vifp_mscale.m (Sheikh & Bovik 2006) as piq.vif_p, unrounded grey")
 _fr("vsi", True, 0.0, 1.0, True, "visual saliency-induced index",
     "advqa.quality.classical:vsi",
     "VSI.m (Zhang et al. 2014) on RGB")

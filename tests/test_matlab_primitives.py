@@ -77,3 +77,33 @@ def test_rounded_grey_metrics_keep_a_useful_gradient(metric):
     stepped = (distorted + sign * 2 / 255 * gradient.sign()).clamp(0, 1).detach()
     after = getattr(classical, metric)(reference, stepped)
     assert (after - value).item() * sign > 0
+
+
+def test_downsample_factor_rounds_halves_up_as_matlab():
+    from advqa.quality.matlab import downsample_factor
+
+    assert [downsample_factor(side, side + 10) for side in (100, 383, 384, 640, 1152)] == [
+        1, 1, 2, 3, 5]  # Python's round would give 2 for 640 and 4 for 1152
+
+
+def test_fsim_downsamples_as_featuresim_m_and_equals_piq_where_piq_does_the_same():
+    import piq
+
+    from advqa.quality.matlab import conv2_same_average_subsample
+
+    photo = torch.from_numpy(data.astronaut().transpose(2, 0, 1).copy())[None].double() / 255
+    noise = torch.randn(photo.shape, generator=torch.Generator().manual_seed(1)).double()
+    distorted = (photo + 0.05 * noise).clamp(0, 1)
+    # 384×512 (F = 2, even sides): conv2 'same' + (1:2:end) is a plain 2×2 mean, as piq's.
+    even = classical.fsim(photo[..., :384, :], distorted[..., :384, :])
+    expected = piq.fsim(distorted[..., :384, :], photo[..., :384, :], data_range=1.0,
+                        reduction="none")
+    torch.testing.assert_close(even, expected, rtol=1e-12, atol=0)
+    # 511×512 (F = 2, odd rows): FeatureSIM.m keeps a last row averaged with zeros.
+    odd = classical.fsim(photo[..., :511, :], distorted[..., :511, :])
+    by_hand = piq.fsim(conv2_same_average_subsample(distorted[..., :511, :], 2),
+                       conv2_same_average_subsample(photo[..., :511, :], 2),
+                       data_range=1.0, reduction="none")
+    torch.testing.assert_close(odd, by_hand, rtol=1e-12, atol=0)
+    assert not torch.allclose(odd, piq.fsim(distorted[..., :511, :], photo[..., :511, :],
+                                            data_range=1.0, reduction="none"), rtol=1e-7)

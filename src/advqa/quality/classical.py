@@ -26,6 +26,8 @@ from advqa.quality.advdss import gaussian_window
 from advqa.quality.filters import separable_valid
 from advqa.quality.matlab import (
     conv2_average_subsample,
+    conv2_same_average_subsample,
+    downsample_factor,
     imfilter_average_subsample,
     release_grey,
 )
@@ -100,7 +102,7 @@ def ssim(reference, distorted, *, data_range=1.0, clamp=False, downsample=False,
     grey_reference = release_grey(reference, 1.0, conversion) / 255
     grey_distorted = release_grey(distorted, 1.0, conversion) / 255
     if downsample:
-        factor = max(1, round(min(grey_distorted.shape[-2:]) / 256))
+        factor = downsample_factor(*grey_distorted.shape[-2:])
         grey_reference = imfilter_average_subsample(grey_reference, factor)
         grey_distorted = imfilter_average_subsample(grey_distorted, factor)
     return ssim_index(grey_reference, grey_distorted, k1=k1, k2=k2)
@@ -165,8 +167,28 @@ def ms_ssim(reference, distorted, *, data_range=1.0, clamp=False, conversion="rg
 
 
 def fsim(reference, distorted, *, data_range=1.0, clamp=False):
-    """FSIMc (Zhang, Zhang, Mou & Zhang, 2011); FSIM on one-channel input."""
+    """FSIMc (Zhang, Zhang, Mou & Zhang, 2011) as ``FeatureSIM.m``; FSIM on one channel.
+
+    The release works on the RGB file as ``double`` 0–255 (no grey rounding) and
+    first averages and subsamples by ``F = max(1, round(min(H, W)/256))`` with
+    ``conv2(·, fspecial('average', F), 'same')`` and ``(1:F:end, 1:F:end)``.
+    piq's ``fsim`` pools with ``avg_pool2d`` instead, which drops an odd last
+    row and, for F ≥ 3, averages other pixels; so the images are downsampled here
+    as the release does (the step is linear, so doing it on RGB before the YIQ
+    conversion is the same) and piq, which then sees images whose own factor is
+    1, computes the rest.
+
+    References
+    ----------
+    .. [1] L. Zhang, L. Zhang, X. Mou and D. Zhang, "FSIM: a feature similarity index
+       for image quality assessment", IEEE TIP 20(8), 2011. Release: ``FeatureSIM.m``.
+    """
     reference, distorted = _pair(reference, distorted, data_range, clamp, min_size=7)
+    factor = downsample_factor(*reference.shape[-2:])
+    reference = conv2_same_average_subsample(reference, factor)
+    distorted = conv2_same_average_subsample(distorted, factor)
+    if downsample_factor(*reference.shape[-2:]) != 1:  # cannot happen; piq would pool again
+        raise AssertionError("FSIM: piq would downsample a second time")
     chromatic = reference.shape[1] == 3
     return piq.fsim(distorted, reference, data_range=1.0, chromatic=chromatic,
                     reduction="none")

@@ -347,3 +347,13 @@ def mat2gray(images: torch.Tensor) -> torch.Tensor:
     constant = spread == 0
     scaled = (images - low) / torch.where(constant, torch.ones_like(spread), spread)
     return torch.where(constant, images, scaled).clamp(0, 1)
+
+
+def downsample_factor(height: int, width: int) -> int:
+    """``f = max(1, round(min(H, W)/256))`` with MATLAB's round (halves up).
+
+    The automatic downsampling factor of ``ssim.m``, ``FeatureSIM.m`` and
+    ``VSI.m``. Python's ``round`` takes halves to even, which gives 2 instead of
+    3 for a 640-pixel side.
+    """
+    return max(1, math.floor(min(height, width) / 256 + 0.5))

@@ -304,6 +304,43 @@ def test_brisque_svr_matches_libsvm():
 
 # --------------------------------------------------------------------------- reference parity
 
+def test_libsvm_text_round_trip_is_printf():
+    rng = np.random.default_rng(8)
+    values = np.concatenate([rng.normal(0, 1, 4000) * 10.0 ** rng.integers(-7, 3, 4000),
+                             [0.0, 9.9999996, -0.999999951, 1e-7, 0.0000005, 123456.5]])
+    tensor = torch.from_numpy(values).requires_grad_()
+    rounded_f, rounded_g = brisque_module.printf_f(tensor), brisque_module.printf_g(tensor)
+    np.testing.assert_array_equal(rounded_f.detach().numpy(), [float(f"{v:f}") for v in values])
+    np.testing.assert_array_equal(rounded_g.detach().numpy(), [float(f"{v:g}") for v in values])
+    # Straight-through: the gradient of the unrounded value.
+    (rounded_f.sum() + rounded_g.sum()).backward()
+    np.testing.assert_array_equal(tensor.grad.numpy(), np.full(len(values), 2.0))
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_brisque_text_round_trip_moves_scores_by_thousandths(index):
+    features = torch.tensor([MATLAB_FEATURES[index]], dtype=torch.float64)
+    model = load_model("live")
+    rounded = svr_score(features, model, text_round_trip=True).item()
+    assert rounded == pytest.approx(Ref.brisque_score(features[0].numpy(), model,
+                                                      text_rounding=True), rel=1e-12)
+    assert abs(rounded - MATLAB_SCORES[index]) < 6e-3
+    assert 0 < abs(rounded - svr_score(features, model).item()) < 1e-2
+
+
+@pytest.mark.parametrize("padding", ["zeros", "replicate"])
+def test_flat_patches_have_exactly_zero_mscn_at_every_grey_level(padding):
+    # MATLAB's filter leaves a level-dependent round-off residual of either sign
+    # (or none) in flat 7×7 patches, which the AGGD fits count (see niqe.py).
+    # Here the residual is exactly 0 for every level, whatever the summation order.
+    levels = torch.arange(256, dtype=torch.float64).view(16, 16)
+    image = levels.repeat_interleave(15, 0).repeat_interleave(15, 1)  # 15×15 patches
+    coefficients = niqe_module.mscn(image[None, None], padding)[0, 0]
+    grid = coefficients.view(16, 15, 16, 15)
+    interior = grid[:, 3:12, :, 3:12]  # at least 3 pixels from every patch edge
+    assert interior.abs().max().item() == 0.0
+
+
 def test_imresize_half_matches_matlab_contributions():
     rng = np.random.default_rng(1)
     for shape in [(37, 50), (96, 96), (11, 8)]:
@@ -353,13 +390,15 @@ def test_brisque_matches_reference(name):
     model = load_model("live")
     features = Ref.brisque_features(grey)
     expected = Ref.brisque_score(features, model)
-    ours = brisque(_image(photo)).item()
-    assert ours == pytest.approx(expected, rel=1e-7)
     ours_features = brisque_module.brisque_features(torch.from_numpy(grey)[None, None])
     np.testing.assert_allclose(ours_features[0].numpy(), features, rtol=1e-9, atol=1e-12)
-    # brisquescore.m's LibSVM text round trip: the score MATLAB prints.
+    assert svr_score(ours_features, model).item() == pytest.approx(expected, rel=1e-7)
+    # brisquescore.m's LibSVM text round trip (%f features, %g scaled features) is
+    # part of MATLAB's forward pass: the default mode reproduces the score MATLAB prints.
     matlab_like = Ref.brisque_score(features, model, text_rounding=True)
-    assert ours == pytest.approx(matlab_like, rel=PARITY)
+    ours = brisque(_image(photo)).item()
+    assert ours == pytest.approx(matlab_like, rel=1e-7)
+    assert ours == pytest.approx(expected, rel=PARITY)
 
 
 def test_flat_blocks_handled_like_matlab_nan_rules(live_niqe_params):

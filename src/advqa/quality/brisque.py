@@ -29,20 +29,46 @@ The pipeline, per image:
 Differentiability and deviations from the MATLAB code
 -----------------------------------------------------
 - ``mode="matlab"`` (default): MATLAB's forward pass — the grid lookup of the
-  GGD/AGGD shape α and, for colour input, ``uint8`` + ``rgb2gray`` rounding of
-  the grey levels — with straight-through gradients (the derivative of the
-  continuous inverse for α, identity for rounding). ``mode="smooth"``: no
-  rounding and a Newton inverse for α, one smooth function with exact
-  gradients. See :mod:`advqa.quality.niqe`. The smooth α alone moves the score
-  by < 0.06 (0–100 scale) on the scikit-image photos, but skipping the grey
+  GGD/AGGD shape α, for colour input ``uint8`` + ``rgb2gray`` rounding of
+  the grey levels, and the rounding of the LibSVM text files — with
+  straight-through gradients (the derivative of the continuous inverse for
+  α, identity for rounding). ``mode="smooth"``: no rounding and a Newton
+  inverse for α, one smooth function with exact gradients. See
+  :mod:`advqa.quality.niqe`. The smooth α alone moves the score by < 0.06
+  (0–100 scale) on the scikit-image photos, but skipping the grey
   rounding of colour input moves it more (``coffee`` 30.07 → 30.52,
   ``chelsea`` 2.57 → 2.32), so report scores from ``"matlab"``.
-- MSCN numerators at round-off level (``|im − μ| ≤ 1e-9``) are set to 0, as in
-  :mod:`advqa.quality.niqe`.
 - ``brisquescore.m`` hands the features to LibSVM through text files: features
-  printed with ``%f`` (6 decimals) and scaled features with ``%g`` (6
-  significant digits). That rounding is not reproduced (it moves the score by
-  a few thousandths).
+  printed with ``fprintf('%f')`` (6 decimals), scaled by ``svm-scale``, which
+  prints ``%g`` (6 significant digits). ``mode="matlab"`` reproduces both
+  roundings (:func:`printf_f`, :func:`printf_g`, straight-through gradients);
+  ``"smooth"`` skips them. They move the score by a few thousandths, which is
+  0.4 % of a score near 0 (TID2013 ``I04``: −0.10718 without, −0.10762 with,
+  MATLAB −0.107618). ``svm-predict`` prints the score with ``%g``: the
+  published values have 6 significant digits.
+- MSCN numerators that are zero in exact arithmetic (flat 7×7 patches, common
+  in uint8 photos: ``|im − μ| ≤ 1e-9``) are set to exactly 0, as in
+  :mod:`advqa.quality.niqe`, whose docstring explains the consequence: MATLAB
+  leaves a round-off residual there whose sign (or absence) depends on the
+  grey level and on the bits of ``filter2``'s separable kernels, and the AGGD
+  fits count those residuals. This is the one known difference left from the
+  release; it is large where flat patches are many and the score is small.
+  On the TID2013 calibration pairs (scores of the distorted images; MATLAB's
+  from IQA-PyTorch's ``results_official.csv``):
+
+  ==========  ==========  ==========  =========  =========  =========
+  image       I03         I04         I06        I08        I19
+  ==========  ==========  ==========  =========  =========  =========
+  MATLAB      94.6421     −0.107618   0.992889   5.35827    72.2617
+  here        94.6405     −0.107618   0.991165   5.90331    74.4303
+  diff (%)    −0.002      0.000       −0.17      +10.2      +3.0
+  ==========  ==========  ==========  =========  =========  =========
+
+  Giving MATLAB's residual signs to the flat patches (found by trying all
+  sign patterns per grey level) reproduces I08 (5.358271) and I06 (0.992889)
+  to the printed digits and I19 to 0.006 %; which levels MATLAB leaves exact
+  could not be predicted (see :mod:`advqa.quality.niqe`), so no such pattern is
+  applied here.
 - Float64 inside; the result has the input's dtype. A constant image has no
   defined BRISQUE (MATLAB divides 0 by 0): its score is NaN.
 
@@ -272,11 +298,48 @@ def _features(grey, mode):
     return torch.cat([first, second], -1), defined_first & defined_second
 
 
-def svr_score(features: torch.Tensor, model: BrisqueModel) -> torch.Tensor:
-    """``svm-scale`` with the model's ranges, then the ε-SVR prediction, for (N, 36) features."""
+def _round_decimals(values: torch.Tensor, decimals: torch.Tensor | int) -> torch.Tensor:
+    """Round to ``decimals`` places (half to even, as C's printf on a binary tie)."""
+    scale = torch.pow(torch.full_like(values, 10.0), decimals)
+    return torch.round(values * scale) / scale
+
+
+def printf_f(values: torch.Tensor) -> torch.Tensor:
+    """``sscanf(sprintf('%f', v))``: v rounded to 6 decimals, straight-through gradient."""
+    rounded = _round_decimals(values.detach(), 6)
+    return values + (rounded - values).detach()
+
+
+def printf_g(values: torch.Tensor) -> torch.Tensor:
+    """``sscanf(sprintf('%g', v))``: v rounded to 6 significant digits, straight-through."""
+    detached = values.detach()
+    nonzero = detached != 0
+    magnitude = torch.where(nonzero, detached.abs(), torch.ones_like(detached))
+    exponent = torch.floor(torch.log10(magnitude))
+    rounded = _round_decimals(detached, 5 - exponent)
+    # A value that rounds up to the next power of ten (9.999996 → 10.0000) is
+    # printed with one digit less; rounding to 6 digits of the old exponent
+    # already gives that number.
+    rounded = torch.where(nonzero, rounded, detached)
+    return values + (rounded - values).detach()
+
+
+def svr_score(features: torch.Tensor, model: BrisqueModel, *,
+              text_round_trip: bool = False) -> torch.Tensor:
+    """``svm-scale`` with the model's ranges, then the ε-SVR prediction, for (N, 36) features.
+
+    ``text_round_trip=True`` reproduces ``brisquescore.m``'s files: features
+    written with ``fprintf('%f')`` (6 decimals) and scaled by ``svm-scale``,
+    which writes ``%g`` (6 significant digits); both roundings pass the
+    gradient straight through.
+    """
+    if text_round_trip:
+        features = printf_f(features)
     low = features.new_tensor(model.feature_min)
     high = features.new_tensor(model.feature_max)
     scaled = model.lower + (model.upper - model.lower) * (features - low) / (high - low)
+    if text_round_trip:
+        scaled = printf_g(scaled)
     vectors = features.new_tensor(model.support_vectors)
     distance = ((scaled[:, None, :] - vectors[None]) ** 2).sum(-1)
     kernel = torch.exp(-model.gamma * distance)
@@ -291,7 +354,8 @@ def _check(images, data_range, clamp):
 def _brisque(images, model, data_range, mode):
     features, defined = _features(grey_levels(images, data_range, mode), mode)
     # Undefined features (a constant image) give NaN without NaN gradients elsewhere.
-    scores = svr_score(torch.where(defined[:, None], features, torch.zeros_like(features)), model)
+    scores = svr_score(torch.where(defined[:, None], features, torch.zeros_like(features)), model,
+                       text_round_trip=mode == "matlab")
     return torch.where(defined, scores, torch.full_like(scores, math.nan)).to(images.dtype)
 
 

@@ -44,10 +44,6 @@ def _pair(reference, distorted, data_range, clamp, min_size=1):
     return reference / data_range, distorted / data_range
 
 
-def _colour(images: torch.Tensor) -> torch.Tensor:
-    return images if images.shape[1] == 3 else images.repeat(1, 3, 1, 1)
-
-
 def psnr(reference, distorted, *, data_range=1.0, clamp=False):
     """Peak signal-to-noise ratio in dB; higher is better."""
     reference, distorted = _pair(reference, distorted, data_range, clamp)
@@ -230,9 +226,3 @@ def gmsd(reference, distorted, *, data_range=1.0, clamp=False, conversion="rgb2g
     m_r, m_d = magnitude[:, 0], magnitude[:, 1]
     similarity = (2 * m_r * m_d + GMSD_T) / (m_r**2 + m_d**2 + GMSD_T)
     return similarity.flatten(1).std(dim=1, unbiased=True)
-
-
-def vsi(reference, distorted, *, data_range=1.0, clamp=False):
-    """Visual saliency-induced index (Zhang, Shen & Li, 2014)."""
-    reference, distorted = _pair(reference, distorted, data_range, clamp, min_size=7)
-    return piq.vsi(_colour(distorted), _colour(reference), data_range=1.0, reduction="none")

@@ -267,14 +267,15 @@ def _resize_axis(images: torch.Tensor, axis: int, out_length: int, method: str,
         # Same length: weights are a unit impulse at every sample (u = x).
         return images
     indices, weights = _resize_taps(in_length, out_length, method, antialiasing)
-    taps = indices.shape[1]
-    gathered = images.index_select(axis, torch.from_numpy(indices.ravel()).to(images.device))
-    shape = list(images.shape)
-    shape[axis:axis + 1] = [out_length, taps]
-    weight_shape = [1] * len(shape)
-    weight_shape[axis:axis + 2] = [out_length, taps]
-    weights = torch.from_numpy(weights).to(images).view(weight_shape)
-    return (gathered.view(shape) * weights).sum(axis + 1)
+    shape = [1] * images.dim()
+    shape[axis] = out_length
+    index = torch.from_numpy(indices.T.copy()).to(images.device)
+    weight = torch.from_numpy(weights.T.copy()).to(images)
+    # One gather and multiply-add per tap: no (…, out, taps, …) intermediate.
+    out = images.index_select(axis, index[0]) * weight[0].view(shape)
+    for tap in range(1, index.shape[0]):
+        out = out + images.index_select(axis, index[tap]) * weight[tap].view(shape)
+    return out
 
 
 def imresize(images: torch.Tensor, output_size: tuple[int, int], method: str = "bilinear",
@@ -282,15 +283,19 @@ def imresize(images: torch.Tensor, output_size: tuple[int, int], method: str = "
     """MATLAB ``imresize(A, [rows cols], method)`` of an (N, C, H, W) batch of ``double`` s.
 
     Separable, one axis after the other with the nonzero weights of
-    :func:`resize_matrix` (MATLAB resizes the more-shrunk axis first; the
-    order changes only round-off). Linear in the image, so gradients flow.
+    :func:`resize_matrix`, the more-shrunk axis first as MATLAB does (the
+    order changes only round-off, and work). Linear in the image, so gradients flow.
     ``uint8`` input, which MATLAB rounds after resizing, is not modelled: the
     releases that call this resize ``double`` s.
     """
     if method not in _RESIZE_KERNELS:
         raise ValueError(f"method must be one of {tuple(_RESIZE_KERNELS)}, got {method!r}")
-    rows = _resize_axis(images, images.dim() - 2, int(output_size[0]), method, antialiasing)
-    return _resize_axis(rows, images.dim() - 1, int(output_size[1]), method, antialiasing)
+    sizes = [int(output_size[0]), int(output_size[1])]
+    scales = [sizes[k] / images.shape[k - 2] for k in range(2)]
+    out = images
+    for k in sorted(range(2), key=lambda k: scales[k]):  # imresize's dimension order
+        out = _resize_axis(out, images.dim() - 2 + k, sizes[k], method, antialiasing)
+    return out
 
 
 # ------------------------------------------------------------------ conv2, mat2gray

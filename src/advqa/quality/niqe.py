@@ -58,9 +58,39 @@ Deviations from the MATLAB code
 - Where the MSCN numerator ``im − μ`` is zero in exact arithmetic (flat or
   linear 7×7 neighbourhoods, common in uint8 photos) MATLAB's filter leaves
   round-off of either sign (~1e-14), which the AGGD fits then count as
-  negative or positive samples. Values with ``|im − μ| ≤ 1e-9`` (0–255 scale)
-  are set to the exact 0 here (gradient passed through), so the score does
-  not depend on summation order.
+  negative or positive samples (``vec(vec<0)``, ``vec(vec>0)``): the count of
+  samples in σ_l and σ_r changes, and with it the features. Values with
+  ``|im − μ| ≤ 1e-9`` (0–255 scale) are set to the exact 0 here (gradient
+  passed through), so the score does not depend on summation order. This is
+  the one known difference left from the release (BRISQUE shares it), and it
+  is why some published values are not met. On the TID2013 calibration
+  pairs (distorted images; MATLAB's values from IQA-PyTorch's
+  ``results_official.csv``):
+
+  ======  ===========  ===========  ===========  ===========  ===========
+  image   I03          I04          I06          I08          I19
+  ======  ===========  ===========  ===========  ===========  ===========
+  MATLAB  15.75362939  3.654921524  3.235477437  3.184033339  8.635196639
+  here    15.74595771  3.654921524  3.234327580  3.202013802  8.665483115
+  diff    −0.05 %      1e-14 rel.   −0.04 %      +0.56 %      +0.35 %
+  ======  ===========  ===========  ===========  ===========  ===========
+
+  I04 has no flat patch and agrees to 13 digits. The flat patches of I08 lie
+  at grey levels 74, 85, 87, 103, 140, 162, those of I06 at 248, 249. Giving
+  every flat pixel of a level MATLAB's residual — trying the three cases
+  μ > im, μ = im, μ < im per level — reproduces MATLAB's NIQE of I08 and I06
+  to 1e-13 with one pattern: μ > im at 74, 87, 140, 162 and 248, μ = im
+  exactly at 85, 103 and 249; the same pattern reproduces BRISQUE (whose
+  ``filter2`` pads with zeros instead of replicating) to its printed digits.
+  The pattern is a property of MATLAB's arithmetic: ``filter2`` and
+  ``imfilter`` find the 7×7 Gaussian separable and filter with
+  ``u(:,1)·sqrt(s(1))`` and ``v(:,1)·sqrt(s(1))`` of its SVD, and whether
+  ``Σ_j h_j·(Σ_i h_i·c)`` rounds back to c depends on those bits and on the
+  summation order. Neither is documented: no summation order (all 7!² orders
+  of the two passes, with and without FMA) of LAPACK's singular vectors
+  (``gesdd`` and ``gesvd``) gives the pattern, and kernels a few ulps away
+  that do give it disagree elsewhere, so MATLAB's residuals cannot be
+  predicted here and none are imitated.
 - Computation runs in float64 whatever the input dtype; the result has the
   input's dtype.
 - Blocks whose coefficients lie all on one side of zero (e.g. flat regions)

@@ -142,7 +142,7 @@ _fr("vifp", True, 0.0, 1.0, True, "visual information fidelity, pixel domain (VI
     "advqa.quality.vif:vifp",
     "vifp_mscale.m (Sheikh & Bovik 2006) as piq.vif_p, unrounded grey")
 _fr("vsi", True, 0.0, 1.0, True, "visual saliency-induced index",
-    "advqa.quality.classical:vsi",
+    "advqa.quality.vsi:vsi",
     "VSI.m (Zhang et al. 2014) on RGB")
 _fr("mad", False, 0.0, 200.0, True, "most apparent distortion", "advqa.quality.mad:mad",
     "MAD_index.m (Larson & Chandler 2010; 2011 release) on rgb2gray")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy
 import pandas as pd
@@ -274,7 +277,11 @@ def test_cli_benchmark_runs_and_rejects_bad_input(tmp_path, capsys):
     ({"steps": -3}, "steps"),
     ({"batch_size": 0}, "batch_size"),
     ({"eps": 0.0}, "eps must be a finite number > 0"),
-    ({"step_size": float("nan")}, "step_size"),
+    ({"step_sizes": (float("nan"),)}, "step size must be a finite number > 0"),
+    ({"step_sizes": (1 / 255, -1 / 255)}, "step size"),
+    ({"step_sizes": ()}, "step_sizes must be a non-empty sequence"),
+    ({"step_sizes": (1 / 255, 1 / 255)}, "step size 1/255 given twice"),
+    ({"mifgsm_form": "kurakin"}, "mifgsm_form must be one of msu, dong"),
     ({"amplitudes": ()}, "amplitudes"),
     ({"amplitudes": (0.4, -0.1)}, "amplitude"),
     ({"jpeg_quality": 0}, "jpeg_quality"),
@@ -359,3 +366,191 @@ def test_metric_range_is_cached_per_metric_and_image_set(image_sets, tmp_path, m
 
 def test_leaderboard_never_scrolls_sideways_at_1366(local_run, page_width):
     assert page_width(local_run.out / "leaderboard.html") <= 1366
+
+
+# --- step grid, MI-FGSM form, robustness-score variant, failed cells, AMI-FGSM -------------
+
+GRID = Settings(amplitudes=(0.4,), step_sizes=(0.25 / 255, 1 / 255))
+GRID_ATTACKS = ["fgsm", "ifgsm", "mifgsm", "amifgsm"]
+
+
+@pytest.fixture(scope="module")
+def grid_run(image_sets, tmp_path_factory):
+    train, test = image_sets
+    out = tmp_path_factory.mktemp("grid")
+    return run_benchmark(["psnr", "gmsd"], GRID_ATTACKS, train, test, out, settings=GRID,
+                         progress=False)
+
+
+def test_step_sizes_parse_fractions_and_plain_numbers():
+    from advqa.robustness.benchmark import parse_step_sizes, step_label
+
+    assert parse_step_sizes("0.25/255, 0.5/255,1/255") == pytest.approx(
+        (0.25 / 255, 0.5 / 255, 1 / 255))
+    assert parse_step_sizes("0.002,1e-3") == (0.002, 0.001)
+    assert [step_label(step) for step in parse_step_sizes("0.25/255,1/255,0.002")] == [
+        "0.25/255", "1/255", "0.51/255"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0", "step size '0' must be a finite number > 0"),
+    ("0/255", "step size '0/255' must be a finite number > 0"),
+    ("-1/255", "step size '-1/255' must be a finite number > 0"),
+    ("nan", "step size 'nan' must be a finite number > 0"),
+    ("inf", "must be a finite number > 0"),
+    ("1/0", "not a step size: '1/0'"),
+    ("one/255", "not a step size"),
+    ("1/2/3", "not a step size"),
+    (" , ", "no step size"),
+    ("1/255,0.5/255,1/255", "step size 1/255 given twice"),
+])
+def test_bad_step_sizes_are_refused_with_a_clear_error(text, message):
+    from advqa.robustness.benchmark import parse_step_sizes
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_step_sizes(text)
+
+
+def test_a_step_above_one_is_warned_about():
+    with pytest.warns(UserWarning, match=r"step size 2 is above 1.*did you mean 2/255"):
+        Settings(step_sizes=(2.0,))
+
+
+def test_cli_refuses_bad_step_sizes_and_warns_on_suspicious_ones(tmp_path, capsys,
+                                                                 monkeypatch):
+    def never(*_arguments, **_options):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(benchmark, "run_benchmark", never)
+    command = ["benchmark", "--metrics", "psnr", "--attacks", "ifgsm", "--size", "96",
+               "--out", str(tmp_path), "--no-progress"]
+    with pytest.raises(SystemExit) as exit_code:
+        main([*command, "--step-sizes", "0.5/255,-1/255"])
+    assert exit_code.value.code == 2
+    assert "step size '-1/255' must be a finite number > 0" in capsys.readouterr().err
+    with pytest.raises(AssertionError, match="the benchmark started"):
+        main([*command, "--step-sizes", "0.5/255,3"])
+    assert "warning: step size 3 is above 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*command, "--mifgsm-form", "kurakin"])
+    with pytest.raises(SystemExit):
+        main([*command, "--r-score", "code"])
+
+
+def test_plan_has_one_unit_per_step_of_each_iterative_attack():
+    units = benchmark.plan_units(["psnr"], ["fgsm", "ifgsm", "cumulative-uap"], (0.4, 0.8),
+                                 (0.25 / 255, 1 / 255))
+    assert [unit.key for unit in units] == [
+        "psnr|fgsm", "psnr|ifgsm~0.25/255", "psnr|ifgsm~1/255", "psnr|cumulative-uap@0.4",
+        "psnr|cumulative-uap@0.8"]
+
+
+def test_grid_items_have_one_row_per_step(grid_run, image_sets):
+    items = grid_run.items
+    # 2 metrics × (fgsm + 3 iterative attacks × 2 steps) × 3 images
+    assert len(items) == 2 * 7 * 3 and items.error.isna().all()
+    assert not items.duplicated(["metric", "attack", "step", "image"]).any()
+    assert items.loc[items.attack == "fgsm", "step"].isna().all()
+    assert set(items.step.dropna()) == {0.25 / 255, 1 / 255}
+    # The radius is AMI-FGSM's 1/NIQE of its start, recorded for that attack only.
+    assert items.loc[items.attack == "amifgsm", "radius"].gt(0).all()
+    assert items.loc[items.attack != "amifgsm", "radius"].isna().all()
+    # Each step is its own attack: the larger step moves the image more.
+    ifgsm = items[items.attack == "ifgsm"].groupby("step").mse.mean()
+    assert ifgsm[1 / 255] > ifgsm[0.25 / 255]
+
+
+def test_grid_leaderboard_picks_the_strongest_step_and_marks_failures(grid_run):
+    scores = pd.read_csv(grid_run.out / "scores.csv")
+    stepped = scores[scores.step.notna()]
+    for (metric, attack), rows in stepped.groupby(["metric", "attack"]):
+        assert rows.ranked.sum() == 1, (metric, attack)
+        assert rows.loc[rows.ranked, "abs_gain"].iloc[0] == rows.abs_gain.max()
+    board = pd.read_csv(grid_run.out / "leaderboard.csv").set_index("metric")
+    ranked = scores[scores.ranked]
+    for metric, rows in ranked.groupby("metric"):
+        working = rows[rows.status == "ok"]
+        assert board.loc[metric, "n_attacks"] == len(working)
+        assert board.loc[metric, "failed_attacks"] == (rows.status == "failed").sum()
+        assert board.loc[metric, "abs_gain"] == pytest.approx(working.abs_gain.mean())
+    # FGSM's one full 10/255 sign step from the JPEG start lowers PSNR on these photos:
+    # a failed attack, marked and not counted.
+    psnr_fgsm = ranked[(ranked.metric == "psnr") & (ranked.attack == "fgsm")].iloc[0]
+    assert psnr_fgsm.status == "failed" and psnr_fgsm.abs_gain < 0
+    assert "fgsm (gain -" in board.loc["psnr", "failed"]
+    # Defaults: Dong et al.'s MI-FGSM, the paper's R-score; both stated in the output.
+    assert set(board.mifgsm_form) == {"dong"} and set(board.r_score_variant) == {"paper"}
+    assert set(board.step_sizes) == {"0.25/255, 1/255"}
+
+
+def test_amifgsm_whose_ball_never_binds_is_reported_as_mifgsm(grid_run):
+    items = grid_run.items
+    key = ["metric", "step", "image"]
+    ami = items[items.attack == "amifgsm"].sort_values(key).reset_index(drop=True)
+    mi = items[items.attack == "mifgsm"].sort_values(key).reset_index(drop=True)
+    # 10 × 1/255 ≈ 0.039 lies below every 1/NIQE here: the ball never binds, and the
+    # two attacks give the same images, hence the same scores.
+    assert (ami.radius > 10 / 255).all()
+    numpy.testing.assert_allclose(ami.attacked, mi.attacked, rtol=1e-5, atol=1e-6)
+    scores = pd.read_csv(grid_run.out / "scores.csv")
+    notes = scores.loc[scores.attack == "amifgsm", "note"]
+    assert notes.str.contains("1/NIQE ball never binds").all()
+    assert notes.str.contains(r"AMI-FGSM = MI-FGSM \(same images\)").all()
+    page = (grid_run.out / "leaderboard.html").read_text(encoding="utf-8")
+    assert "the 1/NIQE ball never binds at step 0.25/255, 1/255" in page
+
+
+def test_the_leaderboard_page_says_form_variant_and_grid(grid_run):
+    page = (grid_run.out / "leaderboard.html").read_text(encoding="utf-8")
+    assert "dong: g_t = ν·g_{t−1} + ∇J/‖∇J‖₁" in page
+    assert "paper: mean log10(max(1 − s′, s)" in page
+    assert "0.25/255, 1/255; each attack ranked at its strongest step" in page
+    assert '<td class="failed"><b>failed</b> (gain -' in page
+
+
+def test_other_step_grid_or_form_in_the_same_folder_is_refused(grid_run, image_sets):
+    train, test = image_sets
+    for other in (Settings(amplitudes=(0.4,), step_sizes=(0.5 / 255, 1 / 255)),
+                  Settings(amplitudes=(0.4,), step_sizes=GRID.step_sizes, mifgsm_form="msu")):
+        with pytest.raises(ValueError, match="other settings"):
+            run_benchmark(["psnr"], ["ifgsm"], train, test, grid_run.out, settings=other,
+                          progress=False)
+
+
+def test_the_other_r_score_rescores_without_attacking_again(grid_run, image_sets, tmp_path,
+                                                            monkeypatch):
+    train, test = image_sets
+    folder = tmp_path / "copy"
+    shutil.copytree(grid_run.out, folder)
+
+    def fail(*_arguments, **_options):
+        raise AssertionError("a finished unit ran again")
+
+    monkeypatch.setattr(benchmark, "run_unit", fail)
+    monkeypatch.setattr(benchmark, "prepare_metric", fail)
+    again = run_benchmark(["psnr", "gmsd"], GRID_ATTACKS, train, test, folder, settings=GRID,
+                          r_score="msu", progress=False)
+    pd.testing.assert_frame_equal(again.items, grid_run.items)
+    paper = pd.read_csv(grid_run.out / "scores.csv")
+    msu = pd.read_csv(folder / "scores.csv")
+    assert set(msu.r_score_variant) == {"msu"}
+    assert not numpy.allclose(paper.robustness_score, msu.robustness_score)
+    numpy.testing.assert_allclose(paper.abs_gain, msu.abs_gain)
+    assert "msu: mean log10(max(1 − s, s)" in (folder / "leaderboard.html").read_text("utf-8")
+
+
+def test_leaderboard_with_failed_cells_reads_well_at_1366(grid_run, page_width, chromium,
+                                                          tmp_path):
+    page = grid_run.out / "leaderboard.html"
+    assert page_width(page) <= 1366
+    screenshot = tmp_path / "leaderboard.png"
+    result = subprocess.run(
+        [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--screenshot={screenshot}", "--window-size=1366,2200", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert screenshot.stat().st_size > 10_000
+    artifacts = Path(__file__).parent / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shutil.copy(screenshot, artifacts / "leaderboard.png")  # kept for a person to look at

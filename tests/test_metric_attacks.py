@@ -237,3 +237,83 @@ def test_calls_keep_their_state_in_the_loop_not_on_the_attack(photos, psnr, buil
     assert torch.equal(outer, alone) and torch.equal(nested.inner[0], other)
     assert all(seen == before for seen in nested.attributes), "per-call state on the attack"
     assert attributes(attack) == before
+
+
+# --- MI-FGSM: the benchmark's form and Dong et al.'s ------------------------------------------
+
+
+class Scripted:
+    """An objective whose gradient at the t-th evaluation is ``gradients[t]`` exactly:
+    the loss is linear, ``<gradients[t], images>`` per sample."""
+
+    module = None
+
+    def __init__(self, gradients):
+        self.gradients, self.calls = [torch.tensor(g).view(1, 1, 1, -1) for g in gradients], 0
+
+    def evaluate(self, images):
+        from advqa.attacks.objectives import Evaluation
+
+        weights = self.gradients[self.calls]
+        self.calls += 1
+        return Evaluation((weights * images).sum(dim=(1, 2, 3)), None)
+
+
+def test_mifgsm_forms_differ_as_the_formulas_say():
+    from advqa.robustness.mifgsm import MIFGSM
+
+    # Two steps of α = 0.1 from x0 = (0.5, 0.5) (ε = 1: no clipping), ν = 1, on the
+    # gradients g1 = (10, 10) then g2 = (−2, 1).
+    #   dong: v1 = g1/mean|g1| = (1, 1)            -> x1 = (0.6, 0.6)
+    #         v2 = v1 + g2/mean|g2| = (1 − 4/3, 1 + 2/3) = (−1/3, 5/3)
+    #                                             -> x2 = (0.5, 0.7)
+    #   msu:  v1 = g1 = (10, 10)                   -> x1 = (0.6, 0.6)
+    #         v2 = g2 + v1 = (8, 11)               -> x2 = (0.7, 0.7)
+    # The large first gradient dominates the raw momentum; normalised, both steps weigh
+    # the same and the second one's sign wins on the first pixel.
+    start = torch.full((1, 1, 1, 2), 0.5)
+    expected = {"dong": [0.5, 0.7], "msu": [0.7, 0.7]}
+    for form, pixels in expected.items():
+        attack = MIFGSM(form=form, eps=1.0, steps=2, step_size=0.1, decay=1.0)
+        adversarial, _ = attack.perturb(Scripted([[10.0, 10.0], [-2.0, 1.0]]), start)
+        torch.testing.assert_close(adversarial.view(-1), torch.tensor(pixels), atol=1e-6,
+                                   rtol=0, msg=form)
+        assert attack.parameters()["form"] == form
+    # Without momentum (ν = 0) the forms are the same attack: sign of the gradient.
+    for form in expected:
+        attack = MIFGSM(form=form, eps=1.0, steps=2, step_size=0.1, decay=0.0)
+        adversarial, _ = attack.perturb(Scripted([[10.0, 10.0], [-2.0, 1.0]]), start)
+        torch.testing.assert_close(adversarial.view(-1), torch.tensor([0.5, 0.7]), atol=1e-6,
+                                   rtol=0)
+
+
+def test_mifgsm_dong_form_is_advqas_mim(photos, psnr):
+    from advqa.robustness.mifgsm import MIFGSM
+
+    objective = MetricObjective(psnr, metric_range=PSNR_RANGE, references=photos)
+    start = jpeg_copy(photos, quality=80)
+    ours, _ = MIFGSM(form="dong", eps=2 / 255, steps=3).perturb(objective, start)
+    engine, _ = MIM(eps=2 / 255, steps=3).perturb(objective, start)
+    assert torch.equal(ours, engine)
+    with pytest.raises(ValueError, match="unknown MI-FGSM form"):
+        MIFGSM(form="kurakin")
+    with pytest.raises(ValueError, match="unknown MI-FGSM form"):
+        AMIFGSM(form="")
+
+
+def test_amifgsm_ball_that_cannot_bind_gives_mifgsms_images(photos, psnr):
+    from advqa.robustness.amifgsm import ball_never_binds
+    from advqa.robustness.mifgsm import MIFGSM
+
+    objective = MetricObjective(psnr, metric_range=PSNR_RANGE, references=photos)
+    start = jpeg_copy(photos, quality=80)
+    radii = torch.tensor([0.05, 0.1, 0.2])  # 1/NIQE of natural photos lies around here
+    assert ball_never_binds(radii, steps=10, step_size=1 / 255).all()  # 10/255 ≈ 0.039
+    assert not ball_never_binds(0.03, steps=10, step_size=1 / 255)
+    for form in ("msu", "dong"):
+        ami, _ = AMIFGSM(form=form, steps=10, step_size=1 / 255,
+                         radius=lambda images: radii).perturb(objective, start)
+        mi, _ = MIFGSM(form=form, eps=10 / 255, steps=10, step_size=1 / 255).perturb(
+            objective, start)
+        # The same images up to float rounding of the two projections (~1e-8).
+        torch.testing.assert_close(ami, mi, atol=1e-6, rtol=0, msg=form)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def register(subparsers) -> None:
         "robustness, Wasserstein and energy scores) and write OUT/items.{parquet,csv}, "
         "OUT/leaderboard.{csv,html} and the UAP artefacts under OUT/uaps/. Rerunning with the "
         "same OUT resumes. Full-reference metrics are attacked from a JPEG copy of each image "
-        "and scored against the original.")
+        "and scored against the original. An attack whose mean gain is negative (it made the "
+        "metric judge the images worse) is marked failed and left out of the ranks.")
     add_inputs(parser)
     add_attack_settings(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -53,10 +55,20 @@ def add_attack_settings(parser) -> None:
     parser.add_argument("--eps", type=number, default=10 / 255,
                         help="L∞ budget of the per-image attacks (default 10/255)")
     parser.add_argument("--steps", type=int, default=10, help="iterations (default 10)")
-    parser.add_argument("--step-size", type=number, default=1 / 255,
-                        help="step of the iterative attacks (default 1/255)")
+    parser.add_argument("--step-sizes", "--step-size", dest="step_sizes", type=step_grid,
+                        default=(1 / 255,), metavar="STEPS",
+                        help="step size of the iterative attacks (I-, MI-, AMI-FGSM, Korhonen), "
+                        "or a comma-separated grid such as 0.25/255,0.5/255,1/255: each attack "
+                        "runs at every step and is ranked at its strongest (default 1/255)")
     parser.add_argument("--momentum", type=number, default=1.0,
                         help="MI-/AMI-FGSM momentum (default 1.0)")
+    parser.add_argument("--mifgsm-form", choices=("dong", "msu"), default="dong",
+                        help="MI-/AMI-FGSM momentum term: dong = L1-normalised gradient, "
+                        "Dong et al. 2018 (default); msu = raw gradient, as the benchmark's "
+                        "text and code")
+    parser.add_argument("--r-score", choices=("paper", "msu"), default="paper",
+                        help="robustness-score numerator: paper = max(1 − s′, s), the "
+                        "benchmark's text; msu = max(1 − s, s), its code (default paper)")
     parser.add_argument("--amplitudes", type=number_list, default=[0.2, 0.4, 0.8],
                         help="UAP amplitudes (default 0.2,0.4,0.8)")
     parser.add_argument("--uap-eps", type=number, default=0.1,
@@ -69,24 +81,41 @@ def add_attack_settings(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds splits, starts and UAPs")
 
 
-def run(arguments) -> int:
+def step_grid(text: str) -> tuple[float, ...]:
+    """``--step-sizes``: ``0.25/255,0.5/255,1/255`` or plain numbers, each finite and > 0."""
+    from advqa.robustness.benchmark import parse_step_sizes
+
+    try:
+        return parse_step_sizes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def make_settings(arguments):
     from advqa.robustness.benchmark import Settings
-    from advqa.workflows.benchmark import benchmark_metrics
 
     try:  # before anything is loaded: a setting that fails every unit is refused up front
-        settings = Settings(
-            eps=arguments.eps, steps=arguments.steps, step_size=arguments.step_size,
-            momentum=arguments.momentum, amplitudes=tuple(arguments.amplitudes),
-            uap_eps=arguments.uap_eps, jpeg_quality=arguments.jpeg_quality,
-            batch_size=arguments.batch_size, seed=arguments.seed,
+        return Settings(
+            eps=arguments.eps, steps=arguments.steps, step_sizes=tuple(arguments.step_sizes),
+            momentum=arguments.momentum, mifgsm_form=arguments.mifgsm_form,
+            amplitudes=tuple(arguments.amplitudes), uap_eps=arguments.uap_eps,
+            jpeg_quality=arguments.jpeg_quality, batch_size=arguments.batch_size,
+            seed=arguments.seed,
             uap={} if arguments.uap_epochs is None else {"epochs": arguments.uap_epochs})
     except ValueError as error:
         raise CommandError(f"bad setting: {error}") from error
+
+
+def run(arguments) -> int:
+    from advqa.workflows.benchmark import benchmark_metrics
+
+    settings = make_settings(arguments)
     with make_engine(arguments) as executor:
         summary = benchmark_metrics(
-            arguments.out, settings, metrics=arguments.metrics, attacks=arguments.attacks,
-            train_images=arguments.train_images, test_images=arguments.test_images,
-            size=arguments.size, executor=executor, progress=not arguments.no_progress)
+            arguments.out, settings, r_score=arguments.r_score, metrics=arguments.metrics,
+            attacks=arguments.attacks, train_images=arguments.train_images,
+            test_images=arguments.test_images, size=arguments.size, executor=executor,
+            progress=not arguments.no_progress)
     print_summary(summary)
     if summary.all_failed:
         print("advqa benchmark: every unit failed: no attacked image was scored (errors "

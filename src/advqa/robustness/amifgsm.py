@@ -1,12 +1,20 @@
 """AMI-FGSM: Sang et al., "On the Generation of Adversarial Samples for Image Quality Assessment".
 
-MI-FGSM (:class:`advqa.attacks.MIM`) whose L∞ radius adapts to each image:
+MI-FGSM (:class:`advqa.robustness.mifgsm.MIFGSM`) whose L∞ radius adapts to each image:
 
-``ε_i = 1 / NIQE(x_i)``;  ``g_{t+1} = μ·g_t + ∇J / ‖∇J‖₁``;
+``ε_i = 1 / NIQE(x_i)``;  ``g_{t+1} = μ·g_t + ∇J / ‖∇J‖₁`` (form ``"dong"``, the
+default) or ``g_{t+1} = ∇J + μ·g_t`` (form ``"msu"``, the benchmark's text);
 ``x_{t+1} = clip_{[0,1]}(clip_{x,ε_i}(x_t + α_i · sign(g_{t+1})))``
 
 with ``α_i = ε_i / T`` by default and ``μ = 1``. NIQE is advqa's own
 (``get_metric("niqe")``), computed once on the clean image.
+
+Each sign step moves a pixel by at most α, so after T steps no pixel has moved
+more than T·α: when ``T·α ≤ ε_i`` the ball of image i can never bind and
+AMI-FGSM gives exactly MI-FGSM's images (with ``ε ≥ T·α`` for MI-FGSM as well).
+That is the case with the default ``α = ε_i/T`` and with the benchmark's 10 steps
+of 1/255 (10/255 < 1/NIQE on natural photos); :func:`ball_never_binds` tests it,
+and the benchmark's leaderboard says so where it happens.
 
 The radius is in [0, 1] pixel units, exactly as the formula reads — ``1/NIQE``
 is not rescaled to 0–255. NIQE of natural photos lies around 3–20, so the radius
@@ -31,7 +39,7 @@ from collections.abc import Callable
 import torch
 
 from advqa.attacks.base import check_images
-from advqa.attacks.mim import MIM
+from advqa.robustness.mifgsm import MIFGSM
 
 
 def niqe_radius(images: torch.Tensor) -> torch.Tensor:
@@ -42,7 +50,17 @@ def niqe_radius(images: torch.Tensor) -> torch.Tensor:
         return 1.0 / get_metric("niqe")(images.detach())
 
 
-class AMIFGSM(MIM):
+def ball_never_binds(radius, *, steps: int, step_size: float, slack: float = 1e-6):
+    """Whether an L∞ ball of ``radius`` can never bind ``steps`` sign steps of ``step_size``.
+
+    True where ``steps · step_size ≤ radius`` (with a relative ``slack`` for rounding):
+    no pixel can move farther than the ball allows, so the projection onto it never
+    changes an iterate. Works on floats, arrays and tensors alike.
+    """
+    return steps * step_size <= radius * (1 + slack)
+
+
+class AMIFGSM(MIFGSM):
     """MI-FGSM with the per-image L∞ radius ``1/NIQE(x)``.
 
     Parameters
@@ -53,6 +71,8 @@ class AMIFGSM(MIM):
         A fixed α for every image; default ``ε_i / T`` per image.
     decay : float
         μ; default 1.0, the benchmark's.
+    form : {"dong", "msu"}, default "dong"
+        The momentum term (see :mod:`advqa.robustness.mifgsm`).
     radius : callable, optional
         ``radius(images) -> (N,)`` tensor of L∞ radii; default :func:`niqe_radius`.
         Lets tests and studies swap the NIQE for something else.
@@ -69,12 +89,12 @@ class AMIFGSM(MIM):
     name = "amifgsm"
     norms = ("linf",)
 
-    def __init__(self, *, steps=10, step_size=None, decay=1.0,
+    def __init__(self, *, steps=10, step_size=None, decay=1.0, form="dong",
                  radius: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  early_stop=False, seed=0):
         # The ball's radius is only known per image at perturb time; the
         # nominal eps=1 (the whole box) is never used for clipping.
-        super().__init__(norm="linf", eps=1.0, steps=steps, step_size=step_size,
+        super().__init__(form=form, norm="linf", eps=1.0, steps=steps, step_size=step_size,
                          decay=decay, early_stop=early_stop, seed=seed)
         if not math.isfinite(self.decay):
             raise ValueError(f"decay must be finite, got {decay!r}")
@@ -86,7 +106,7 @@ class AMIFGSM(MIM):
     def parameters(self):
         return {"attack": self.name, "norm": "linf", "eps": "1/niqe", "steps": self.steps,
                 "step_size": self.step_size if self.fixed_step else "eps/steps",
-                "decay": self.decay}
+                "decay": self.decay, "form": self.form}
 
     def radii(self, images: torch.Tensor) -> torch.Tensor:
         """The per-image radius as an (N, 1, 1, 1) tensor, checked."""

@@ -10,8 +10,11 @@ processes or on a Dask cluster:
    scores on the test images (each clean image is scored once, for all attacks);
 2. per (metric, UAP kind): train the universal perturbation on the training
    images and save it as an artefact under ``<out>/uaps/``;
-3. per work unit (metric, attack[, amplitude]): attack the whole test set in
-   batches and score the results.
+3. per work unit (metric, attack[, amplitude][, step]): attack the whole test
+   set in batches and score the results. The iterative attacks
+   (:data:`STEPPED_ATTACKS`) run once per step size of ``Settings.step_sizes``,
+   each step its own unit, so that the leaderboard can rank each at its
+   strongest step, as the benchmark's supplementary material tunes each attack.
 
 Every finished unit is committed to ``<out>/benchmark.sqlite`` (a
 :class:`advqa.jobs.Ledger`; jobs ``benchmark-calibrate``, ``benchmark-uap`` and
@@ -19,11 +22,18 @@ Every finished unit is committed to ``<out>/benchmark.sqlite`` (a
 where it stopped without duplicating or losing rows. The per-item table has one
 row per (image, unit); ``gain`` is the change of the metric in its "better" direction, so a positive
 gain means the attack fooled the metric.
+
+Every setting is stored in the ledger on the first run and a rerun with other
+settings in the same folder is refused (the step grid and the MI-FGSM form
+included); unit keys name the metric, attack, amplitude and step. The
+robustness-score variant is not a setting of the units: it only changes how the
+leaderboard scores the stored items, which are rescored from scratch each time.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,14 +43,17 @@ import torch
 from advqa.attacks.base import frozen
 from advqa.jobs import Ledger, LocalExecutor, run_units, unit_key, worker_cache
 from advqa.jobs import Unit as JobUnit
+from advqa.robustness.mifgsm import MIFGSM_FORMS
 from advqa.robustness.objective import MetricObjective, jpeg_copy
 from advqa.study.store import write_table
 
 UAP_ATTACKS = ("cumulative-uap", "optimized-uap", "generative-uap")
 PER_IMAGE_ATTACKS = ("fgsm", "ifgsm", "mifgsm", "amifgsm", "korhonen", "madc")
 ATTACK_NAMES = PER_IMAGE_ATTACKS + UAP_ATTACKS
-ITEM_COLUMNS = ["image", "dataset", "attack", "amplitude", "metric", "clean", "attacked",
-                "gain", "psnr", "ssim", "mse", "error"]
+# The attacks that take the step size α: each runs once per step of the grid.
+STEPPED_ATTACKS = ("ifgsm", "mifgsm", "amifgsm", "korhonen")
+ITEM_COLUMNS = ["image", "dataset", "attack", "amplitude", "step", "metric", "clean",
+                "attacked", "gain", "psnr", "ssim", "mse", "radius", "error"]
 
 
 @dataclass(frozen=True)
@@ -49,24 +62,36 @@ class Settings:
 
     ``eps`` bounds the L∞ change of the per-image attacks (AMI-FGSM bounds it by
     1/NIQE instead; MADC keeps its own settings, see :class:`advqa.attacks.madc.MADC`),
-    ``steps`` and ``step_size`` drive the iterative ones, ``momentum`` MI- and AMI-FGSM,
+    ``steps`` and ``step_sizes`` drive the iterative ones (:data:`STEPPED_ATTACKS`;
+    each runs once per step size of the grid and the leaderboard ranks it at its
+    strongest), ``momentum`` MI- and AMI-FGSM, ``mifgsm_form`` their momentum term
+    (``"msu"``, the benchmark's, or ``"dong"``; see :mod:`advqa.robustness.mifgsm`),
     ``amplitudes`` scale the UAPs, ``uap_eps`` bounds a UAP before scaling,
     ``jpeg_quality`` makes the distorted start of a full-reference metric. ``uap``
-    holds extra UAP training options (epochs, lr…).
+    holds extra UAP training options (epochs, lr…). Step sizes are in [0, 1] pixel
+    units; :func:`parse_step_sizes` reads ``"0.25/255,0.5/255,1/255"``.
 
     Raises
     ------
     ValueError
         For a count below 1 (``steps``, ``batch_size``, UAP ``epochs``…), a
-        bound or step that is not a finite number > 0, a negative momentum or
-        amplitude, no amplitude, or a JPEG quality outside 1–100: such a run
-        would fail every unit, or silently attack with nothing.
+        bound or step that is not a finite number > 0, no step size or the same
+        one twice, a negative momentum or amplitude, no amplitude, an unknown
+        MI-FGSM form, or a JPEG quality outside 1–100: such a run would fail
+        every unit, or silently attack with nothing.
+
+    Warns
+    -----
+    UserWarning
+        For a step size above 1: in [0, 1] units that moves a pixel across its
+        whole range in one step (probably meant in 0–255 units, e.g. ``1/255``).
     """
 
     eps: float = 10 / 255
     steps: int = 10
-    step_size: float = 1 / 255
+    step_sizes: tuple[float, ...] = (1 / 255,)
     momentum: float = 1.0
+    mifgsm_form: str = "dong"
     amplitudes: tuple[float, ...] = (0.2, 0.4, 0.8)
     uap_eps: float = 0.1
     jpeg_quality: int = 80
@@ -75,8 +100,17 @@ class Settings:
     uap: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
-        for name in ("eps", "step_size", "uap_eps"):
+        for name in ("eps", "uap_eps"):
             _check_number(name, getattr(self, name), low=0.0, strict=True)
+        object.__setattr__(self, "step_sizes", check_step_sizes(self.step_sizes))
+        for step in self.step_sizes:
+            if step > 1:
+                warnings.warn(f"step size {step:g} is above 1: in [0, 1] pixel units one step "
+                              f"crosses the whole range; did you mean {step:g}/255?",
+                              stacklevel=3)
+        if self.mifgsm_form not in MIFGSM_FORMS:
+            raise ValueError(f"mifgsm_form must be one of {', '.join(MIFGSM_FORMS)}, "
+                             f"got {self.mifgsm_form!r}")
         _check_number("momentum", self.momentum, low=0.0)
         for name in ("steps", "batch_size"):
             _check_count(name, getattr(self, name))
@@ -98,7 +132,59 @@ class Settings:
             _check_number("uap['lr']", self.uap["lr"], low=0.0, strict=True)
 
     def describe(self) -> dict:
-        return {**asdict(self), "amplitudes": list(self.amplitudes)}
+        return {**asdict(self), "amplitudes": list(self.amplitudes),
+                "step_sizes": list(self.step_sizes)}
+
+
+def step_label(step: float) -> str:
+    """A step size in grey levels, ``"0.25/255"``: how the grid is written and keyed."""
+    return f"{step * 255:.6g}/255"
+
+
+def parse_step(text: str) -> float:
+    """``"0.25/255"``, ``"1/255"``, ``"0.002"`` or ``"1e-3"`` as a float; ValueError otherwise."""
+    text = str(text).strip()
+    try:
+        if "/" in text:
+            numerator, denominator = text.split("/")
+            value = float(numerator) / float(denominator)
+        else:
+            value = float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"not a step size: {text!r} (write e.g. 0.5/255 or 0.002)") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"step size {text!r} must be a finite number > 0, got {value:g}")
+    return value
+
+
+def parse_step_sizes(text: str) -> tuple[float, ...]:
+    """A comma-separated step grid, ``"0.25/255,0.5/255,1/255"``, parsed and checked
+    (a step above 1 is only warned about, by :class:`Settings`).
+
+    Raises
+    ------
+    ValueError
+        For an entry that is not a number or fraction, or not finite and > 0, an
+        empty grid or a step given twice (see :func:`check_step_sizes`).
+    """
+    steps = tuple(parse_step(part) for part in str(text).split(",") if part.strip())
+    if not steps:
+        raise ValueError(f"no step size in {text!r} (write e.g. 0.25/255,0.5/255,1/255)")
+    return check_step_sizes(steps)
+
+
+def check_step_sizes(steps) -> tuple[float, ...]:
+    """The grid as a tuple of floats, each finite and > 0, no two with the same label."""
+    if isinstance(steps, str | bytes) or not hasattr(steps, "__len__") or not len(steps):
+        raise ValueError(f"step_sizes must be a non-empty sequence of numbers, got {steps!r}")
+    grid = tuple(_check_number("step size", step, low=0.0, strict=True)
+                 for step in steps)
+    labels = [step_label(step) for step in grid]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"step size {', '.join(repeated)} given twice in the grid "
+                         f"{', '.join(labels)}")
+    return grid
 
 
 def _check_count(name: str, value) -> int:
@@ -131,16 +217,19 @@ class ImageSet:
 
 @dataclass(frozen=True)
 class Unit:
-    """One work unit: a metric, an attack and, for a UAP, its amplitude."""
+    """One work unit: a metric, an attack and, for a UAP, its amplitude; for an
+    iterative attack (:data:`STEPPED_ATTACKS`), its step size."""
 
     metric: str
     attack: str
     amplitude: float | None = None
+    step: float | None = None
 
     @property
     def key(self) -> str:
         amplitude = "" if self.amplitude is None else f"@{self.amplitude:g}"
-        return f"{self.metric}|{self.attack}{amplitude}"
+        step = "" if self.step is None else f"~{step_label(self.step)}"
+        return f"{self.metric}|{self.attack}{amplitude}{step}"
 
 
 @dataclass(frozen=True)
@@ -158,8 +247,8 @@ class MetricFacts:
         return self.high - self.low
 
 
-def plan_units(metrics, attacks, amplitudes) -> list[Unit]:
-    """Every (metric, attack[, amplitude]) unit, metrics outermost."""
+def plan_units(metrics, attacks, amplitudes, step_sizes=(1 / 255,)) -> list[Unit]:
+    """Every (metric, attack[, amplitude][, step]) unit, metrics outermost."""
     unknown = [name for name in attacks if name not in ATTACK_NAMES]
     if unknown:
         raise ValueError(f"unknown attack(s) {unknown}; valid names: {', '.join(ATTACK_NAMES)}")
@@ -168,6 +257,8 @@ def plan_units(metrics, attacks, amplitudes) -> list[Unit]:
         for attack in attacks:
             if attack in UAP_ATTACKS:
                 units += [Unit(metric, attack, float(amplitude)) for amplitude in amplitudes]
+            elif attack in STEPPED_ATTACKS:
+                units += [Unit(metric, attack, step=float(step)) for step in step_sizes]
             else:
                 units.append(Unit(metric, attack))
     return units
@@ -260,26 +351,29 @@ def train_unit(metric_name: str, attack: str, train: ImageSet, facts: MetricFact
                      **settings.uap)
 
 
-def per_image_attack(name: str, settings: Settings):
+def per_image_attack(name: str, settings: Settings, step: float | None = None,
+                     radius=None):
+    """The attack ``name`` at ``step`` (default: the grid's first) with ``settings``;
+    ``radius`` overrides AMI-FGSM's 1/NIQE (a callable images -> (N,) radii)."""
     from advqa.attacks import get_attack
+    from advqa.robustness.mifgsm import MIFGSM
 
     common = {"eps": settings.eps, "seed": settings.seed}
+    step = settings.step_sizes[0] if step is None else step
     if name == "fgsm":
         return get_attack("fgsm", norm="linf", **common)
     if name == "ifgsm":
-        return get_attack("bim", norm="linf", steps=settings.steps,
-                          step_size=settings.step_size, **common)
+        return get_attack("bim", norm="linf", steps=settings.steps, step_size=step, **common)
     if name == "mifgsm":
-        return get_attack("mim", norm="linf", steps=settings.steps,
-                          step_size=settings.step_size, decay=settings.momentum, **common)
+        return MIFGSM(form=settings.mifgsm_form, norm="linf", steps=settings.steps,
+                      step_size=step, decay=settings.momentum, **common)
     if name == "amifgsm":
         from advqa.robustness.amifgsm import AMIFGSM
 
-        return AMIFGSM(steps=settings.steps, step_size=settings.step_size,
-                       decay=settings.momentum, seed=settings.seed)
+        return AMIFGSM(steps=settings.steps, step_size=step, decay=settings.momentum,
+                       form=settings.mifgsm_form, radius=radius, seed=settings.seed)
     if name == "korhonen":
-        return get_attack("korhonen", steps=settings.steps, step_size=settings.step_size,
-                          **common)
+        return get_attack("korhonen", steps=settings.steps, step_size=step, **common)
     if name == "madc":
         # MADC holds the MSE of its own small first step (the public script's 0.001,
         # 8 steps); the shared ε of 10/255 would set an MSE level that wrecks the image.
@@ -288,15 +382,25 @@ def per_image_attack(name: str, settings: Settings):
 
 
 def attack_batch(unit: Unit, metric, facts: MetricFacts, start, pristine, settings, uap):
+    """The attacked batch and, for AMI-FGSM, each image's L∞ radius 1/NIQE (else None)."""
     if unit.attack in UAP_ATTACKS:
         from advqa.robustness.uap import apply_uap
 
-        return apply_uap(start, uap, unit.amplitude)
+        return apply_uap(start, uap, unit.amplitude), None
+    radius = None
+    if unit.attack == "amifgsm":
+        from advqa.robustness.amifgsm import niqe_radius
+
+        # Computed here once so that the items can record it (the leaderboard tells
+        # from it whether the ball ever bound); the attack uses exactly these radii.
+        radius = niqe_radius(start).reshape(-1)
     objective = MetricObjective(metric, metric_range=facts.span,
                                 references=pristine if facts.full_reference else None)
+    attack = per_image_attack(unit.attack, settings, unit.step,
+                              radius=None if radius is None else (lambda images: radius))
     with frozen(metric), torch.enable_grad():
-        adversarial, _ = per_image_attack(unit.attack, settings).perturb(objective, start)
-    return adversarial.detach()
+        adversarial, _ = attack.perturb(objective, start)
+    return adversarial.detach(), None if radius is None else radius.tolist()
 
 
 def visibility(attacked: torch.Tensor, start: torch.Tensor) -> dict[str, list[float]]:
@@ -318,7 +422,7 @@ def run_unit(unit: Unit, test: ImageSet, facts: MetricFacts, clean, settings: Se
         begin = start_images(facts, pristine, settings)
         names = test.names[start:start + settings.batch_size]
         outcomes = attack_isolated(unit, metric, facts, begin, pristine, settings, uap)
-        done = [index for index, (_, error) in enumerate(outcomes) if error is None]
+        done = [index for index, (_, error, _) in enumerate(outcomes) if error is None]
         scores, seen = {}, {}
         if done:
             attacked = torch.stack([outcomes[index][0] for index in done])
@@ -330,40 +434,43 @@ def run_unit(unit: Unit, test: ImageSet, facts: MetricFacts, clean, settings: Se
         for index, name in enumerate(names):
             score = scores.get(index, (math.nan, outcomes[index][1]))
             rows.append(item_row(unit, test.dataset, name, clean[start + index], score,
-                                 direction, seen.get(index)))
+                                 direction, seen.get(index), outcomes[index][2]))
     return rows
 
 
 def attack_isolated(unit, metric, facts, begin, pristine, settings, uap):
-    """The attacked batch as (image, None) pairs; when the batch fails, image by image,
-    so that one image the metric cannot handle fails alone: (None, reason)."""
+    """The attacked batch as (image, None, radius) triples; when the batch fails, image
+    by image, so that one image the metric cannot handle fails alone: (None, reason,
+    None). ``radius`` is AMI-FGSM's 1/NIQE of the image, None for other attacks."""
     try:
-        return [(image, None) for image in
-                attack_batch(unit, metric, facts, begin, pristine, settings, uap)]
+        images, radii = attack_batch(unit, metric, facts, begin, pristine, settings, uap)
+        radii = radii or [None] * len(images)
+        return [(image, None, radius) for image, radius in zip(images, radii, strict=True)]
     except Exception:  # isolate the culprit below
         pass
     results = []
     for index in range(len(begin)):
         try:
-            attacked = attack_batch(unit, metric, facts, begin[index:index + 1],
-                                    pristine[index:index + 1], settings, uap)
-            results.append((attacked[0], None))
+            attacked, radii = attack_batch(unit, metric, facts, begin[index:index + 1],
+                                           pristine[index:index + 1], settings, uap)
+            results.append((attacked[0], None, radii[0] if radii else None))
         except Exception as failure:
-            results.append((None, f"attack failed: {type(failure).__name__}: {failure}"))
+            results.append((None, f"attack failed: {type(failure).__name__}: {failure}", None))
     return results
 
 
-def item_row(unit, dataset, name, clean, attacked, direction, seen) -> dict:
+def item_row(unit, dataset, name, clean, attacked, direction, seen, radius=None) -> dict:
     (clean_value, clean_error), (value, error) = clean, attacked
     gain = direction * (value - clean_value)
     return {
         "id": f"{unit.key}|{dataset}|{name}", "image": name, "dataset": dataset,
-        "attack": unit.attack, "amplitude": unit.amplitude, "metric": unit.metric,
-        "clean": none_if_nan(clean_value), "attacked": none_if_nan(value),
-        "gain": none_if_nan(gain),
+        "attack": unit.attack, "amplitude": unit.amplitude, "step": unit.step,
+        "metric": unit.metric, "clean": none_if_nan(clean_value),
+        "attacked": none_if_nan(value), "gain": none_if_nan(gain),
         "psnr": none_if_nan(seen["psnr"]) if seen else None,
         "ssim": none_if_nan(seen["ssim"]) if seen else None,
         "mse": none_if_nan(seen["mse"]) if seen else None,
+        "radius": None if radius is None else none_if_nan(float(radius)),
         "error": f"clean: {clean_error}" if clean_error else error,
     }
 
@@ -388,9 +495,9 @@ def restore_clean(clean: list) -> list[tuple[float, str | None]]:
 def export_items(ledger: Ledger, out: Path) -> pd.DataFrame:
     rows = ledger.rows()
     items = pd.DataFrame(rows, columns=["id", *ITEM_COLUMNS]).drop(columns="id")
-    items = items.astype({"amplitude": "float64", "clean": "float64", "attacked": "float64",
-                          "gain": "float64", "psnr": "float64", "ssim": "float64",
-                          "mse": "float64"})
+    items = items.astype({"amplitude": "float64", "step": "float64", "clean": "float64",
+                          "attacked": "float64", "gain": "float64", "psnr": "float64",
+                          "ssim": "float64", "mse": "float64", "radius": "float64"})
     write_table(items, out / "items")
     return items
 
@@ -420,14 +527,15 @@ class BenchmarkSummary:
 
 
 def failed_units(items: pd.DataFrame) -> list[str]:
-    """``"metric × attack[@amplitude]: …"`` for each unit whose every row has an error."""
+    """``"metric|attack[@amplitude][~step]: …"`` for each unit whose every row has an error."""
     found = []
     if not len(items):
         return found
-    for (metric, attack, amplitude), rows in items.groupby(
-            ["metric", "attack", "amplitude"], dropna=False, sort=True):
+    for (metric, attack, amplitude, step), rows in items.groupby(
+            ["metric", "attack", "amplitude", "step"], dropna=False, sort=True):
         if rows.error.notna().all():
-            unit = Unit(metric, attack, None if pd.isna(amplitude) else float(amplitude))
+            unit = Unit(metric, attack, None if pd.isna(amplitude) else float(amplitude),
+                        None if pd.isna(step) else float(step))
             found.append(f"{unit.key}: all {len(rows)} image(s) failed, e.g. "
                          f"{rows.error.iloc[0]}")
     return found
@@ -476,7 +584,7 @@ def unit_task(unit: Unit, facts: MetricFacts, clean, uap, *, test: ImageSet,
 
 
 def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
-                  settings: Settings | None = None, executor=None,
+                  settings: Settings | None = None, r_score: str = "paper", executor=None,
                   progress: bool = True) -> BenchmarkSummary:
     """Attack ``metrics`` with ``attacks`` on ``test`` (UAPs trained on ``train``).
 
@@ -492,6 +600,11 @@ def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
         Output folder; holds ``benchmark.sqlite``, so rerunning resumes.
     settings : Settings, optional
         Attack settings (the public benchmark's defaults).
+    r_score : {"paper", "msu"}, default "paper"
+        Robustness-score variant of the leaderboard
+        (:data:`advqa.robustness.scores.ROBUSTNESS_VARIANTS`). Not stored with the
+        settings: rerunning a finished folder with the other variant rescores the
+        same items without attacking again.
     executor : advqa.jobs.Executor, optional
         Where units run (:func:`advqa.jobs.make_executor`); in this process by default.
 
@@ -502,14 +615,16 @@ def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
         ``failed_units`` and ``all_failed``.
     """
     from advqa.robustness.calibration import fingerprint
+    from advqa.robustness.scores import check_r_score
 
     settings = settings or Settings()
+    check_r_score(r_score)
     if not metrics or not attacks:
         raise ValueError(f"nothing to run: {len(metrics)} metric(s), {len(attacks)} attack(s)")
     executor = executor or LocalExecutor()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    units = plan_units(metrics, attacks, settings.amplitudes)
+    units = plan_units(metrics, attacks, settings.amplitudes, settings.step_sizes)
     path = out / "benchmark.sqlite"
     with Ledger(path, "benchmark") as ledger:
         ledger.check_settings(
@@ -522,7 +637,7 @@ def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
         uaps = train_uaps(path, out, units, prepared, train, settings, failures, **jobs)
         attack_units(ledger, units, prepared, uaps, test, settings, failures, **jobs)
         items = export_items(ledger, out)
-        paths = write_outputs(items, prepared, out)
+        paths = write_outputs(items, prepared, out, settings, r_score)
     return BenchmarkSummary(out, items, {name: facts for name, (facts, _) in prepared.items()},
                             failures, paths, failed_units(items))
 
@@ -593,7 +708,7 @@ def train_uaps(path, out, units, prepared, train, settings, failures, *, executo
 
 def attack_units(ledger, units, prepared, uaps, test, settings, failures, *, executor,
                  progress) -> None:
-    """Phase 3: every (metric, attack[, amplitude]) unit whose inputs are ready."""
+    """Phase 3: every (metric, attack[, amplitude][, step]) unit whose inputs are ready."""
     ready = []
     for unit in units:
         if unit.metric in prepared and (
@@ -607,13 +722,15 @@ def attack_units(ledger, units, prepared, uaps, test, settings, failures, *, exe
     failures += [f"{failure.key}: {failure.error}" for failure in report.failures]
 
 
-def write_outputs(items: pd.DataFrame, prepared: dict, out: Path) -> dict[str, Path]:
+def write_outputs(items: pd.DataFrame, prepared: dict, out: Path, settings: Settings,
+                  r_score: str = "paper") -> dict[str, Path]:
     from advqa.robustness.leaderboard import write_leaderboard
 
     ranges = {name: (facts.low, facts.high, facts.higher_is_better)
               for name, (facts, _) in prepared.items()}
     paths = {"items": out / "items.parquet"}
     if len(items.dropna(subset=["attacked"])):
-        written = write_leaderboard(items, ranges, out)
+        written = write_leaderboard(items, ranges, out, r_score=r_score,
+                                    settings=settings.describe())
         paths.update(written if isinstance(written, dict) else {})
     return paths

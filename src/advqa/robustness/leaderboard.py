@@ -8,11 +8,31 @@ universal-perturbation (UAP) attacks are run at several amplitudes and their
 scores averaged over the amplitudes; a metric's leaderboard entry averages its
 scores over the attacks.
 
+Three choices of ours, stated on the page as well:
+
+- **Step grid.** An iterative attack run at several step sizes enters at its
+  strongest step: the one with the largest mean absolute gain (the mean of
+  ``s′ − s`` on scaled values oriented so that up is "judged better", i.e. in
+  the direction the attack pushes); a tie goes to the smaller step. Every step
+  keeps its own row in the score table.
+- **Failed attacks.** A (metric, attack) cell whose mean absolute gain is
+  negative is *failed*: the attack made the metric judge the images worse, the
+  opposite of its aim, which says that the attack failed, not that the metric
+  resisted it. Failed cells are shown, marked, and left out of the metric's
+  averages and ranks; a metric whose every attack failed is listed without a
+  rank. A gain of exactly 0 (the metric did not move) is not a failure: that is
+  robustness. For a stepped attack the cell is its best step, so it fails only
+  when every step of the grid failed.
+- **AMI-FGSM's ball.** Where ``steps × step ≤ 1/NIQE`` on every image the ball
+  never binds and AMI-FGSM is MI-FGSM (also without the ε ball when
+  ``steps × step > ε``); the row says so.
+
 The input is the benchmark's per-item table, one row per (image, attack,
-amplitude, metric) with columns ``image, dataset, attack, amplitude, metric,
-clean, attacked, gain, psnr, ssim, mse, error``. Datasets are pooled. The
-``gain`` column is not read: the scores rescale ``clean`` and ``attacked`` by
-the metric's calibration range themselves.
+amplitude, step, metric) with columns ``image, dataset, attack, amplitude, step,
+metric, clean, attacked, gain, psnr, ssim, mse, radius, error`` (``step`` and
+``radius`` may be missing: tables written before they existed). Datasets are
+pooled. The ``gain`` column is not read: the scores rescale ``clean`` and
+``attacked`` by the metric's calibration range themselves.
 """
 
 from __future__ import annotations
@@ -27,11 +47,16 @@ import numpy as np
 import pandas as pd
 
 from advqa.plotting import figure_png, legend, new_figure, subplots
-from advqa.robustness.scores import robustness_scores
+from advqa.robustness.amifgsm import ball_never_binds
+from advqa.robustness.benchmark import step_label
+from advqa.robustness.mifgsm import MIFGSM_FORMS
+from advqa.robustness.scores import ROBUSTNESS_VARIANTS, check_r_score, robustness_scores
 from advqa.study.store import write_table
 
-ITEM_COLUMNS = ("image", "dataset", "attack", "amplitude", "metric", "clean", "attacked",
-                "gain", "psnr", "ssim", "mse", "error")
+ITEM_COLUMNS = ("image", "dataset", "attack", "amplitude", "step", "metric", "clean",
+                "attacked", "gain", "psnr", "ssim", "mse", "radius", "error")
+# Columns an older per-item table may lack; they are read as missing (NaN).
+OPTIONAL_COLUMNS = ("step", "radius")
 SCORES = ("abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score")
 # Scores for which a smaller value means a more robust metric (the attack moved it less
 # upward); for the robustness score a larger value does.
@@ -41,6 +66,11 @@ INTERVAL_COLUMNS = tuple(f"{score}_{side}" for score in SCORES for side in ("low
 VISIBILITY = ("psnr", "ssim", "mse")
 # Label of the row averaging a UAP attack's per-amplitude rows.
 MEAN_AMPLITUDE = "mean"
+# A cell's status: the attack raised the metric (or left it), lowered it, or has no data.
+OK, FAILED, NO_DATA = "ok", "failed", "no data"
+MOMENTUM_ATTACKS = ("mifgsm", "amifgsm")
+# Free-text columns and the class of their cells.
+TEXT_COLUMNS = {"failed": "text", "note": "note"}
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
@@ -51,13 +81,25 @@ th,td{border:1px solid #ccd;padding:.2em .5em;text-align:right}
 thead th{background:#eef}
 tbody tr:nth-child(even){background:#f7f7fb}
 .note{color:#555;font-style:italic}
+.legend{font-size:.9em;color:#333;max-width:60em}
+.legend li{margin:.2em 0}
+table.settings th{text-align:left;background:#eef;font-weight:600}
+table.settings td{text-align:left}
+tr.failed td,td.failed{background:#fde4e4;color:#8a1010}
+td.failed b{font-weight:600}
+td.best{font-weight:600}
+td.text{text-align:left;min-width:12em}
+td.note{text-align:left;min-width:36em}
+th.text,th.note{text-align:left}
+.small{font-size:.8em;color:#555}
 img{max-width:100%;height:auto}
 .wide{overflow-x:auto;max-width:100%}
 """
 
 
 def score_table(items: pd.DataFrame, ranges: Mapping[str, tuple[float, float, bool]], *,
-                confidence: float = 0.95, bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+                confidence: float = 0.95, bootstrap: int = 1000, seed: int = 0,
+                r_score: str = "paper", settings: Mapping | None = None) -> pd.DataFrame:
     """Robustness scores of every (metric, attack) pair of the per-item table.
 
     Parameters
@@ -65,90 +107,140 @@ def score_table(items: pd.DataFrame, ranges: Mapping[str, tuple[float, float, bo
     items : pandas.DataFrame
         The benchmark's per-item table (columns in :data:`ITEM_COLUMNS`). A row
         whose ``error`` is set (not null, not blank) failed: it is excluded and
-        counted in ``n_failed``. ``amplitude`` is NaN except for UAP attacks.
+        counted in ``n_failed``. ``amplitude`` is NaN except for UAP attacks,
+        ``step`` except for the iterative ones.
     ranges : mapping
         ``{metric: (low, high, higher_is_better)}``, the calibration range and
         direction of every metric in ``items``.
-    confidence, bootstrap, seed
+    confidence, bootstrap, seed, r_score
         Passed to :func:`advqa.robustness.scores.robustness_scores`.
+    settings : mapping, optional
+        The run's attack settings (``Settings.describe()``): ``mifgsm_form``
+        fills the column of that name, ``steps`` and ``eps`` let the AMI-FGSM
+        rows tell whether the 1/NIQE ball ever bound.
 
     Returns
     -------
     pandas.DataFrame
-        One row per (metric, attack) with ``metric, attack, amplitude``, every
-        key of ``robustness_scores``, ``mean_psnr, mean_ssim, mean_mse`` (means
-        over the finite values of the attacked images: an unchanged image has
-        PSNR = ∞) and ``n_failed``. ``amplitude`` is a string column: empty
-        (None) for a non-UAP attack. A UAP attack (one with a non-NaN
-        amplitude) has one row per amplitude, labelled by the amplitude, and a
-        row labelled ``"mean"`` that averages the per-amplitude rows the way
-        the benchmark averages its UAP amplitudes: scores and visibility are
-        the means of the per-amplitude values, counts are their sums, and the
+        One row per (metric, attack[, amplitude][, step]) with ``metric, attack,
+        amplitude, step, status, ranked``, every key of ``robustness_scores``,
+        ``mean_psnr, mean_ssim, mean_mse`` (means over the finite values of the
+        attacked images: an unchanged image has PSNR = ∞), ``n_failed``, ``note``,
+        ``r_score_variant`` and ``mifgsm_form`` (MI- and AMI-FGSM rows only).
+
+        ``amplitude`` and ``step`` are string columns, empty (None) where they do
+        not apply; ``step`` reads ``"0.5/255"``. A UAP attack has one row per
+        amplitude and a row labelled ``"mean"`` that averages them the way the
+        benchmark averages its UAP amplitudes: scores and visibility are the
+        means of the per-amplitude values, counts are their sums, and the
         interval bounds are NaN, because the amplitudes share their images and
-        averaging per-amplitude bounds would not give a confidence interval.
-        A (metric, attack, amplitude) group with no usable pair has NaN scores
-        and ``n = 0``.
+        averaging per-amplitude bounds would not give a confidence interval. An
+        iterative attack has one row per step size.
+
+        ``ranked`` is True for the one row per (metric, attack) that enters the
+        leaderboard: the attack's only row, a UAP's ``"mean"`` row, or an
+        iterative attack's strongest step (largest ``abs_gain``; ties to the
+        smaller step). ``status`` is ``"failed"`` where ``abs_gain < 0``,
+        ``"no data"`` where it is NaN (no usable pair: ``n = 0``), else ``"ok"``.
 
     Raises
     ------
     ValueError
-        When ``items`` lacks a column, a metric has no range, or a successful
-        row of a UAP attack has no amplitude.
+        When ``items`` lacks a column, a metric has no range, a successful row
+        of a UAP attack has no amplitude, or ``r_score`` is unknown.
     """
+    check_r_score(r_score)
+    # A unique index: the failed-row mask is aligned on it (concatenated tables repeat it).
+    items = with_optional_columns(items).reset_index(drop=True)
     check_items(items, ranges)
     failed = failed_rows(items)
+    settings = dict(settings or {})
     rows = []
     for (metric, attack), group in items.groupby(["metric", "attack"], sort=True):
         low, high, higher_is_better = ranges[metric]
         options = {"low": low, "high": high, "higher_is_better": higher_is_better,
-                   "confidence": confidence, "bootstrap": bootstrap, "seed": seed}
+                   "confidence": confidence, "bootstrap": bootstrap, "seed": seed,
+                   "r_score": r_score}
         labels = {"metric": metric, "attack": attack}
         if group["amplitude"].notna().any():
             rows += uap_rows(group, failed[group.index], labels, options)
+        elif group["step"].notna().any():
+            rows += step_rows(group, failed[group.index], labels, options, settings)
         else:
-            rows.append({**labels, "amplitude": None,
+            rows.append({**labels, "amplitude": None, "step": None, "ranked": True,
                          **group_scores(group, failed[group.index], options)})
-    return pd.DataFrame(rows, columns=score_columns())
+    table = pd.DataFrame(rows, columns=[column for column in score_columns()
+                                        if column not in ("status", "r_score_variant",
+                                                          "mifgsm_form")])
+    table["status"] = [status_of(gain) for gain in table["abs_gain"]]
+    table["ranked"] = table["ranked"].astype(bool)
+    table["note"] = [note if isinstance(note, str) else "" for note in table["note"]]
+    table["r_score_variant"] = r_score
+    form = settings.get("mifgsm_form")
+    table["mifgsm_form"] = [form if attack in MOMENTUM_ATTACKS else None
+                            for attack in table["attack"]]
+    return table[score_columns()]
 
 
 def leaderboard(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per metric, every score averaged over the attacks, ranked; most robust first.
+    """Per metric, every score averaged over the attacks that did not fail, ranked.
 
     Parameters
     ----------
     scores : pandas.DataFrame
-        The output of :func:`score_table`. A UAP attack enters through its
-        ``"mean"`` row only, so that every attack counts once.
+        The output of :func:`score_table`. Only its ``ranked`` rows enter (one
+        per attack: a UAP's ``"mean"`` row, an iterative attack's best step).
 
     Returns
     -------
     pandas.DataFrame
-        ``metric, n_attacks``, the five scores (means over attacks, skipping
-        attacks without a usable pair), ``<score>_rank`` for each (1 = most
-        robust: smallest gain, Wasserstein and energy scores, largest
-        robustness score; ties share the best rank) and ``mean_rank``, sorted
-        by ``mean_rank`` then metric.
+        ``metric, n_attacks`` (attacks averaged), ``failed_attacks`` (how many
+        failed) and ``failed`` (``"ifgsm (gain −0.031); …"``), the five scores
+        (means over the attacks with status ``"ok"``; failed cells and cells
+        without data are left out), ``<score>_rank`` for each (1 = most robust:
+        smallest gain, Wasserstein and energy scores, largest robustness score;
+        ties share the best rank; metrics without an ``"ok"`` attack get no
+        rank) and ``mean_rank``, sorted by ``mean_rank`` (unranked last) then
+        metric; then the run's ``r_score_variant``, ``mifgsm_form`` (None without
+        MI- or AMI-FGSM) and ``step_sizes`` (the grid, ``"0.25/255, 1/255"``; None
+        without an iterative attack), the same on every row.
     """
-    per_attack = scores[scores["amplitude"].isna() | (scores["amplitude"] == MEAN_AMPLITUDE)]
-    board = per_attack.groupby("metric", sort=True)[list(SCORES)].mean()
-    board.insert(0, "n_attacks", per_attack.groupby("metric")["attack"].nunique())
+    entered = scores[scores["ranked"].astype(bool)]
+    counted = entered[entered["status"] == OK]
+    failed = entered[entered["status"] == FAILED]
+    metrics = sorted(scores["metric"].unique())
+    board = counted.groupby("metric", sort=True)[list(SCORES)].mean().reindex(metrics)
+    board.insert(0, "n_attacks", counted.groupby("metric")["attack"].nunique()
+                 .reindex(metrics).fillna(0).astype(int))
+    board.insert(1, "failed_attacks", failed.groupby("metric")["attack"].nunique()
+                 .reindex(metrics).fillna(0).astype(int))
+    board.insert(2, "failed", [failure_list(failed[failed["metric"] == metric])
+                               for metric in metrics])
     for score in SCORES:
         board[f"{score}_rank"] = board[score].rank(ascending=SMALLER_IS_ROBUST[score],
                                                    method="min")
     board["mean_rank"] = board[[f"{score}_rank" for score in SCORES]].mean(axis=1)
-    board = board.reset_index().sort_values(["mean_rank", "metric"], kind="stable")
+    board["r_score_variant"] = ", ".join(sorted(scores["r_score_variant"].dropna().unique()))
+    forms = sorted(scores["mifgsm_form"].dropna().unique())
+    board["mifgsm_form"] = ", ".join(forms) if forms else None
+    board["step_sizes"] = ", ".join(ordered_steps(scores)) or None
+    board = board.reset_index().sort_values(["mean_rank", "metric"], kind="stable",
+                                            na_position="last")
     return board.reset_index(drop=True)
 
 
 def write_leaderboard(items: pd.DataFrame, ranges: Mapping[str, tuple[float, float, bool]],
                       out_dir: str | Path, *, confidence: float = 0.95, bootstrap: int = 1000,
-                      seed: int = 0) -> dict[str, Path]:
+                      seed: int = 0, r_score: str = "paper",
+                      settings: Mapping | None = None) -> dict[str, Path]:
     """Write the score table, the leaderboard and a self-contained HTML page.
 
     Parameters
     ----------
-    items, ranges, confidence, bootstrap, seed
-        As for :func:`score_table`.
+    items, ranges, confidence, bootstrap, seed, r_score, settings
+        As for :func:`score_table`; the page lists ``settings`` (MI-FGSM form,
+        step grid, ε, iterations, momentum, UAP amplitudes) beside the
+        robustness-score variant.
     out_dir : str or Path
         Created if missing.
 
@@ -160,18 +252,26 @@ def write_leaderboard(items: pd.DataFrame, ranges: Mapping[str, tuple[float, flo
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scores = score_table(items, ranges, confidence=confidence, bootstrap=bootstrap, seed=seed)
+    scores = score_table(items, ranges, confidence=confidence, bootstrap=bootstrap, seed=seed,
+                         r_score=r_score, settings=settings)
     board = leaderboard(scores)
     scores_parquet, scores_csv = write_table(scores, out_dir / "scores")
     board_parquet, board_csv = write_table(board, out_dir / "leaderboard")
     page = out_dir / "leaderboard.html"
     page.write_text(leaderboard_html(scores, board, n_failed=int(failed_rows(items).sum()),
-                                     confidence=confidence), encoding="utf-8")
+                                     confidence=confidence, r_score=r_score,
+                                     settings=settings),
+                    encoding="utf-8")
     return {"scores_csv": scores_csv, "scores_parquet": scores_parquet,
             "leaderboard_csv": board_csv, "leaderboard_parquet": board_parquet, "html": page}
 
 
 # --- score table -----------------------------------------------------------------------------
+
+
+def with_optional_columns(items: pd.DataFrame) -> pd.DataFrame:
+    missing = [column for column in OPTIONAL_COLUMNS if column not in items.columns]
+    return items.assign(**{column: math.nan for column in missing}) if missing else items
 
 
 def check_items(items: pd.DataFrame, ranges: Mapping) -> None:
@@ -189,6 +289,13 @@ def failed_rows(items: pd.DataFrame) -> pd.Series:
     return error.notna() & (error.astype(str).str.strip() != "")
 
 
+def status_of(abs_gain: float) -> str:
+    """``"failed"`` for a negative mean gain, ``"no data"`` for NaN, else ``"ok"``."""
+    if abs_gain is None or not math.isfinite(abs_gain):
+        return NO_DATA
+    return FAILED if abs_gain < 0 else OK
+
+
 def uap_rows(group: pd.DataFrame, failed: pd.Series, labels: dict, options: dict) -> list[dict]:
     """One row per amplitude of a UAP attack, then their average labelled ``"mean"``."""
     unplaced = group["amplitude"].isna()
@@ -197,15 +304,72 @@ def uap_rows(group: pd.DataFrame, failed: pd.Series, labels: dict, options: dict
                          f"{int((unplaced & ~failed).sum())} successful rows without amplitude")
     rows = []
     for amplitude, level in group.groupby("amplitude", sort=True):
-        rows.append({**labels, "amplitude": format(float(amplitude), "g"),
-                     **group_scores(level, failed[level.index], options)})
+        rows.append({**labels, "amplitude": format(float(amplitude), "g"), "step": None,
+                     "ranked": False, **group_scores(level, failed[level.index], options)})
     # Failed rows may lack an amplitude; they still count against the attack.
     averaged = average_rows(rows, int(unplaced.sum()))
-    return [*rows, {**labels, "amplitude": MEAN_AMPLITUDE, **averaged}]
+    return [*rows, {**labels, "amplitude": MEAN_AMPLITUDE, "step": None, "ranked": True,
+                    **averaged}]
+
+
+def step_rows(group: pd.DataFrame, failed: pd.Series, labels: dict, options: dict,
+              settings: dict) -> list[dict]:
+    """One row per step size of an iterative attack; the strongest is ``ranked``."""
+    rows = []
+    for step, level in group.groupby("step", sort=True, dropna=False):
+        row = {**labels, "amplitude": None, "step": None if pd.isna(step) else step_label(step),
+               "ranked": False, **group_scores(level, failed[level.index], options)}
+        row["note"] = ball_note(level[~failed[level.index]], step, settings) \
+            if labels["attack"] == "amifgsm" else ""
+        rows.append(row)
+    best = best_step(rows)
+    rows[best]["ranked"] = True
+    if len(rows) > 1:
+        grid = ", ".join(str(row["step"]) for row in rows)
+        chosen = f"strongest step of {grid} (largest abs_gain)"
+        rows[best]["note"] = "; ".join(part for part in (chosen, rows[best]["note"]) if part)
+    return rows
+
+
+def best_step(rows: list[dict]) -> int:
+    """Index of the row with the largest finite ``abs_gain``; ties (and an all-NaN grid)
+    go to the first, i.e. the smallest step, as the rows are sorted by step."""
+    gains = [row["abs_gain"] for row in rows]
+    finite = [index for index, gain in enumerate(gains) if math.isfinite(gain)]
+    if not finite:
+        return 0
+    return max(finite, key=lambda index: (gains[index], -index))
+
+
+def ball_note(used: pd.DataFrame, step: float, settings: dict) -> str:
+    """What AMI-FGSM's 1/NIQE ball did at this step: never bound (then it is MI-FGSM), or
+    could bind on some images. Empty when the radii or the iteration count are unknown."""
+    radii = used["radius"].to_numpy(float)
+    radii = radii[np.isfinite(radii)]
+    steps = settings.get("steps")
+    if not len(radii) or steps is None or pd.isna(step):
+        return ""
+    reach = f"{steps} × {step_label(step)}"
+    free = ball_never_binds(radii, steps=int(steps), step_size=float(step))
+    if not free.all():
+        return (f"1/NIQE ball can bind on {int((~free).sum())} of {len(radii)} images "
+                f"({reach} > 1/NIQE there)")
+    eps = settings.get("eps")
+    same = eps is not None and bool(ball_never_binds(float(eps), steps=int(steps),
+                                                     step_size=float(step)))
+    outcome = ("so AMI-FGSM = MI-FGSM (same images)" if same else
+               "so AMI-FGSM = MI-FGSM without its ε ball")
+    return (f"1/NIQE ball never binds: {reach} ≤ 1/NIQE = {radii.min():.3g}–{radii.max():.3g} "
+            f"on every image, {outcome}")
+
+
+def failure_list(failed: pd.DataFrame) -> str:
+    return "; ".join(f"{row.attack} (gain {row.abs_gain:+.3g})"
+                     for row in failed.sort_values("attack").itertuples())
 
 
 def group_scores(group: pd.DataFrame, failed: pd.Series, options: dict) -> dict:
-    """Scores and visibility of one (metric, attack, amplitude) group of items."""
+    """Scores and visibility of one (metric, attack, amplitude, step) group of items."""
     used = group[~failed]
     visibility = {f"mean_{name}": finite_mean(used[name]) for name in VISIBILITY}
     try:
@@ -239,26 +403,38 @@ def finite_mean(values: pd.Series) -> float:
 
 def score_columns() -> list[str]:
     scores = [column for score in SCORES for column in (score, f"{score}_low", f"{score}_high")]
-    return ["metric", "attack", "amplitude", "n", "n_dropped", *scores,
-            *(f"mean_{name}" for name in VISIBILITY), "n_failed"]
+    return ["metric", "attack", "amplitude", "step", "status", "ranked", "n", "n_dropped",
+            *scores, *(f"mean_{name}" for name in VISIBILITY), "n_failed", "note",
+            "r_score_variant", "mifgsm_form"]
 
 
 # --- HTML ------------------------------------------------------------------------------------
 
 
 def leaderboard_html(scores: pd.DataFrame, board: pd.DataFrame, *, n_failed: int,
-                     confidence: float) -> str:
+                     confidence: float, r_score: str = "paper",
+                     settings: Mapping | None = None) -> str:
     """One HTML page without external references: inline style, plots as base64 PNG."""
+    # The run-wide columns are in the settings box; the rank and the failures come first.
+    first = ["metric", "mean_rank", "n_attacks", "failed_attacks", "failed"]
+    shown = board[first + [column for column in board.columns if column not in first and
+                           column not in ("r_score_variant", "mifgsm_form", "step_sizes")]]
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>Metric robustness leaderboard</title>", f"<style>{STYLE}</style></head><body>",
         "<h1>Robustness of quality metrics to adversarial attacks</h1>",
         f'<p class="note">{escape(method_note(n_failed, confidence))}</p>',
-        "<h2>Leaderboard</h2>", table_html(board),
+        "<h2>Settings</h2>", settings_html(scores, r_score, settings or {}),
+        "<h2>Leaderboard</h2>", table_html(shown), legend_html(scores),
+        "<h2>Absolute gain per metric and attack</h2>", gain_matrix_html(scores, board),
         "<h2>Scores by metric</h2>", image_tag(score_bars(board), "scores by metric"),
         "<h2>Gain against visibility</h2>",
         image_tag(gain_scatter(scores), "absolute gain against mean PSNR"),
-        "<h2>Scores per metric and attack</h2>", table_html(scores),
+        "<h2>Scores per metric and attack</h2>",
+        '<p class="note">Every row, every step and amplitude; rows marked failed have a '
+        "negative mean gain. ranked = the row that enters the leaderboard.</p>",
+        table_html(scores, row_classes=[FAILED if status == FAILED else ""
+                                        for status in scores["status"]]),
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -268,14 +444,137 @@ def method_note(n_failed: int, confidence: float) -> str:
     return (f"Scores of the MSU Metrics Robustness Benchmark (Antsiferova et al., AAAI 2024) "
             f"on min–max scaled metric values. Rank 1 is the most robust metric: smallest "
             f"gains, Wasserstein and energy scores, largest robustness score. UAP attacks "
-            f"are averaged over their amplitudes. Intervals: {confidence:.0%}. "
-            f"Failed items excluded: {n_failed}.")
+            f"are averaged over their amplitudes. Intervals: {confidence:.0%}. Items whose "
+            f"attack or scoring raised an error, excluded: {n_failed}.")
 
 
-def table_html(frame: pd.DataFrame) -> str:
-    header = "".join(f"<th>{escape(str(column))}</th>" for column in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{escape(cell_text(value))}</td>" for value in row)
-                   + "</tr>" for row in frame.itertuples(index=False))
+def settings_html(scores: pd.DataFrame, r_score: str, settings: Mapping) -> str:
+    """The settings that change the numbers, as a two-column table."""
+    rows = [("Robustness score", f"{r_score}: mean log10({ROBUSTNESS_VARIANTS[r_score]} / "
+             f"(|s′ − s| + 1e-6)), s clean and s′ attacked, scaled — "
+             + ("the benchmark's text" if r_score == "paper" else "the benchmark's code"))]
+    form = settings.get("mifgsm_form")
+    if form:
+        rows.append(("MI-FGSM form (MI- and AMI-FGSM)", f"{form}: {MIFGSM_FORMS[form]}"))
+    steps = settings.get("step_sizes")
+    if steps:
+        grid = ", ".join(step_label(step) for step in steps)
+        rows.append(("Step sizes (I-, MI-, AMI-FGSM, Korhonen)",
+                     grid + ("; each attack ranked at its strongest step (largest mean "
+                             "absolute gain)" if len(steps) > 1 else "")))
+    for key, label, text in (("eps", "ε (L∞)", lambda value: f"{value * 255:.4g}/255"),
+                             ("steps", "Iterations", str), ("momentum", "Momentum ν", str),
+                             ("amplitudes", "UAP amplitudes",
+                              lambda value: ", ".join(f"{level:g}" for level in value))):
+        if key in settings:
+            rows.append((label, text(settings[key])))
+    ami = ami_summary(scores)
+    if ami:
+        rows.append(("AMI-FGSM", ami))
+    body = "".join(f"<tr><th>{escape(label)}</th><td>{escape(value)}</td></tr>"
+                   for label, value in rows)
+    return f'<div class="wide"><table class="settings"><tbody>{body}</tbody></table></div>'
+
+
+def ami_summary(scores: pd.DataFrame) -> str:
+    """One line on AMI-FGSM's ball over all its rows: at which steps it never bound."""
+    notes = scores["note"].fillna("").astype(str)  # a CSV round trip reads "" as NaN
+    rows = scores[(scores["attack"] == "amifgsm") & notes.str.contains("1/NIQE")]
+    # A step is "never binds" only if it never binds for any metric (their starts, and so
+    # their radii, differ: a full-reference metric starts from the JPEG copy).
+    binds = ~rows["note"].str.contains("never binds")
+    bound_steps = set(rows.loc[binds, "step"])
+    free = rows[~rows["step"].isin(bound_steps)]
+    bound = rows[rows["step"].isin(bound_steps)]
+    parts = []
+    if len(free):
+        same = free["note"].str.contains("same images").all()
+        parts.append(f"the 1/NIQE ball never binds at step {', '.join(ordered_steps(free))} "
+                     f"(iterations × step ≤ 1/NIQE on every image), so AMI-FGSM "
+                     + ("gives MI-FGSM's images there" if same else
+                        "is MI-FGSM without its ε ball there"))
+    if len(bound):
+        parts.append(f"it can bind at step {', '.join(ordered_steps(bound))} on some images")
+    return "; ".join(parts)
+
+
+def ordered_steps(rows: pd.DataFrame) -> list[str]:
+    """The distinct step labels of ``rows``, smallest step first."""
+    labels = {str(label) for label in rows["step"].dropna()}
+    return sorted(labels, key=lambda label: float(label.split("/")[0]))
+
+
+def legend_html(scores: pd.DataFrame) -> str:
+    entered = scores[scores["ranked"].astype(bool)]
+    failures = int((entered["status"] == FAILED).sum())
+    items = [
+        "<b>gain</b> is measured on values min–max scaled by the metric's calibration range "
+        "and oriented so that positive = judged better (for NIQE, BRISQUE, GMSD… a lower "
+        "value): the direction every attack pushes.",
+        f"<b>failed</b> ({failures} cell{'s' if failures != 1 else ''} here): the attack's "
+        "mean gain is negative, it made the metric judge the images <i>worse</i>. That is a "
+        "failure of the attack, not robustness of the metric, so a failed cell is shown but "
+        "left out of the metric's averages and ranks (<i>failed_attacks</i>, <i>failed</i>); "
+        "a metric whose every attack failed gets no rank. A gain of exactly 0 is not a "
+        "failure. n_attacks is the number of attacks averaged, which can differ between "
+        "metrics.",
+        "<b>step grid</b>: an iterative attack enters at its strongest step, the one with the "
+        "largest mean gain (a tie goes to the smaller step); it fails only if every step "
+        "failed. Each step's row is in the table at the bottom.",
+        "<b>ranks</b>: 1 = most robust (smallest gains, Wasserstein and energy scores, "
+        "largest robustness score); ties share the best rank; mean_rank averages the five.",
+    ]
+    body = "".join(f"<li>{item}</li>" for item in items)
+    return f'<ul class="legend">{body}</ul>'
+
+
+def gain_matrix_html(scores: pd.DataFrame, board: pd.DataFrame) -> str:
+    """Metric × attack absolute gain of the ranked cells, failed cells marked."""
+    entered = scores[scores["ranked"].astype(bool)]
+    attacks = sorted(entered["attack"].unique())
+    header = "<th>metric</th>" + "".join(f"<th>{escape(attack)}</th>" for attack in attacks)
+    lines = []
+    for metric in board["metric"]:
+        cells = [f"<th>{escape(str(metric))}</th>"]
+        for attack in attacks:
+            found = entered[(entered["metric"] == metric) & (entered["attack"] == attack)]
+            cells.append(gain_cell(found.iloc[0] if len(found) else None))
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<div class="wide"><table><thead><tr>{header}</tr></thead><tbody>'
+            f'{"".join(lines)}</tbody></table></div>'
+            '<p class="note">Mean absolute gain of each attack (UAPs: mean over amplitudes; '
+            "iterative attacks: at the step shown). Red: failed, not counted in the "
+            "leaderboard. †: AMI-FGSM's 1/NIQE ball never bound.</p>")
+
+
+def gain_cell(row) -> str:
+    if row is None:
+        return "<td>–</td>"
+    if row["status"] == NO_DATA:
+        return '<td class="small">no data</td>'
+    step = f'<br><span class="small">step {escape(str(row["step"]))}</span>' \
+        if row["step"] is not None and not pd.isna(row["step"]) else ""
+    dagger = "†" if "never binds" in str(row["note"]) else ""
+    if row["status"] == FAILED:
+        return (f'<td class="failed"><b>failed</b> (gain {row["abs_gain"]:+.3g}){dagger}'
+                f"{step}</td>")
+    return f"<td>{row['abs_gain']:+.3g}{dagger}{step}</td>"
+
+
+def table_html(frame: pd.DataFrame, *, row_classes: list[str] | None = None) -> str:
+    # Long snake_case headers may break after an underscore, so that columns stay narrow.
+    header = "".join((f'<th class="{TEXT_COLUMNS[column]}">' if column in TEXT_COLUMNS
+                      else "<th>") + escape(str(column)).replace("_", "_<wbr>") + "</th>"
+                     for column in frame.columns)
+    classes = row_classes or [""] * len(frame)
+    # Free-text columns read left-aligned and wide enough not to break every word.
+    opening = [f'<td class="{TEXT_COLUMNS[column]}">' if column in TEXT_COLUMNS else "<td>"
+               for column in frame.columns]
+    body = "".join((f'<tr class="{name}">' if name else "<tr>")
+                   + "".join(f"{tag}{escape(cell_text(value))}</td>"
+                             for tag, value in zip(opening, row, strict=True))
+                   + "</tr>" for row, name in zip(frame.itertuples(index=False), classes,
+                                                  strict=True))
     # A wide table scrolls in its own box; the page itself never scrolls sideways.
     return (f'<div class="wide"><table><thead><tr>{header}</tr></thead><tbody>{body}'
             "</tbody></table></div>")
@@ -284,6 +583,8 @@ def table_html(frame: pd.DataFrame) -> str:
 def cell_text(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else ""
     if isinstance(value, float | np.floating):
         return f"{value:.4g}"
     return str(value)
@@ -306,8 +607,9 @@ def gain_scatter(scores: pd.DataFrame) -> bytes:
     axes = subplots(figure)[0][0]
     for metric, rows in points.groupby("metric", sort=True):
         axes.scatter(rows["mean_psnr"], rows["abs_gain"], label=str(metric), s=18)
+    axes.axhline(0, color="black", linewidth=0.6)
     axes.set_xlabel("mean PSNR of attacked images (dB; lower = more visible)")
-    axes.set_ylabel("absolute gain")
+    axes.set_ylabel("absolute gain (below 0: attack failed)")
     legend(axes)
     return figure_png(figure)
 

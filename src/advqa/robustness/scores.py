@@ -11,7 +11,15 @@ metrics with different scales are comparable:
 - relative gain, ``mean((s′ − s)/(s + 1))``;
 - robustness score, ``mean(log10(max(β1 − s′, s − β2)/|s′ − s|))`` with
   ``β1 = 1`` and ``β2 = 0`` (the values are scaled), and ``1e-6`` added to the
-  denominator so that an unmoved metric gives a large finite score;
+  denominator so that an unmoved metric gives a large finite score. That is the
+  benchmark's text (variant ``"paper"``, the default). The benchmark's code
+  (``robustness_benchmark/score_methods.py``) puts the clean value in both terms
+  of the numerator, ``max(β1 − s, s − β2)`` (variant ``"msu"``): the room the
+  metric had to move, from where it started, in either direction. The two agree
+  when ``s′ = s`` and differ most for a large move: the paper's numerator
+  shrinks as ``s′`` approaches 1, the code's does not depend on ``s′`` and is
+  symmetric under ``s → 1 − s``, so it does not depend on the metric's
+  orientation either;
 - Wasserstein score, ``W1(s, s′) · sign(mean(s′) − mean(s))``;
 - energy score, ``E(s, s′) · sign(mean(s′) − mean(s))``.
 
@@ -33,6 +41,8 @@ from scipy import stats
 # Added to |s′ − s| in the robustness score: an unmoved metric then scores
 # log10(max(1 − s′, s)/1e-6) ≈ 6 instead of +∞, which keeps averages finite.
 ROBUSTNESS_EPSILON = 1e-6
+# The numerator of the robustness score, per variant (s clean, s′ attacked, both scaled).
+ROBUSTNESS_VARIANTS = {"paper": "max(1 − s′, s)", "msu": "max(1 − s, s)"}
 # Bootstrap replicates evaluated at once: bounds memory to about
 # CHUNK × 2n × 8 bytes per array whatever the number of replicates.
 BOOTSTRAP_CHUNK = 100
@@ -40,7 +50,7 @@ BOOTSTRAP_CHUNK = 100
 
 def robustness_scores(clean, attacked, low: float, high: float, *, confidence: float = 0.95,
                       higher_is_better: bool = True, bootstrap: int = 1000,
-                      seed: int = 0) -> dict[str, float]:
+                      seed: int = 0, r_score: str = "paper") -> dict[str, float]:
     """The benchmark's robustness scores of a metric, with confidence intervals.
 
     Parameters
@@ -63,6 +73,9 @@ def robustness_scores(clean, attacked, low: float, high: float, *, confidence: f
     seed : int, default 0
         Seed of the bootstrap's resampling of pairs: the same seed gives the
         same interval.
+    r_score : {"paper", "msu"}, default "paper"
+        Numerator of the robustness score (:data:`ROBUSTNESS_VARIANTS`): the
+        benchmark's text, ``max(1 − s′, s)``, or its code, ``max(1 − s, s)``.
 
     Returns
     -------
@@ -76,21 +89,24 @@ def robustness_scores(clean, attacked, low: float, high: float, *, confidence: f
     ------
     ValueError
         When the bounds are not finite or ``high <= low``, when the arrays are
-        not 1-D of equal length, or when no pair has two finite values.
+        not 1-D of equal length, when no pair has two finite values, or for an
+        unknown ``r_score``.
 
     Notes
     -----
     A value outside the calibration range scales outside [0, 1]; when a clean
     value lies below ``low`` and its attacked value above ``high``,
     ``max(1 − s′, s)`` is negative and that pair's robustness term is NaN,
-    exactly as the formula gives it.
+    exactly as the formula gives it (the ``"msu"`` numerator is at least 0.5
+    for any ``s``).
     """
     check_confidence(confidence)
+    check_r_score(r_score)
     clean, attacked, dropped = finite_pairs(clean, attacked)
     before = scale(clean, low, high, higher_is_better=higher_is_better)
     after = scale(attacked, low, high, higher_is_better=higher_is_better)
     scores: dict[str, float] = {"n": len(before), "n_dropped": dropped}
-    for name, terms in per_pair_terms(before, after).items():
+    for name, terms in per_pair_terms(before, after, r_score=r_score).items():
         scores[name], scores[f"{name}_low"], scores[f"{name}_high"] = mean_interval(
             terms, confidence)
     intervals = bootstrap_intervals(before, after, confidence=confidence, replicates=bootstrap,
@@ -162,12 +178,15 @@ def as_array(values) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
-def per_pair_terms(before: np.ndarray, after: np.ndarray) -> dict[str, np.ndarray]:
+def per_pair_terms(before: np.ndarray, after: np.ndarray, *,
+                   r_score: str = "paper") -> dict[str, np.ndarray]:
     """The per-pair terms whose means are the gain and robustness scores."""
+    check_r_score(r_score)
     change = after - before
+    # paper: max(β1 − s′, s − β2); msu (the benchmark's code): max(β1 − s, s − β2).
+    room = np.maximum(1 - (after if r_score == "paper" else before), before)
     with np.errstate(divide="ignore", invalid="ignore"):
-        robustness = np.log10(np.maximum(1 - after, before)
-                              / (np.abs(change) + ROBUSTNESS_EPSILON))
+        robustness = np.log10(room / (np.abs(change) + ROBUSTNESS_EPSILON))
         relative = change / (before + 1)
     return {"abs_gain": change, "rel_gain": relative, "robustness_score": robustness}
 
@@ -226,3 +245,9 @@ def batched_signed_distances(before: np.ndarray, after: np.ndarray) -> tuple[np.
 def check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+
+
+def check_r_score(r_score: str) -> None:
+    if r_score not in ROBUSTNESS_VARIANTS:
+        raise ValueError(f"unknown robustness-score variant {r_score!r}; valid: "
+                         f"{', '.join(ROBUSTNESS_VARIANTS)}")

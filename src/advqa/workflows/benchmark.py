@@ -31,14 +31,16 @@ def image_sets(train_images: str | None, test_images: str | None, *, size: int =
     return (load_image_set(train_images, size=size), load_image_set(test_images, size=size))
 
 
-def benchmark_metrics(out: str | Path, settings, *, metrics=None, attacks=None,
-                      train_images: str | None = None, test_images: str | None = None,
-                      size: int = 256, executor=None, progress: bool = True, say=print):
+def benchmark_metrics(out: str | Path, settings, *, r_score: str = "paper", metrics=None,
+                      attacks=None, train_images: str | None = None,
+                      test_images: str | None = None, size: int = 256, executor=None,
+                      progress: bool = True, say=print):
     """Attack ``metrics`` (default :func:`default_metrics`) with ``attacks`` (default all
     nine) and write the items, leaderboard and UAP artefacts to ``out``; returns the
     :class:`advqa.robustness.BenchmarkSummary`. ``settings`` is a
-    :class:`advqa.robustness.Settings` (validated when made)."""
-    from advqa.robustness.benchmark import ATTACK_NAMES, run_benchmark
+    :class:`advqa.robustness.Settings` (validated when made); ``r_score`` the
+    leaderboard's robustness-score variant, ``"paper"`` or ``"msu"``."""
+    from advqa.robustness.benchmark import ATTACK_NAMES, run_benchmark, step_label
 
     metrics = metrics or default_metrics()
     attacks = attacks or list(ATTACK_NAMES)
@@ -50,5 +52,7 @@ def benchmark_metrics(out: str | Path, settings, *, metrics=None, attacks=None,
     say(f"advqa benchmark: {len(metrics)} metric(s) × {len(attacks)} attack(s); train "
         f"{len(train.names)} images ({train.dataset}), test {len(test.names)} "
         f"({test.dataset}), {size}², engine {getattr(executor, 'name', 'local')}")
+    say(f"  step sizes {', '.join(step_label(step) for step in settings.step_sizes)}, "
+        f"MI-FGSM form {settings.mifgsm_form}, robustness score {r_score}")
     return run_benchmark(metrics, attacks, train, test, out, settings=settings,
-                         executor=executor, progress=progress)
+                         r_score=r_score, executor=executor, progress=progress)

@@ -11,9 +11,12 @@ trained on the whole LIVE database).
 
 The pipeline, per image:
 
-1. grey = MATLAB ``rgb2gray`` on the 0–255 scale (:func:`advqa.quality.validate.gray`).
+Release call reproduced: ``qualityscore = brisquescore(rgb2gray(imread(file)))``.
+
+1. grey = MATLAB ``rgb2gray`` on the 0–255 scale, rounded to whole levels for colour
+   input as ``rgb2gray`` of a uint8 file (:func:`advqa.quality.matlab.rgb2gray`).
 2. Two scales, the second MATLAB ``imresize(im, 0.5)`` (bicubic, antialiased;
-   :func:`advqa.quality.niqe.imresize_half`); the whole image, no cropping.
+   :func:`advqa.quality.matlab.imresize_half`); the whole image, no cropping.
 3. MSCN at each scale with ``filter2(fspecial('gaussian', 7, 7/6), im, 'same')``
    — zero padding, unlike NIQE — and ``(im − μ)/(σ + 1)``.
 4. 18 features per scale: GGD fit of the MSCN coefficients (α, σ²) and AGGD

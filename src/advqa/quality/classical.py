@@ -54,6 +54,9 @@ def ssim(reference, distorted, *, data_range=1.0, clamp=False, downsample=False,
          conversion="rgb2gray", k1=0.01, k2=0.03):
     """SSIM of Wang, Bovik, Sheikh & Simoncelli (2004) as ``ssim_index.m`` runs on a file.
 
+    Release call reproduced: ``mssim = ssim_index(double(rgb2gray(imread(ref))),
+    double(rgb2gray(imread(dist))))`` (defaults K = [0.01 0.03], L = 255).
+
     Parameters
     ----------
     reference, distorted : torch.Tensor
@@ -133,6 +136,9 @@ def ms_ssim(reference, distorted, *, data_range=1.0, clamp=False, conversion="rg
             k1=0.01, k2=0.03):
     """Multi-scale SSIM (Wang, Simoncelli & Bovik, 2003) as ``msssim.m`` runs on a file.
 
+    Release call reproduced: ``msssim(double(rgb2gray(imread(ref))),
+    double(rgb2gray(imread(dist))))`` with its defaults.
+
     Five scales with ``msssim.m``'s weights, method ``'product'``:
     ``Π_{j<5} cs_j^{w_j} · ssim_5^{w_5}``; between scales ``imfilter(x,
     ones(2)/4, 'symmetric', 'same')`` then ``x(1:2:end, 1:2:end)``. Input as
@@ -164,6 +170,9 @@ def ms_ssim(reference, distorted, *, data_range=1.0, clamp=False, conversion="rg
 
 def fsim(reference, distorted, *, data_range=1.0, clamp=False):
     """FSIMc (Zhang, Zhang, Mou & Zhang, 2011) as ``FeatureSIM.m``; FSIM on one channel.
+
+    Release call reproduced: ``[FSIM, FSIMc] = FeatureSIM(imread(ref), imread(dist))``
+    (FSIMc for RGB input, FSIM for grey).
 
     The release works on the RGB file as ``double`` 0–255 (no grey rounding) and
     first averages and subsamples by ``F = max(1, round(min(H, W)/256))`` with
@@ -197,7 +206,8 @@ GMSD_T = 170.0
 def gmsd(reference, distorted, *, data_range=1.0, clamp=False, conversion="rgb2gray"):
     """Gradient magnitude similarity deviation (Xue, Zhang, Mou & Bovik, 2014); lower is better.
 
-    As ``GMSD.m`` on ``double(rgb2gray(imread(file)))``: 2×2 average with
+    Release call reproduced: ``GMSD(double(rgb2gray(imread(ref))),
+    double(rgb2gray(imread(dist))))``: 2×2 average with
     ``conv2(…, 'same')`` and subsampling by 2, Prewitt gradients ``[1 0 −1]/3``
     (``conv2 'same'``, zero padding), ``GMS = (2 m_r m_d + T)/(m_r² + m_d² + T)``
     with ``T = 170``, and the score ``std2(GMS)`` (sample standard deviation,

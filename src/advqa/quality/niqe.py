@@ -7,10 +7,12 @@ Followed line by line: the authors' MATLAB release (``niqe_release.zip``,
 LIVE, UT Austin, 2012): ``computequality.m`` (called as in its example, 96×96
 blocks, no overlap), ``computefeature.m``, ``estimateaggdparam.m`` and the
 pristine model ``modelparameters.mat`` (``mu_prisparam``, ``cov_prisparam``).
+Release call reproduced: ``quality = computequality(rgb2gray(imread(file)), 96, 96, 0, 0,
+mu_prisparam, cov_prisparam)``.
 
 The pipeline, per image:
 
-1. grey = MATLAB ``rgb2gray`` on the 0–255 scale (:func:`advqa.quality.validate.gray`);
+1. grey = MATLAB ``rgb2gray`` on the 0–255 scale (:func:`advqa.quality.matlab.rgb2gray`);
    crop to whole 96×96 blocks (top-left kept, as MATLAB does).
 2. Two scales; the second is MATLAB ``imresize(im, 0.5)``: bicubic (a = −0.5)
    with its antialiasing kernel (``h(x) = ½·cubic(x/2)``, 8 input pixels wide),

@@ -99,8 +99,8 @@ centres, i.e. ``align_corners=False``); the F×F averaging pads by replicating
 the border (``conv2 'same'`` pads with zeros, which darkens the first and last
 rows and columns) and ``avg_pool2d`` drops or shifts samples where
 ``conv2``'s window straddles the edge; the 256×256 resize does not antialias.
-Each is small on most images; where saliency sits near the borders (I19) they
-add up to 0.8 %.
+Each is small on most images; which of them dominates the 0.8 % on I19 was
+not measured.
 
 References
 ----------

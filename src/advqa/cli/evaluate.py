@@ -98,6 +98,7 @@ def add_correlations(commands) -> None:
                         help="resamples for 95%% confidence intervals (e.g. 1000); default 0")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--no-plot", action="store_true", help="skip scatter.png")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--mos-source", type=name_list, default=None, metavar="NAME[,NAME]",
                         help="MOS source(s) to use (see mos.csv's mos_source); required when "
                         "the study has several, which are pooled only when listed")
@@ -136,7 +137,8 @@ def run_correlations(arguments) -> int:
         result = study_correlations(
             arguments.study, metrics=arguments.metrics, mos_source=arguments.mos_source,
             group=None if arguments.group.lower() == "none" else arguments.group,
-            bootstrap=arguments.bootstrap, seed=arguments.seed, plot=not arguments.no_plot)
+            bootstrap=arguments.bootstrap, seed=arguments.seed, plot=not arguments.no_plot,
+            progress=not arguments.no_progress)
     except (FileNotFoundError, MissingMosError, MosSourceError) as error:
         raise CommandError(str(error)) from error
     used = ", ".join(f"{name} ({count} AEs)" for name, count in result.sources.items())

@@ -49,10 +49,11 @@ class StudyCorrelations:
 
 def study_correlations(study: str | Path, *, metrics: list[str] | None = None,
                        group: str | None = "attack", mos_source: list[str] | None = None,
-                       bootstrap: int = 0, seed: int = 0, plot: bool = True
-                       ) -> StudyCorrelations:
+                       bootstrap: int = 0, seed: int = 0, plot: bool = True,
+                       progress: bool = False) -> StudyCorrelations:
     """SROCC, KROCC, PLCC, RMSE (and the outlier ratio where items have a rating std) of
-    every metric against the MOS, per ``group`` and pooled; written into the study."""
+    every metric against the MOS, per ``group`` and pooled; written into the study.
+    ``progress`` shows a bar over the (metric, group) cells once they take a while."""
     from advqa.evaluate.correlation import correlation_table
 
     rated, sources = study_frame(study, mos_source)
@@ -66,7 +67,8 @@ def study_correlations(study: str | Path, *, metrics: list[str] | None = None,
     mos_std = "mos_std" if with_std else None
     criteria = ("srocc", "krocc", "plcc", "rmse", *(("outlier_ratio",) if mos_std else ()))
     table = correlation_table(rated, metrics, group=group, criteria=criteria,
-                              mos_std=mos_std, bootstrap=bootstrap, seed=seed)
+                              mos_std=mos_std, bootstrap=bootstrap, seed=seed,
+                              progress=progress)
     layout = StudyDir(study)
     paths = list(layout.write_correlations(table.reset_index()))
     if plot:

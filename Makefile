@@ -20,10 +20,15 @@ $(VENV)/.installed-%: pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet -e '.[$*]'
 	touch $@
 
+# wordnet-base (+ wordnet-sense-index): WordNet 3.0 in /usr/share/wordnet, read offline by
+# advqa.detect.semantic (Wu-Palmer similarity of ImageNet classes) and by its NLTK check;
+# without recommends, which would pull in the wordnet GUI and Tk.
 system:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -f /usr/share/wordnet/data.noun ]; then \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			wordnet-base wordnet-sense-index; \
 	fi
 
 setup: system $(VENV)/.installed-test

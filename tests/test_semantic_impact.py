@@ -60,3 +60,28 @@ def test_semantic_impact_on_the_victim(default_model, imagenet_batch, tmp_path):
         semantic_impact(default_model, images, quality="ssim")
     with pytest.raises(ValueError, match="unknown distortion"):
         semantic_impact(default_model, images, distortions=("fog",))
+
+
+def test_semantic_impact_command_writes_table_i_and_figure_3_and_resumes(tmp_path, capsys):
+    from advqa.cli.main import main
+    from advqa.jobs import Ledger
+
+    out = tmp_path / "impact"
+    arguments = ["detect", "semantic-impact", "--limit", "2", "--distortions", "blur",
+                 "--quality", "piqe", "--out", str(out), "--no-progress"]
+    assert main(arguments) == 0
+    assert "similarity" in capsys.readouterr().out
+    rows = pd.read_csv(out / "rows.csv")
+    assert len(rows) == 2 * 5 and set(rows.level) == {1, 2, 3, 4, 5}
+    assert set(rows.dataset) == {"imagenet"} and set(rows.model) == {"efficientnet-lite0"}
+    table = pd.read_csv(out / "table_i.csv")
+    assert list(table.measure) == ["quality", "similarity"]
+    assert (out / "fig3.png").stat().st_size > 0
+    with Ledger(out / "ledger.sqlite", "semantic-impact") as ledger:
+        assert len(ledger.finished()) == 5
+    # A resume does no work again and gives the same rows; other settings are refused.
+    assert main(arguments) == 0
+    assert pd.read_csv(out / "rows.csv").equals(rows)
+    capsys.readouterr()
+    assert main([*arguments[:-1], "--seed", "1", "--no-progress"]) != 0
+    assert "other settings" in capsys.readouterr().err

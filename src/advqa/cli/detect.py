@@ -13,7 +13,14 @@ import argparse
 import math
 from pathlib import Path
 
-from advqa.cli.common import CommandError, add_engine_options, make_engine, name_list, number
+from advqa.cli.common import (
+    CommandError,
+    add_engine_options,
+    make_engine,
+    name_list,
+    number,
+    positive_int,
+)
 
 
 def eps_grid(text: str) -> list[float]:
@@ -42,11 +49,57 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=lambda arguments: _usage(parser))
     add_stego_eval(detect_subparsers)
     add_study(detect_subparsers)
+    add_semantic_impact(detect_subparsers)
     try:
         from advqa.cli import gate
     except ImportError:
         return
     gate.add_commands(detect_subparsers)
+
+
+def add_semantic_impact(subparsers) -> None:
+    from advqa.detect.distortions import DISTORTIONS
+
+    parser = subparsers.add_parser(
+        "semantic-impact", help="Wu-Palmer similarity of the victim's answers vs quality "
+        "(Table I, Fig. 3 of Feng & Cai)",
+        description="Distort every image of SOURCE (blur, noise, JPEG, JPEG2000 at levels "
+        "1-5), classify reference and distorted images, and write OUT/rows.{parquet,csv} "
+        "(Wu-Palmer similarity of the two top-1 classes on WordNet 3.0, and the distorted "
+        "image's quality on [0, 1]), OUT/table_i.{parquet,csv} (median, mean, std) and "
+        "OUT/fig3.png (density of similarity vs quality per distortion). Resumable.")
+    parser.add_argument("--source", default="imagenet",
+                        help="sample-set name or image folder (default imagenet)")
+    parser.add_argument("--model", default="efficientnet-lite0",
+                        help="ImageNet-1k classifier (default efficientnet-lite0)")
+    parser.add_argument("--quality", default="brisque",
+                        help="no-reference metric for the quality axis (default brisque)")
+    parser.add_argument("--distortions", type=name_list, default=list(DISTORTIONS),
+                        help=f"comma-separated (default {','.join(DISTORTIONS)})")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="use only the first N images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    parser.add_argument("--out", type=Path, default=Path("runs/semantic-impact"),
+                        help="output folder (default runs/semantic-impact)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_engine_options(parser)
+    parser.set_defaults(handler=run_semantic_impact)
+
+
+def run_semantic_impact(arguments) -> int:
+    from advqa.workflows.semantic import semantic_impact_run
+
+    try:
+        result = semantic_impact_run(
+            arguments.out, source=arguments.source, model=arguments.model,
+            quality=arguments.quality, distortions=arguments.distortions,
+            limit=arguments.limit, seed=arguments.seed, executor=make_engine(arguments),
+            progress=not arguments.no_progress)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        raise CommandError(str(error)) from error
+    print(result.table.to_string(index=False))
+    print(f"wrote {result.out / 'rows.csv'}, {result.out / 'table_i.csv'}, {result.figure}")
+    return 0
 
 
 def add_study(subparsers) -> None:

@@ -120,18 +120,45 @@ def semantic_impact(model, references: torch.Tensor, *, names=None,
     reference_classes = _top1(model, references, batch_size)
     if reference_classes.max(initial=0) >= N_CLASSES:
         raise ValueError("the model must be an ImageNet-1k classifier (classes 0–999)")
-    frames = []
     cells = [(kind, level) for kind in distortions for level in levels]
-    for kind, level in tqdm(cells, desc="distortions", disable=not progress):
-        distorted = distort(references, kind, level, seed=seed)
-        classes = _top1(model, distorted, batch_size)
-        raw, normalised = _quality(metric, scale, distorted, batch_size)
-        frames.append(pd.DataFrame({
-            "image": names, "distortion": kind, "level": level,
-            "reference_class": reference_classes, "distorted_class": classes,
-            "similarity": prediction_similarity(reference_classes, classes),
-            "quality_raw": raw, "quality": normalised}))
+    frames = [pd.DataFrame(cell_rows(model, metric, scale, references, reference_classes,
+                                     names, kind, level, seed=seed, batch_size=batch_size))
+              for kind, level in tqdm(cells, desc="distortions", disable=not progress)]
     return pd.concat(frames, ignore_index=True)[list(COLUMNS)]
+
+
+def cell_rows(model, metric, scale: QualityScale, references: torch.Tensor,
+              reference_classes: np.ndarray, names, kind: str, level: int, *,
+              seed: int = 0, batch_size: int = 16) -> list[dict]:
+    """The rows of one (distortion, level): one per reference image."""
+    distorted = distort(references, kind, level, seed=seed)
+    classes = _top1(model, distorted, batch_size)
+    raw, normalised = _quality(metric, scale, distorted, batch_size)
+    similarity = prediction_similarity(reference_classes, classes)
+    return [{"image": name, "distortion": kind, "level": int(level),
+             "reference_class": int(reference), "distorted_class": int(predicted),
+             "similarity": float(value), "quality_raw": float(score),
+             "quality": float(unit)}
+            for name, reference, predicted, value, score, unit in zip(
+                names, reference_classes, classes, similarity, raw, normalised, strict=True)]
+
+
+def impact_unit(spec: dict, *, references: torch.Tensor, reference_classes, names,
+                model: str, quality: str, batch_size: int) -> list[dict]:
+    """One job-engine unit: ``spec`` names the distortion, level and seed."""
+    from advqa.jobs import worker_cache
+    from advqa.models import load_classifier
+    from advqa.quality import get_metric
+
+    classifier = worker_cache(load_classifier, model)
+    metric = worker_cache(get_metric, quality)
+    scale = QualityScale.from_json(spec["scale"])
+    rows = cell_rows(classifier, metric, scale, references, np.asarray(reference_classes),
+                     names, spec["distortion"], spec["level"], seed=spec["seed"],
+                     batch_size=batch_size)
+    # The ledger keys rows by id: one per (image, distortion, level).
+    return [{"id": f"{row['image']}|{row['distortion']}|{row['level']}", **row}
+            for row in rows]
 
 
 def impact_table(rows: pd.DataFrame, *, by=("dataset", "model")) -> pd.DataFrame:

@@ -41,6 +41,9 @@ NOT_STUDY_FILES = {
     ("workflows/gate.py", "ledger.sqlite"):
         "gate-eval's output folder (--out DIR) is not a study; its ledger keeps the "
         "generation and split units",
+    ("workflows/semantic.py", "ledger.sqlite"):
+        "semantic-impact's output folder (--out DIR) is not a study; its ledger keeps the "
+        "(distortion, level) units",
     ("robustness/leaderboard.py", "scores"):
         "the benchmark's output folder (scores.{parquet,csv} of metric robustness) is "
         "not a study",

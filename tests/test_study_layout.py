@@ -44,6 +44,11 @@ NOT_STUDY_FILES = {
     ("workflows/semantic.py", "ledger.sqlite"):
         "semantic-impact's output folder (--out DIR) is not a study; its ledger keeps the "
         "(distortion, level) units",
+    ("workflows/train_nr.py", "images"):
+        "the DTNIQ-f constructed set (`advqa dtniq construct DIR`) is not a study: its "
+        "images/ folder holds pristine and distorted photos and their mos.csv labels",
+    ("workflows/train_nr.py", "mos.csv"):
+        "the DTNIQ-f constructed set's SSIM labels, not a study's opinion scores",
     ("robustness/leaderboard.py", "scores"):
         "the benchmark's output folder (scores.{parquet,csv} of metric robustness) is "
         "not a study",

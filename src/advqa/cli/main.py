@@ -17,6 +17,7 @@ from advqa.cli import (
     gate,
     metrics,
     models,
+    quality,
     report,
     run,
     score,
@@ -25,7 +26,7 @@ from advqa.cli import (
 from advqa.cli.common import CommandError
 
 SUBCOMMANDS = (models, metrics, train, attack, build, score, evaluate, report, run, benchmark,
-               detect, gate, annotate)
+               detect, gate, annotate, quality)
 
 
 def parser() -> argparse.ArgumentParser:

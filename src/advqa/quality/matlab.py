@@ -74,36 +74,12 @@ def _cubic(x: np.ndarray) -> np.ndarray:
             + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
 
 
-@functools.lru_cache(maxsize=64)
 def imresize_matrix(in_length: int, scale: float = 0.5) -> np.ndarray:
-    """The (out, in) matrix of MATLAB ``imresize`` along one axis (bicubic, antialiased).
+    """The (out, in) matrix of MATLAB ``imresize(·, scale)`` along one axis (bicubic, antialiased).
 
-    Follows ``contributions()`` of MATLAB's imresize.m: output length
-    ``ceil(scale·in)``, centres ``u = x/scale + ½(1 − 1/scale)``, kernel
-    ``scale·cubic(scale·x)`` of width ``4/scale`` when shrinking, weights
-    normalised per output sample, indices mirrored at the borders.
+    Output length ``ceil(scale·in)``; see :func:`resize_matrix` for the weights.
     """
-    out_length = math.ceil(scale * in_length)
-    width = 4.0
-    if scale < 1:
-        def kernel(x):
-            return scale * _cubic(scale * x)
-        width = width / scale
-    else:
-        kernel = _cubic
-    x = np.arange(1, out_length + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)
-    left = np.floor(u - width / 2)
-    taps = math.ceil(width) + 2
-    indices = left[:, None] + np.arange(taps)[None, :]
-    weights = kernel(u[:, None] - indices)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    mirror = np.concatenate([np.arange(in_length), np.arange(in_length)[::-1]])
-    columns = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_length)]
-    matrix = np.zeros((out_length, in_length))
-    np.add.at(matrix, (np.repeat(np.arange(out_length), taps), columns.ravel()),
-              weights.ravel())
-    return matrix
+    return resize_matrix(in_length, math.ceil(scale * in_length), scale, "bicubic", True)
 
 
 def imresize_half(images: torch.Tensor) -> torch.Tensor:
@@ -220,7 +196,8 @@ def resize_matrix(in_length: int, out_length: int, scale: float | None = None,
     weights normalised per output sample; indices mirrored at the borders
     (``[1:n, n:-1:1]``). The all-zero columns MATLAB drops change nothing.
 
-    ``resize_matrix(n, ceil(n/2), 0.5, "bicubic")`` is :func:`imresize_matrix`\\ ``(n)``.
+    :func:`imresize_matrix` (``imresize(·, 0.5)`` of NIQE and BRISQUE) is
+    ``resize_matrix(n, ceil(n/2), 0.5, "bicubic")``.
     """
     if method not in _RESIZE_KERNELS:
         raise ValueError(f"method must be one of {tuple(_RESIZE_KERNELS)}, got {method!r}")

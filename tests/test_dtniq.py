@@ -1,4 +1,4 @@
-"""DTNIQ-f: the trainer, the safe loader and the shipped SSIM-trained proxy."""
+"""DTNIQ-f: the trainer, the safe loader and the shipped VIF-trained proxy."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ from advqa.quality import dtniq as dtniq_module
 from advqa.quality.dtniq import DtniqModelError, dtniq, load_dtniq, model_paths
 from advqa.workflows.train_nr import _read_png, constructed_mos_table, read_mos_table, train_nr
 
-# No proxy model ships yet: the one trained so far (EfficientNet-Lite0 final features,
-# 23 training sources) reached a held-out SROCC of 0.62, below the issue's 0.85 bar. The
-# tests of the shipped proxy (clean beats distorted on held-out photos; SROCC >= 0.85
-# computed here) come with the model that passes.
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
@@ -28,7 +23,7 @@ def tiny(tmp_path_factory):
                                   sources=("imagenet_00_243", "imagenet_01_559",
                                            "imagenet_02_438"),
                                   distortions=("blur", "noise"), levels=(1, 3, 5),
-                                  short_side=224, progress=False)
+                                  short_side=224, tiles=0, progress=False)
     trained = train_nr(table, folder / "tiny.pt", grid=1, holdout=0.34, epochs=3,
                        float16=False, progress=False, say=lambda *_: None)
     return table, trained
@@ -87,3 +82,65 @@ def test_dtniq_is_differentiable_and_checks_its_input(tiny):
 def test_a_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(DtniqModelError, match="dtniq train"):
         load_dtniq(tmp_path / "absent.pt")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """The suite's small constructed set (12 ImageNet photos at 224 px, blur, noise and
+    JPEG at levels 1, 3, 5, VIF labels; 4 photos held out) and a head trained on it."""
+    folder = tmp_path_factory.mktemp("small")
+    from advqa.data import load_samples
+
+    sources = [sample.name for sample in load_samples("imagenet")][:12]
+    table = constructed_mos_table(folder / "set", sets=("imagenet",), sources=sources,
+                                  distortions=("blur", "noise", "jpeg"), levels=(1, 3, 5),
+                                  short_side=224, tiles=0, progress=False)
+    trained = train_nr(table, folder / "small.pt", grid=1, holdout=0.34, epochs=40,
+                       progress=False, say=lambda *_: None, cache=folder / "features.pt")
+    return table, trained
+
+
+def test_dtniq_learns_the_constructed_labels_on_unseen_photos(small):
+    table, trained = small
+    record = json.loads(trained.sidecar.read_text())
+    assert record["heldout"]["images"] == 4 * 10 and len(record["train_sources"]) == 8
+    assert trained.heldout["srocc"] >= 0.85, trained.heldout
+    # Loaded back from its files, the model gives the sidecar's held-out SROCC.
+    rows = [row for row in read_mos_table(table) if row.source in trained.heldout["sources"]]
+    model = load_dtniq(trained.weights, device="cpu")
+    with torch.no_grad():
+        predicted = model(torch.stack([_read_png(row.image) for row in rows])).numpy()
+    assert correlations(predicted, [row.mos for row in rows])["srocc"] == pytest.approx(
+        trained.heldout["srocc"], abs=2e-3)
+
+
+def test_the_shipped_proxy_is_registered_as_a_proxy():
+    from advqa.quality import get_metric, list_metrics
+
+    info = list_metrics()["dtniq"]
+    assert not info.full_reference and info.higher_is_better and info.range == (0.0, 1.0)
+    assert "not human" in info.description
+    weights, sidecar = model_paths("dtniq-f-proxy")
+    record = json.loads(sidecar.read_text())
+    assert "proxy" in record["description"].lower() and "vif" in record["description"].lower()
+    assert record["heldout"]["srocc"] >= 0.85 and record["weights_sha256"] == \
+        dtniq_module.file_sha256(weights)
+    image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    scores = get_metric("dtniq")(image)
+    assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_the_shipped_proxy_reproduces_its_held_out_srocc(tmp_path):
+    # Rebuild the held-out photos the sidecar names (never trained on) and score them:
+    # the SROCC against their VIF labels is the one the sidecar records (>= 0.85).
+    _, sidecar = model_paths("dtniq-f-proxy")
+    record = json.loads(sidecar.read_text())
+    held = record["heldout"]["sources"]
+    table = constructed_mos_table(tmp_path / "held", sources=held, tiles=0, progress=False)
+    rows = read_mos_table(table)
+    assert {row.source for row in rows} == set(held)
+    assert len(rows) == record["heldout"]["images"]
+    with torch.no_grad():
+        predicted = torch.cat([dtniq(_read_png(row.image)[None]) for row in rows]).numpy()
+    srocc = correlations(predicted, [row.mos for row in rows])["srocc"]
+    assert srocc == pytest.approx(record["heldout"]["srocc"], abs=2e-3) and srocc >= 0.85

@@ -66,6 +66,27 @@ def test_distortions_are_monotone_in_severity(photo, kind):
         assert all(a < b for a, b in itertools.pairwise(values)), values
 
 
+@pytest.mark.parametrize("kind", DISTORTIONS)
+def test_grey_images_are_distorted_as_grey(kind):
+    # Fashion-MNIST is one-channel, 28×28: every distortion keeps the channel count, and
+    # blur matches the RGB path on a grey image replicated to three channels.
+    from advqa.data import load_samples
+
+    grey = torch.stack([sample.image for sample in load_samples("fashion-mnist")][:4]).float()
+    assert grey.shape[1:] == (1, 28, 28)
+    if kind == "jpeg2000":  # the codec's minimum stream: every level would be the same
+        with pytest.raises(ValueError, match="not distinct"):
+            distort(grey, kind, 1)
+        return
+    levels = [distort(grey, kind, level) for level in range(1, 6)]
+    assert all(level.shape == grey.shape for level in levels)
+    values = [psnr(grey, level) for level in levels]
+    assert all(a > b for a, b in itertools.pairwise(values)), values
+    if kind == "blur":
+        rgb = distort(grey.expand(-1, 3, -1, -1), kind, 3)
+        torch.testing.assert_close(levels[2], rgb[:, :1], atol=0, rtol=0)
+
+
 def test_distortion_rejects_bad_level(photo):
     with pytest.raises(ValueError, match="level"):
         distort(photo, "jpeg", 6)
@@ -422,7 +443,7 @@ def test_screen_writes_decisions_and_lists_unreadable(tmp_path, model, photos, a
 def test_cli_parses_detect_commands():
     parser = cli()
     arguments = parser.parse_args(["detect", "gate-eval", "--out", "x", "--repeats", "3"])
-    assert arguments.repeats == 3 and arguments.quality == "brisque"
+    assert arguments.repeats == 3 and arguments.quality == "dtniq"
     arguments = parser.parse_args(["detect", "fit-gate", "--quality", "niqe"])
     assert arguments.out.name == "gate.json"
 

@@ -72,8 +72,9 @@ def add_semantic_impact(subparsers) -> None:
                         help="sample-set name or image folder (default imagenet)")
     parser.add_argument("--model", default="efficientnet-lite0",
                         help="ImageNet-1k classifier (default efficientnet-lite0)")
-    parser.add_argument("--quality", default="brisque",
-                        help="no-reference metric for the quality axis (default brisque)")
+    parser.add_argument("--quality", default="dtniq",
+                        help="no-reference metric for the quality axis (default dtniq, the "
+                        "DTNIQ-f proxy; brisque, niqe, piqe also work)")
     parser.add_argument("--distortions", type=name_list, default=list(DISTORTIONS),
                         help=f"comma-separated (default {','.join(DISTORTIONS)})")
     parser.add_argument("--limit", type=positive_int, default=None,

@@ -29,9 +29,10 @@ def _add_generation_options(parser) -> None:
                         help="sample set name or image folder (labels used when present); "
                         "default: %(default)s (20 labelled ImageNet photos: tiny)")
     add_model_options(parser)
-    parser.add_argument("--quality", default="brisque",
-                        help="no-reference metric of the quality feature (brisque, niqe or any "
-                        "registry NR metric); default: %(default)s")
+    parser.add_argument("--quality", default="dtniq",
+                        help="no-reference metric of the quality feature: dtniq (the paper's "
+                        "DTNIQ-f design; the shipped model is a VIF-trained proxy), brisque, "
+                        "niqe or any registry NR metric; default: %(default)s")
     parser.add_argument("--quality-threshold", type=number, default=0.3,
                         help="Baseline-2 / gate quality threshold on the normalised [0, 1] "
                         "scale (default: %(default)s); a negative value disables it")
@@ -90,20 +91,40 @@ def add_key_command(detect_subparsers) -> None:
 
 def add_eval_command(detect_subparsers) -> None:
     evaluate = detect_subparsers.add_parser(
-        "gate-eval", help="Feng & Cai's Tables IV/V on generated image groups",
+        "gate-eval", help="Feng & Cai's Tables II-V and Fig. 4 on generated image groups",
         description="Generate the clean, distorted (blur, noise, JPEG, JPEG2000 × 5 levels), "
-        "recognizable-adversarial (DeepFool UAP) and fooling (gradient ascent from the mean "
-        "image) groups; over repeated grouped 50/50 splits of the clean/adversarial pairs, "
-        "train the SVM and report detection rate and the victim's accuracy on images judged "
-        "fit, with Baseline-1 (no gate), Baseline-2 (quality threshold) and feature squeezing. "
-        "Writes table_iv.csv, table_v.csv, per_distortion.csv, runs.csv and summary.json.")
+        "recognizable-adversarial (DeepFool UAP) and unrecognizable fooling groups: Fool_GD "
+        "(gradient ascent from the mean image) and Fool_EV (images evolved against the victim, "
+        "Nguyen et al.'s MAP-Elites with the direct encoding, not their CPPN, and far fewer "
+        "generations than their thousands); over repeated grouped 50/50 splits of the "
+        "clean/adversarial pairs, train the SVM and report detection rate and the victim's "
+        "accuracy on images judged fit, with Baseline-1 (no gate), Baseline-2 (quality "
+        "threshold) and feature squeezing. Writes table_iv.csv, table_v.csv, "
+        "per_distortion.csv, runs.csv, table2_quality.csv (normalised quality per group: "
+        "clean, UAP, EV, GD), table3_confidence.csv (top-1 probability per group), "
+        "figure4_tsne.png (t-SNE of the 6-D gate features) and summary.json.")
     _add_generation_options(evaluate)
     evaluate.add_argument("--repeats", type=positive_int, default=10,
                           help="grouped 50/50 splits (default: %(default)s)")
-    evaluate.add_argument("--fooling", type=int, default=10,
-                          help="fooling images to generate (default: %(default)s)")
+    _add_fooling_options(evaluate)
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
     evaluate.set_defaults(handler=run_eval)
+
+
+def _add_fooling_options(parser) -> None:
+    parser.add_argument("--fooling", type=int, default=10,
+                        help="Fool_GD (gradient ascent) fooling images to generate; 0: none "
+                        "(default: %(default)s)")
+    parser.add_argument("--fooling-ev", type=int, default=10,
+                        help="Fool_EV (evolved) fooling images, one per distinct random "
+                        "target class (seeded by --seed); 0 leaves the group out "
+                        "(default: %(default)s)")
+    parser.add_argument("--ev-generations", type=positive_int, default=20,
+                        help="generations of the Fool_EV evolution (default: %(default)s; "
+                        "Nguyen et al. ran thousands: expect low target confidence); each "
+                        "costs --ev-population forward passes of the victim")
+    parser.add_argument("--ev-population", type=positive_int, default=32,
+                        help="children per Fool_EV generation (default: %(default)s)")
 
 
 def register(subparsers) -> None:
@@ -181,7 +202,9 @@ def run_eval(arguments) -> int:
     job = _job(arguments)
     with make_engine(arguments) as executor:
         written = evaluate_gate(job, arguments.out, repeats=arguments.repeats,
-                                fooling=arguments.fooling, executor=executor,
+                                fooling=arguments.fooling, fooling_ev=arguments.fooling_ev,
+                                ev_generations=arguments.ev_generations,
+                                ev_population=arguments.ev_population, executor=executor,
                                 progress=_progress)
     for path in written:
         print(f"wrote {path}")

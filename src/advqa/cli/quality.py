@@ -12,11 +12,15 @@ def register(subparsers) -> None:
         "dtniq", help="train DTNIQ-f no-reference quality models (and build a proxy set)",
         description="DTNIQ-f (a frozen classifier's features, two FC-2048 ReLU layers, "
         "a 70-class softmax): 'construct' writes distorted embedded photos with a "
-        "SSIM-derived MOS table; 'train' fits the head on any MOS table, holding out "
+        "full-reference (VIF) label table; 'train' fits the head on any MOS table, holding out "
         "whole source images, and writes a state dict and a JSON sidecar.")
     commands = parser.add_subparsers(title="steps", metavar="STEP", required=True)
     construct = commands.add_parser("construct", help="write the constructed (proxy) set")
     construct.add_argument("out_dir", type=Path, help="folder for images/ and mos.csv")
+    construct.add_argument("--label", default="vif",
+                           help="full-reference metric that labels the images (default: vif)")
+    construct.add_argument("--tiles", type=int, default=6,
+                           help="native 256-px training tiles per photo, 0 = none (default: 6)")
     construct.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     construct.add_argument("--quiet", action="store_true", help="no progress bars")
     construct.set_defaults(handler=run_construct)
@@ -29,6 +33,8 @@ def register(subparsers) -> None:
 
 def add_training_options(parser) -> None:
     parser.add_argument("--backbone", default="efficientnet-lite0", help="advqa classifier")
+    parser.add_argument("--features", choices=("multilevel", "last-linear"),
+                        default="multilevel", help="backbone features (default: multilevel)")
     parser.add_argument("--grid", type=int, default=2, help="patch lattice side (default: 2)")
     parser.add_argument("--holdout", type=number, default=0.25,
                         help="fraction of source images held out (default: 0.25)")
@@ -50,7 +56,8 @@ def add_training_options(parser) -> None:
 def run_construct(arguments) -> int:
     from advqa.workflows.train_nr import constructed_mos_table
 
-    table = constructed_mos_table(arguments.out_dir, seed=arguments.seed,
+    table = constructed_mos_table(arguments.out_dir, label=arguments.label,
+                                  tiles=arguments.tiles, seed=arguments.seed,
                                   progress=not arguments.quiet)
     print(f"wrote {table}")
     return 0
@@ -60,7 +67,7 @@ def run_train(arguments) -> int:
     from advqa.workflows.train_nr import train_nr
 
     options = {key: getattr(arguments, key) for key in (
-        "backbone", "grid", "holdout", "epochs", "batch_size", "lr", "dropout",
+        "backbone", "features", "grid", "holdout", "epochs", "batch_size", "lr", "dropout",
         "label_sigma", "seed", "threads", "description", "cache")}
     mos_range = tuple(arguments.mos_range) if arguments.mos_range else None
     trained = train_nr(arguments.table, arguments.out, mos_range=mos_range,

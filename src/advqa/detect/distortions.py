@@ -5,8 +5,9 @@ the "distorted images" group of Feng & Cai. Level 1 is the mildest, level 5 the
 most severe; for a natural photo the PSNR against the original falls strictly
 from level to level (``tests/test_gate.py`` checks it).
 
-Every function maps an ``(N, 3, H, W)`` float batch in ``[0, 1]`` to a batch of
-the same shape. Blur, JPEG and JPEG2000 go through Pillow on 8-bit images; the
+Every function maps an ``(N, C, H, W)`` float batch in ``[0, 1]``, C = 3 (RGB) or 1
+(grey, e.g. Fashion-MNIST), to a batch of the same shape. Blur, JPEG and JPEG2000 go
+through Pillow on 8-bit images; the
 noise is seeded and uses the same standard-normal field at every level, only
 scaled, so severity is strictly ordered.
 """
@@ -34,18 +35,22 @@ DISTORTIONS = tuple(LEVELS)
 
 
 def _to_pil(image: torch.Tensor) -> Image.Image:
-    array = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
+    array = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    if array.shape[0] == 1:
+        return Image.fromarray(array[0], mode="L")
+    return Image.fromarray(array.transpose(1, 2, 0), mode="RGB")
 
 
 def _from_pil(image: Image.Image) -> torch.Tensor:
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = array[..., None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def _check(images: torch.Tensor, level: int) -> None:
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected an (N, 3, H, W) batch, got shape {tuple(images.shape)}")
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected an (N, 3, H, W) or (N, 1, H, W) batch, got shape "
+                         f"{tuple(images.shape)}")
     if level not in range(1, 6):
         raise ValueError(f"level must be 1..5, got {level!r}")
 
@@ -74,8 +79,22 @@ def jpeg(images: torch.Tensor, level: int) -> torch.Tensor:
     return codec_roundtrip(images, format="JPEG", quality=quality)
 
 
+#: Smallest H·W·C for which every JPEG2000 level is a distinct distortion. OpenJPEG's
+#: stream has a floor of roughly 100–150 bytes, so a byte budget H·W·C / rate below
+#: ~160 gives the same (floor) image for several rates: measured on photos, 28×28 and
+#: 64×64 grey images come out identical at every level ≥ 2, 96×96 RGB (27,648) does not.
+JPEG2000_MIN_VALUES = 160 * 160
+
+
 def jpeg2000(images: torch.Tensor, level: int) -> torch.Tensor:
     _check(images, level)
+    values = images.shape[1] * images.shape[2] * images.shape[3]
+    if values < JPEG2000_MIN_VALUES:
+        raise ValueError(
+            f"JPEG2000 levels are not distinct on {tuple(images.shape[1:])} images: at "
+            f"compression ratio {LEVELS['jpeg2000'][-1]} they get fewer bytes than the "
+            f"codec's minimum stream (need H·W·C >= {JPEG2000_MIN_VALUES}); leave jpeg2000 "
+            "out for small images such as Fashion-MNIST")
     rate = float(LEVELS["jpeg2000"][level - 1])
     return codec_roundtrip(images, format="JPEG2000", quality_mode="rates",
                            quality_layers=[rate])

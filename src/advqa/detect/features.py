@@ -12,8 +12,10 @@ A fixed, documented affine map stored in the gate:
 (BRISQUE, NIQE, PIQE). ``lo``/``hi`` default to the metric's practical range as
 the registry states it (``metric.info.range``; the registry is the only place metric
 facts live): BRISQUE ``[0, 100]``, NIQE ``[0, 20]`` (natural photos score 2–8 and
-heavy distortion ~10–20), PIQE ``[0, 100]``. :meth:`QualityScale.fitted` instead
-takes the 1st/99th percentiles of training scores.
+heavy distortion ~10–20), PIQE ``[0, 100]``, and ``dtniq`` (the default: the paper's
+DTNIQ-f design, :mod:`advqa.quality.dtniq`) ``[0, 1]`` already, so its map is the
+identity. :meth:`QualityScale.fitted` instead takes the 1st/99th percentiles of
+training scores.
 """
 
 from __future__ import annotations

@@ -2,20 +2,38 @@
 
 Protocol (Sec. V-B–D):
 
-* features of the four groups (:mod:`advqa.detect.groups`);
+* features of the groups (:mod:`advqa.detect.groups`): clean, adversarial (UAP),
+  distorted, Fool_EV (``fooling_ev``, evolved) and Fool_GD (``fooling``, gradient
+  ascent);
 * ``repeats`` (10) grouped 50/50 splits of the clean/adversarial pairs with
   ``sklearn.model_selection.GroupShuffleSplit`` — a clean image and its
   adversarial version are always on the same side;
 * per split: train the RBF SVM on the training pairs (clean = fit, adversarial =
   unfit) and calibrate feature squeezing on the training clean images at the
   target false-positive rate; evaluate on the held-out pairs, on the distorted
-  images whose clean original is held out, and on all fooling images;
+  images whose clean original is held out, and on all fooling images (Fool_EV and
+  Fool_GD alike: neither is ever trained on, as in the paper);
 * Baseline-1: the victim's accuracy with no gate; Baseline-2: the quality
   threshold (normalised quality < 0.3 → unfit), no training.
 
 Per method and group: detection rate (share judged unfit; on the clean group it is
 the false-alarm rate) and the victim's accuracy on the images judged fit, as mean
 and standard deviation over the splits.
+
+Besides Tables IV/V, :func:`write_tables` writes the paper's per-group statistics
+of Sec. IV over *all* images of each group (not per split):
+
+* Table II, ``table2_quality.csv``: median, mean and standard deviation of the
+  normalised [0, 1] quality feature the gate uses, for clean, UAP, EV and GD
+  (:func:`advqa.detect.group_stats.quality_table`);
+* Table III, ``table3_confidence.csv``: the same for the victim's top-1 probability,
+  the first gate feature (:func:`advqa.detect.group_stats.confidence_table`);
+* Figure 4 (left), ``figure4_tsne.png``: t-SNE of the 6-D gate features of clean,
+  Fool_EV, Fool_GD and UAP images (:func:`advqa.detect.tsne.tsne_figure`). The
+  paper's figure shows only clean (gray) and Fool_EV (red) points; Fool_GD and UAP
+  are added here in other colours.
+
+Groups that are disabled or empty are left out of all three.
 """
 
 from __future__ import annotations
@@ -30,7 +48,14 @@ from advqa.detect.gate import Gate
 from advqa.detect.groups import Group, Groups
 from advqa.jobs import Ledger, LocalExecutor, Unit, run_units, unit_key
 
-GROUP_ORDER = ("adversarial", "distorted", "fooling", "clean")
+GROUP_ORDER = ("adversarial", "distorted", "fooling_ev", "fooling", "clean")
+#: The unrecognizable groups (no true label, not paired with a clean image).
+FOOLING_GROUPS = ("fooling_ev", "fooling")
+#: advqa group name → the key :mod:`advqa.detect.group_stats` uses, and the label drawn
+#: in Figure 4 (the paper's names: Fool_EV, Fool_GD).
+PAPER_KEYS = {"clean": "clean", "adversarial": "uap", "fooling_ev": "ev", "fooling": "gd"}
+FIGURE_LABELS = {"clean": "clean", "fooling_ev": "Fool_EV", "fooling": "Fool_GD",
+                 "adversarial": "UAP"}
 METHODS = ("baseline-2 (quality)", "squeeze", "svm", "gate (svm+quality+squeeze)")
 
 
@@ -45,7 +70,7 @@ def grouped_splits(pair_ids, *, repeats: int = 10, test_size: float = 0.5, seed:
 
 def _rates(group: Group, index: np.ndarray, flags: np.ndarray | None) -> dict:
     correct = group.correct()[index]
-    labelled = group.name != "fooling"
+    labelled = group.name not in FOOLING_GROUPS
     row = {"n": int(index.size),
            "baseline1_accuracy": float(correct.mean()) if labelled and index.size else np.nan}
     if flags is None:
@@ -58,7 +83,7 @@ def _rates(group: Group, index: np.ndarray, flags: np.ndarray | None) -> dict:
 
 
 def _held_out(group: Group, test_pairs: np.ndarray) -> np.ndarray:
-    if group.name == "fooling":
+    if group.name in FOOLING_GROUPS:
         return np.arange(len(group))
     return np.flatnonzero(np.isin(group.parents, test_pairs))
 
@@ -99,7 +124,8 @@ def _fingerprint(groups: Groups) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for group in (groups.clean, groups.adversarial, groups.distorted, groups.fooling):
+    for group in (groups.clean, groups.adversarial, groups.distorted, groups.fooling,
+                  *[g for g in (groups.fooling_ev,) if g is not None and len(g)]):
         digest.update(np.ascontiguousarray(group.features.features).tobytes())
         digest.update(np.ascontiguousarray(group.features.predictions).tobytes())
     return digest.hexdigest()[:16]
@@ -112,8 +138,7 @@ def split_unit(repeat: int, train: list[int], test: list[int], *, groups: Groups
     pairs = np.arange(len(clean))
     train_pairs, test_pairs = pairs[train], pairs[test]
     runs, per_distortion = [], []
-    all_groups = {g.name: g for g in (groups.adversarial, groups.distorted, groups.fooling,
-                                      groups.clean)}
+    all_groups = {g.name: g for g in _evaluated(groups)}
     gate = Gate.from_features(
         clean.features.subset(train_pairs), adversarial.features.subset(train_pairs),
         scale=_scale(groups), quality_threshold=options["quality_threshold"],
@@ -140,6 +165,15 @@ def split_unit(repeat: int, train: list[int], test: list[int], *, groups: Groups
                                                "kind": kind, "level": level,
                                                **_rates(group, sub, method_flags)})
     return [{"id": f"split-{repeat}", "runs": runs, "per_distortion": per_distortion}]
+
+
+def _evaluated(groups: Groups) -> list[Group]:
+    """The groups of Tables IV/V in :data:`GROUP_ORDER` (Fool_EV only when present;
+    Fool_GD always, as before Fool_EV existed)."""
+    present = [groups.adversarial, groups.distorted, groups.fooling, groups.clean]
+    if groups.fooling_ev is not None and len(groups.fooling_ev):
+        present.append(groups.fooling_ev)
+    return sorted(present, key=lambda group: GROUP_ORDER.index(group.name))
 
 
 def _scale(groups: Groups):
@@ -196,14 +230,57 @@ def tables(result: dict) -> dict[str, list[dict]]:
     return {"table_iv": table_iv, "table_v": table_v, "per_distortion": distortion}
 
 
+def group_statistics(groups: Groups) -> tuple[dict, dict]:
+    """Tables II and III as :mod:`advqa.detect.group_stats` frames: (quality, confidence).
+
+    Quality is the gate's normalised quality feature (6th), confidence its top-1
+    probability (1st); every image of clean, UAP, Fool_EV and Fool_GD (empty groups
+    left out).
+    """
+    from advqa.detect.group_stats import confidence_table, quality_table
+
+    members = [groups.clean, groups.adversarial, *groups.fooling_groups()]
+    quality = {PAPER_KEYS[g.name]: g.features.features[:, 5] for g in members if len(g)}
+    confidence = {PAPER_KEYS[g.name]: g.features.features[:, 0] for g in members if len(g)}
+    return quality_table(quality), confidence_table(confidence)
+
+
+def _write_frame(path: Path, frame) -> Path:
+    """A group_stats table as CSV: a ``group`` key column (clean, uap, ev, gd) first."""
+    table = frame.reset_index()
+    table.insert(0, "group", frame.attrs["groups"])
+    table.to_csv(path, index=False, float_format="%.4f")
+    return path
+
+
+def write_figure4(groups: Groups, path: Path, *, seed: int = 0) -> Path:
+    """Figure 4 (left): t-SNE of the gate features; clean gray, Fool_EV red (as in the
+    paper), then Fool_GD and UAP."""
+    from advqa.detect.tsne import tsne_figure
+
+    members = [groups.clean, *groups.fooling_groups(), groups.adversarial]
+    features = np.concatenate([g.features.features for g in members])
+    labels = [FIGURE_LABELS[g.name] for g in members for _ in range(len(g))]
+    return tsne_figure(features, labels, path, seed=seed,
+                       title="Fig. 4: gate features (top-5 probabilities + quality)")
+
+
 def write_tables(result: dict, groups: Groups, out, settings: dict) -> list[Path]:
+    """Write Tables IV/V, the per-distortion breakdown, the raw runs, Tables II/III,
+    Figure 4 and ``summary.json`` into ``out``; return the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [_write_csv(out / f"{name}.csv", rows) for name, rows in tables(result).items()]
     written.append(_write_csv(out / "runs.csv", result["runs"]))
+    quality, confidence = group_statistics(groups)
+    written.append(_write_frame(out / "table2_quality.csv", quality))
+    written.append(_write_frame(out / "table3_confidence.csv", confidence))
+    written.append(write_figure4(groups, out / "figure4_tsne.png",
+                                 seed=int(settings.get("seed", 0))))
+    sized = [groups.clean, groups.adversarial, groups.distorted, groups.fooling,
+             *[g for g in (groups.fooling_ev,) if g is not None and len(g)]]
     summary = {"settings": settings, "groups": groups.summary,
-               "sizes": {g.name: len(g) for g in (groups.clean, groups.adversarial,
-                                                   groups.distorted, groups.fooling)}}
+               "sizes": {g.name: len(g) for g in sized}}
     path = out / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
     written.append(path)

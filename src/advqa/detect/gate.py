@@ -320,7 +320,7 @@ class Gate:
                    ws_threshold=ws_threshold, metadata=metadata, **options)
 
     @classmethod
-    def fit(cls, model, clean_images, adversarial_images, *, quality: str = "brisque",
+    def fit(cls, model, clean_images, adversarial_images, *, quality: str = "dtniq",
             scale: QualityScale | None = None, use_svm: bool = True,
             quality_threshold: float | None = 0.3, use_squeeze: bool = True,
             target_fpr: float = 0.05, use_ws: bool = False, penalty: float = 1.0,

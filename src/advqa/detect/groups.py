@@ -1,4 +1,4 @@
-"""The four image groups of Feng & Cai (Sec. V-A), generated with advqa.
+"""The image groups of Feng & Cai (Sec. V-A), generated with advqa.
 
 clean
     Images the victim classifies correctly (top-1). Sources without labels use the
@@ -18,12 +18,23 @@ fooling ("unrecognizable", Fool_GD)
     Gradient ascent from the mean image of the clean set toward seeded random
     target classes: signed-gradient descent on the targeted cross-entropy
     (Nguyen et al., CVPR 2015, without their regulariser).
+fooling_ev ("unrecognizable", Fool_EV)
+    Evolved fooling images (Nguyen, Yosinski & Clune, CVPR 2015): MAP-Elites with one
+    cell per target class, ``fooling_ev_count`` distinct target classes drawn at random
+    (seeded), one image per target (:mod:`advqa.detect.fooling_ev`). The paper took
+    5000 images from Nguyen et al.'s runs, which used the CPPN encoding and thousands
+    of generations on ImageNet; here the *direct* encoding (one gene per pixel and
+    channel, on the 8-bit grid) is evolved against the victim itself for
+    ``fooling_ev_generations`` generations (default 20: seconds on a CPU, not days)
+    of ``fooling_ev_population`` children, at ``fooling_ev_size``² pixels seen through
+    the gate's resize/crop. Its images therefore reach far lower target confidence
+    than the paper's. ``fooling_ev_count = 0`` leaves the group out.
 
 Every generated image is rounded to the 8-bit grid, as files would be.
 
 Generation runs on the job engine (:mod:`advqa.jobs`): the UAP, the clean features,
-each (distortion, level) and the fooling images are units, then the adversarial
-features (which need the UAP); each finished unit's features are committed to a
+each (distortion, level), the Fool_GD and the Fool_EV images are units, then the
+adversarial features (which need the UAP); each finished unit's features are committed to a
 ledger, so a killed ``fit-gate``/``gate-eval`` resumes, and units may run in local
 processes or on a Dask cluster. Features travel as JSON numbers, which round-trip
 float64 exactly, so the groups do not depend on where their units ran.
@@ -126,6 +137,35 @@ def fooling_images(model, mean_image: torch.Tensor, count: int, *, steps: int = 
     return torch.cat(outputs) if outputs else mean_image[None][:0], targets
 
 
+def fooling_ev_targets(count: int, classes: int, seed: int) -> torch.Tensor:
+    """``count`` distinct target classes out of ``classes``, drawn with ``seed``."""
+    if not 0 <= count <= classes:
+        raise ValueError(f"Fool_EV needs 0 <= count <= {classes} distinct target classes "
+                         f"(one MAP-Elites cell each), got {count}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(classes, generator=generator)[:count]
+
+
+def evolved_fooling_images(model, count: int, *, generations: int = 20, population: int = 32,
+                           image_size: int = 64, seed: int = 0,
+                           num_classes: int | None = None):
+    """Fool_EV: one evolved image for each of ``count`` seeded random distinct targets.
+
+    Returns ``(images, targets, history)``; ``history`` is
+    :func:`~advqa.detect.fooling_ev.evolve_fooling_images`' per-generation best target
+    confidence (``(generations + 1, count)``). The images are evaluated during the
+    evolution exactly as the gate sees them (``view="model"``).
+    """
+    from advqa.detect.fooling_ev import evolve_fooling_images
+
+    classes = num_classes or getattr(getattr(model, "info", None), "num_classes", 1000)
+    targets = fooling_ev_targets(count, classes, seed)
+    images, history = evolve_fooling_images(
+        model, targets.tolist(), generations=generations, population=population,
+        image_size=image_size, seed=seed, view="model")
+    return images, targets, history
+
+
 @dataclass
 class Group:
     """Features of one image group plus what is known about each image."""
@@ -146,11 +186,20 @@ class Group:
 
 @dataclass
 class Groups:
+    """The generated groups; ``fooling`` is Fool_GD, ``fooling_ev`` Fool_EV (``None``
+    for groups built before it existed, empty when disabled)."""
+
     clean: Group
     adversarial: Group
     distorted: Group
     fooling: Group
     summary: dict
+    fooling_ev: Group | None = None
+
+    def fooling_groups(self) -> list[Group]:
+        """The non-empty unrecognizable groups, paper order: Fool_EV, Fool_GD."""
+        return [group for group in (self.fooling_ev, self.fooling)
+                if group is not None and len(group)]
 
 
 @dataclass(frozen=True)
@@ -160,7 +209,14 @@ class GroupSettings:
     ``model``/``weights``/``device`` name the victim (:func:`advqa.models.load_classifier`;
     ``weights`` None = random), ``quality`` is the :class:`QualityScale` as JSON,
     ``squeeze``/``ws`` whether those detectors' scores are extracted, ``uap`` the
-    options of :func:`universal_perturbation`.
+    options of :func:`universal_perturbation`; ``fooling_count``/``fooling_steps`` the
+    Fool_GD images and ``fooling_ev_*`` the Fool_EV ones (:func:`evolved_fooling_images`;
+    count 0: no Fool_EV group).
+
+    :meth:`describe` leaves the ``fooling_ev_*`` fields out: they change only the
+    Fool_EV unit, whose key adds :meth:`describe_ev`, so adding, removing or resizing
+    the group reuses every other finished unit (and ledgers written before Fool_EV
+    existed).
     """
 
     model: str
@@ -174,9 +230,20 @@ class GroupSettings:
     distortions: tuple[str, ...] = DISTORTIONS
     seed: int = 0
     device: str | None = None
+    fooling_ev_count: int = 0
+    fooling_ev_generations: int = 20
+    fooling_ev_population: int = 32
+    fooling_ev_size: int = 64
 
     def describe(self) -> dict:
-        return {**asdict(self), "distortions": list(self.distortions), "device": None}
+        described = {**asdict(self), "distortions": list(self.distortions), "device": None}
+        return {key: value for key, value in described.items()
+                if not key.startswith("fooling_ev_")}
+
+    def describe_ev(self) -> dict:
+        """The Fool_EV settings (part of that unit's key only)."""
+        return {key: value for key, value in asdict(self).items()
+                if key.startswith("fooling_ev_")}
 
 
 def _tools(settings: GroupSettings):
@@ -235,6 +302,14 @@ def group_part(part: str, perturbation: list | None, *, clean: torch.Tensor,
         fooled, targets = fooling_images(model, clean.mean(dim=0), settings.fooling_count,
                                          steps=settings.fooling_steps, seed=settings.seed)
         return [features_row(part, features(fooled), targets=targets.tolist())]
+    if part == "fooling_ev":
+        evolved, targets, history = evolved_fooling_images(
+            model, settings.fooling_ev_count, generations=settings.fooling_ev_generations,
+            population=settings.fooling_ev_population, image_size=settings.fooling_ev_size,
+            seed=settings.seed)
+        return [features_row(part, features(evolved), targets=targets.tolist(),
+                             confidence=history[-1].tolist(),
+                             history_mean=history.mean(axis=1).tolist())]
     _, kind, level = part.split("|")
     return [features_row(part, features(distort(clean, kind, int(level), seed=settings.seed)))]
 
@@ -264,13 +339,16 @@ def clean_images(model, samples) -> tuple[torch.Tensor, np.ndarray, list[str], l
 
 def build_groups(model, samples, settings: GroupSettings, ledger_path: str | Path, *,
                  executor=None, progress=None) -> Groups:
-    """Generate the four groups from ``samples`` (a SampleSet) and extract their features.
+    """Generate the groups from ``samples`` (a SampleSet) and extract their features.
 
     ``model`` is the victim ``settings`` names (used here for the clean predictions);
     units run on ``executor`` (here by default) and are committed to the ledger at
     ``ledger_path``, so a re-run resumes.
     """
     say = progress or (lambda message: None)
+    if settings.fooling_ev_count:
+        fooling_ev_targets(settings.fooling_ev_count, getattr(
+            getattr(model, "info", None), "num_classes", 1000), settings.seed)  # fail fast
     clean, clean_labels, names, _, notes = clean_images(model, samples)
     if notes["unlabelled"]:
         say("source has no labels: the victim's predictions are used as labels")
@@ -286,6 +364,10 @@ def build_groups(model, samples, settings: GroupSettings, ledger_path: str | Pat
     with Ledger(ledger_path, "gate-groups") as ledger:
         units = [Unit(unit_key("gate-part", part, *identity), {"part": part}, (part, None))
                  for part in parts]
+        if settings.fooling_ev_count:
+            units.append(Unit(unit_key("gate-part", "fooling_ev", settings.describe_ev(),
+                                       *identity), {"part": "fooling_ev"},
+                              ("fooling_ev", None)))
         _finish(run_units(ledger, units, group_part, executor=executor, shared=shared,
                           description="groups"))
         rows = {row["id"]: row for row in ledger.rows()}
@@ -306,7 +388,7 @@ def _finish(report) -> None:
 
 
 def assemble(rows: dict, settings: GroupSettings, clean_labels, names, notes, say) -> Groups:
-    """The four groups from the committed rows."""
+    """The groups from the committed rows."""
     count = len(clean_labels)
     uap = rows["uap"]
     perturbation = torch.tensor(uap["perturbation"])
@@ -349,4 +431,29 @@ def assemble(rows: dict, settings: GroupSettings, clean_labels, names, notes, sa
                "uap_l2": perturbation.norm().item(), "fooling_target_hit_rate": hit,
                "fooling_steps": settings.fooling_steps, "seed": settings.seed,
                "quality": settings.quality}
-    return Groups(clean_group, adversarial_group, distorted_group, fooling_group, summary)
+    fooling_ev_group = _fooling_ev_group(rows, settings, features, summary, say)
+    return Groups(clean_group, adversarial_group, distorted_group, fooling_group, summary,
+                  fooling_ev_group)
+
+
+def _fooling_ev_group(rows: dict, settings: GroupSettings, empty_from: Features,
+                      summary: dict, say) -> Group:
+    """The Fool_EV group (empty when disabled); adds its facts to ``summary``."""
+    count = settings.fooling_ev_count
+    if not count:
+        features = empty_from.subset(slice(0, 0))
+    else:
+        row = rows["fooling_ev"]
+        features = row_features(row)
+        hit = float(np.mean(features.predictions == np.asarray(row["targets"])))
+        confidence = np.asarray(row["confidence"])
+        summary["fooling_ev"] = {
+            **settings.describe_ev(), "targets": row["targets"], "target_hit_rate": hit,
+            "target_confidence_mean": float(confidence.mean()),
+            "target_confidence_max": float(confidence.max()),
+            "initial_target_confidence_mean": row["history_mean"][0]}
+        say(f"Fool_EV group: {count} images after {settings.fooling_ev_generations} "
+            f"generation(s), target confidence mean {confidence.mean():.4f} (from "
+            f"{row['history_mean'][0]:.4f}), {hit:.2f} reach their target class")
+    return Group("fooling_ev", features, np.full(count, -1), np.full(count, -1),
+                 [""] * count, np.zeros(count, dtype=int))

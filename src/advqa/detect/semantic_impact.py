@@ -73,7 +73,7 @@ def _quality(metric, scale: QualityScale, images: torch.Tensor,
 
 
 def semantic_impact(model, references: torch.Tensor, *, names=None,
-                    distortions=DISTORTIONS, levels=LEVELS, quality: str = "brisque",
+                    distortions=DISTORTIONS, levels=LEVELS, quality: str = "dtniq",
                     scale: QualityScale | None = None, batch_size: int = 16,
                     seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """One row per (reference, distortion, level): the two top-1 classes, their

@@ -160,6 +160,13 @@ _nr("brisque", 0.0, 100.0, "BRISQUE, LIVE-trained SVR (MATLAB BRISQUE_release)",
 # PIQE is a percentage: (0, 100) by construction.
 _nr("piqe", 0.0, 100.0, "perception-based image quality evaluator", "advqa.quality.piqe:piqe",
     "MATLAB piqe.m (Venkatanath et al. 2015)")
+# DTNIQ-f predicts a normalised quality: the expected class of its 70-class head, (0, 1).
+register(MetricInfo("dtniq", False, True, (0.0, 1.0), True,
+                    "DTNIQ-f proxy: learned NR quality on frozen EfficientNet-Lite0 features, "
+                    "trained on constructed VIF labels, not human scores",
+                    release="advqa dtniq-f-proxy (DTNIQ-f design of Feng & Cai; "
+                    "data/dtniq-f-proxy.json records its training)"),
+         "advqa.quality.dtniq:dtniq")
 register_factory(MetricInfo("lpips", True, False, (0.0, 1.0), True,
                             "LPIPS v0.1, VGG16 (piq; weights on disk)",
                             release="PerceptualSimilarity lpips v0.1 (Zhang et al. 2018)"),

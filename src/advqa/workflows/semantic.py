@@ -26,7 +26,7 @@ class SemanticImpact:
 
 
 def semantic_impact_run(out: str | Path, *, source: str = "imagenet",
-                        model: str = "efficientnet-lite0", quality: str = "brisque",
+                        model: str = "efficientnet-lite0", quality: str = "dtniq",
                         distortions=DISTORTIONS, levels=LEVELS, limit: int | None = None,
                         seed: int = 0, batch_size: int = 16, executor=None,
                         progress: bool = True) -> SemanticImpact:

@@ -163,7 +163,8 @@ def test_unknown_set_name_lists_valid_names() -> None:
 
 def test_list_sample_sets() -> None:
     assert list_sample_sets() == sorted(
-        ["imagenet", "photos", "mnist", "fashion-mnist", "cifar10", "fashion-mnist-full"]
+        ["imagenet", "photos", "mnist", "fashion-mnist", "cifar10", "fashion-mnist-full",
+         "fashion-mnist-train", "fashion-mnist-test"]
     )
 
 
@@ -194,6 +195,12 @@ def test_fashion_mnist_full_from_debian_package() -> None:
     full = load_samples("fashion-mnist-full")
     assert len(full) == 70000 and full.names[60000] == "test_0000"
     assert full[60000].label == test_labels[0].item()
+    test = load_samples("fashion-mnist-test")
+    assert len(test) == 10000 and test.names[0] == "test_0000"
+    assert test[0].source == "fashion-mnist-test"
+    assert torch.equal(test[0].image, full[60000].image) and test[9999].label == \
+        test_labels[9999].item()
+    assert load_samples("fashion-mnist-train").names[-1] == full.names[59999]
 
 
 # --------------------------------------------------------------------------- IDX

@@ -74,6 +74,9 @@ def load_samples(name: str) -> SampleSet:
             All 70,000 Fashion-MNIST images (train then test) from the Debian
             package ``dataset-fashion-mnist``; names ``train_00000`` ...
             ``test_9999``.
+        ``"fashion-mnist-train"``, ``"fashion-mnist-test"``
+            Its 60,000 training or 10,000 test images alone (same names): the
+            test split is what experiments at scale evaluate on.
 
     Returns
     -------
@@ -145,13 +148,14 @@ def _photo_directory(package: str) -> pathlib.Path:
 
 
 def _load_fashion_mnist_full(name: str) -> SampleSet:
+    split = {"fashion-mnist-train": "train", "fashion-mnist-test": "test"}.get(name, "all")
     if not FASHION_MNIST_DIRECTORY.is_dir():
         raise FileNotFoundError(
             f"Fashion-MNIST not found in {FASHION_MNIST_DIRECTORY}: run "
             "'apt-get install dataset-fashion-mnist', or pass a folder of IDX files "
             "to advqa.data.load_idx / idx_samples"
         )
-    return idx_samples(FASHION_MNIST_DIRECTORY, split="all", source=name)
+    return idx_samples(FASHION_MNIST_DIRECTORY, split=split, source=name)
 
 
 def _load_files(
@@ -186,5 +190,7 @@ _LOADERS: types.MappingProxyType[str, Callable[[str], SampleSet]] = types.Mappin
         "fashion-mnist": _foolbox_loader("fashionMNIST", suffix=".png", mode="keep"),
         "cifar10": _foolbox_loader("cifar10", suffix=".png", mode="keep"),
         "fashion-mnist-full": _load_fashion_mnist_full,
+        "fashion-mnist-train": _load_fashion_mnist_full,
+        "fashion-mnist-test": _load_fashion_mnist_full,
     }
 )

@@ -144,3 +144,31 @@ def test_the_shipped_proxy_reproduces_its_held_out_srocc(tmp_path):
         predicted = torch.cat([dtniq(_read_png(row.image)[None]) for row in rows]).numpy()
     srocc = correlations(predicted, [row.mos for row in rows])["srocc"]
     assert srocc == pytest.approx(record["heldout"]["srocc"], abs=2e-3) and srocc >= 0.85
+
+
+def test_the_fashion_mnist_proxy_reproduces_its_held_out_srocc(tmp_path):
+    # dtniq-f-proxy-fmnist: the Fashion-MNIST CNN's features, SSIM labels on 28×28 grey
+    # training images; its held-out sources are rebuilt and scored through the registry.
+    from advqa.quality import get_metric, list_metrics
+
+    info = list_metrics()["dtniq_fmnist"]
+    assert not info.full_reference and info.higher_is_better and "not human" in info.description
+    _, sidecar = model_paths("dtniq-f-proxy-fmnist")
+    record = json.loads(sidecar.read_text())
+    assert record["backbone"] == "fashion-mnist-cnn" and "proxy" in record["description"].lower()
+    held = record["heldout"]["sources"]
+    table = constructed_mos_table(tmp_path / "held", sets=("fashion-mnist-train",),
+                                  sources=held, short_side=None, tiles=0, label="ssim",
+                                  distortions=("blur", "noise", "jpeg", "contrast"),
+                                  progress=False)
+    rows = read_mos_table(table)
+    assert len(rows) == record["heldout"]["images"]
+    images = torch.stack([_read_png(row.image) for row in rows])
+    assert images.shape[1:] == (1, 28, 28)
+    metric = get_metric("dtniq_fmnist")
+    with torch.no_grad():
+        predicted = metric(images).numpy()
+        rgb = metric(images[:4].expand(-1, 3, -1, -1)).numpy()
+    srocc = correlations(predicted, [row.mos for row in rows])["srocc"]
+    assert srocc == pytest.approx(record["heldout"]["srocc"], abs=2e-3) and srocc >= 0.85
+    np.testing.assert_allclose(rgb, predicted[:4], atol=1e-5)  # RGB → rgb2gray → same grey

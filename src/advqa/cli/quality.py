@@ -4,24 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advqa.cli.common import number
+from advqa.cli.common import name_list, number
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "dtniq", help="train DTNIQ-f no-reference quality models (and build a proxy set)",
         description="DTNIQ-f (a frozen classifier's features, two FC-2048 ReLU layers, "
-        "a 70-class softmax): 'construct' writes distorted embedded photos with a "
-        "full-reference (VIF) label table; 'train' fits the head on any MOS table, holding out "
-        "whole source images, and writes a state dict and a JSON sidecar.")
+        "a 70-class softmax): 'construct' writes distorted images (the embedded photos, or "
+        "any sample set) with a full-reference (VIF, SSIM...) label table; 'train' fits "
+        "the head on any MOS table, holding out whole source images, and writes a state "
+        "dict and a JSON sidecar.")
     commands = parser.add_subparsers(title="steps", metavar="STEP", required=True)
     construct = commands.add_parser("construct", help="write the constructed (proxy) set")
     construct.add_argument("out_dir", type=Path, help="folder for images/ and mos.csv")
-    construct.add_argument("--label", default="vif",
-                           help="full-reference metric that labels the images (default: vif)")
-    construct.add_argument("--tiles", type=int, default=6,
-                           help="native 256-px training tiles per photo, 0 = none (default: 6)")
-    construct.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    add_construct_options(construct)
     construct.add_argument("--quiet", action="store_true", help="no progress bars")
     construct.set_defaults(handler=run_construct)
     train = commands.add_parser("train", help="train a DTNIQ-f head on a MOS table")
@@ -29,6 +26,25 @@ def register(subparsers) -> None:
     train.add_argument("--out", type=Path, required=True, help="weight file (.pt) to write")
     add_training_options(train)
     train.set_defaults(handler=run_train)
+
+
+def add_construct_options(parser) -> None:
+    parser.add_argument("--sets", type=name_list, default=["photos", "imagenet"],
+                        help="comma-separated sample sets (default: photos,imagenet; "
+                        "e.g. fashion-mnist-train)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="first N samples of each set (default: all)")
+    parser.add_argument("--short-side", type=int, default=256,
+                        help="resize to this shorter side; 0 keeps the native size and "
+                        "channels, e.g. 28-px grey Fashion-MNIST (default: 256)")
+    parser.add_argument("--distortions", type=name_list,
+                        default=["blur", "noise", "jpeg", "jpeg2000", "contrast"],
+                        help="comma-separated (default: blur,noise,jpeg,jpeg2000,contrast)")
+    parser.add_argument("--label", default="vif",
+                        help="full-reference metric that labels the images (default: vif)")
+    parser.add_argument("--tiles", type=int, default=6,
+                        help="native 256-px training tiles per photo, 0 = none (default: 6)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
 
 
 def add_training_options(parser) -> None:
@@ -56,9 +72,11 @@ def add_training_options(parser) -> None:
 def run_construct(arguments) -> int:
     from advqa.workflows.train_nr import constructed_mos_table
 
-    table = constructed_mos_table(arguments.out_dir, label=arguments.label,
-                                  tiles=arguments.tiles, seed=arguments.seed,
-                                  progress=not arguments.quiet)
+    table = constructed_mos_table(
+        arguments.out_dir, sets=tuple(arguments.sets), limit=arguments.limit,
+        short_side=arguments.short_side or None, distortions=tuple(arguments.distortions),
+        label=arguments.label, tiles=arguments.tiles, seed=arguments.seed,
+        progress=not arguments.quiet)
     print(f"wrote {table}")
     return 0
 

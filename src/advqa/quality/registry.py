@@ -167,6 +167,13 @@ register(MetricInfo("dtniq", False, True, (0.0, 1.0), True,
                     release="advqa dtniq-f-proxy (DTNIQ-f design of Feng & Cai; "
                     "data/dtniq-f-proxy.json records its training)"),
          "advqa.quality.dtniq:dtniq")
+register(MetricInfo("dtniq_fmnist", False, True, (0.0, 1.0), True,
+                    "DTNIQ-f proxy for 28×28 Fashion-MNIST: learned NR quality on the frozen "
+                    "Fashion-MNIST CNN's features, trained on constructed SSIM labels, "
+                    "not human scores",
+                    release="advqa dtniq-f-proxy-fmnist (DTNIQ-f design of Feng & Cai; "
+                    "data/dtniq-f-proxy-fmnist.json records its training)"),
+         "advqa.quality.dtniq:dtniq_fmnist")
 register_factory(MetricInfo("lpips", True, False, (0.0, 1.0), True,
                             "LPIPS v0.1, VGG16 (piq; weights on disk)",
                             release="PerceptualSimilarity lpips v0.1 (Zhang et al. 2018)"),

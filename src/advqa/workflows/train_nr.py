@@ -74,8 +74,11 @@ class TrainedNr:
 
 
 def contrast(images: torch.Tensor, level: int) -> torch.Tensor:
-    """Global contrast reduction, TID2013's "contrast change" (decrease), 8-bit."""
-    grey = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2])
+    """Global contrast reduction, TID2013's "contrast change" (decrease), 8-bit; RGB or grey."""
+    if images.shape[1] == 3:
+        grey = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2])
+    else:
+        grey = images[:, 0]
     mean = grey.mean(dim=(1, 2)).view(-1, 1, 1, 1)
     factor = CONTRAST[level - 1]
     return ((mean + factor * (images - mean)).clamp(0, 1) * 255).round() / 255
@@ -89,30 +92,45 @@ def _distort(image: torch.Tensor, kind: str, level: int, seed: int) -> torch.Ten
     return distort(image, kind, level, seed=seed)
 
 
-def _resized(image: torch.Tensor, short_side: int) -> torch.Tensor:
+def _resized(image: torch.Tensor, short_side: int | None) -> torch.Tensor:
+    """Lanczos-resized to ``short_side`` (None: unchanged, e.g. 28-pixel Fashion-MNIST)."""
+    if short_side is None:
+        return (image.clamp(0, 1) * 255).round() / 255
     from PIL import Image
 
-    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    picture = Image.fromarray(array, mode="RGB")
+    picture = _to_pil(image)
     scale = short_side / min(picture.size)
     picture = picture.resize((round(picture.width * scale), round(picture.height * scale)),
                              Image.Resampling.LANCZOS)
-    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255).permute(2, 0, 1)
+    return _from_pil(picture)
+
+
+def _to_pil(image: torch.Tensor):
+    from PIL import Image
+
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    if array.shape[0] == 1:
+        return Image.fromarray(array[0], mode="L")
+    return Image.fromarray(array.transpose(1, 2, 0), mode="RGB")
+
+
+def _from_pil(picture) -> torch.Tensor:
+    array = np.asarray(picture, dtype=np.float32) / 255
+    array = array[..., None] if array.ndim == 2 else array
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def _write_png(path: Path, image: torch.Tensor) -> None:
-    from PIL import Image
-
-    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    Image.fromarray(array, mode="RGB").save(path, format="PNG")
+    """8-bit PNG: grey (mode L) for one channel, RGB for three."""
+    _to_pil(image).save(path, format="PNG")
 
 
 def _read_png(path: Path) -> torch.Tensor:
+    """(C, H, W) in [0, 1]: C = 1 for a grey PNG, else 3 (RGB)."""
     from PIL import Image
 
     with Image.open(path) as picture:
-        array = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+        return _from_pil(picture.convert("L" if picture.mode in ("L", "I;16", "1") else "RGB"))
 
 
 def _tiles(image: torch.Tensor, size: int, count: int, seed: int) -> list[torch.Tensor]:
@@ -130,14 +148,17 @@ def _tiles(image: torch.Tensor, size: int, count: int, seed: int) -> list[torch.
 
 def constructed_mos_table(out_dir: str | Path, *, sets=CONSTRUCTED_SETS, sources=None,
                           distortions=CONSTRUCTED_DISTORTIONS, levels=(1, 2, 3, 4, 5),
-                          short_side: int = SHORT_SIDE, tiles: int = 6, label: str = "vif",
-                          seed: int = 0, progress: bool = True) -> Path:
+                          short_side: int | None = SHORT_SIDE, tiles: int = 6,
+                          label: str = "vif", limit: int | None = None, seed: int = 0,
+                          progress: bool = True) -> Path:
     """Write the constructed set: ``out_dir/images/<source>__<kind><level>.png`` (and
     ``<source>__pristine.png``; tiles ``<source>_t<k>__…``) and ``out_dir/mos.csv``
     (``image, mos, source, distortion, level, train_only``); returns the CSV's path.
     ``sources`` keeps only those sample names; ``tiles`` caps the native tiles per photo
     (0: none); ``label`` is the full-reference metric (higher better, clipped to
-    [0, 1]) of each distorted image against its pristine one."""
+    [0, 1]) of each distorted image against its pristine one; ``short_side`` None keeps
+    the native size (and makes no tiles), as for 28-pixel Fashion-MNIST, whose one
+    channel is kept (grey PNGs); ``limit`` keeps the first N samples of each set."""
     from tqdm.auto import tqdm
 
     from advqa.data import load_samples
@@ -150,13 +171,26 @@ def constructed_mos_table(out_dir: str | Path, *, sets=CONSTRUCTED_SETS, sources
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     metric = get_metric(label)
-    samples = [sample for name in sets for sample in load_samples(name)
+    from advqa.detect.distortions import DISTORTIONS
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or None for every sample), got {limit}")
+    if short_side is not None and short_side < 1:
+        raise ValueError(f"short_side must be >= 1 (or None: native size), got {short_side}")
+    unknown = sorted(set(distortions) - {*DISTORTIONS, "contrast"})
+    if unknown or not distortions:
+        raise ValueError(f"unknown distortions {unknown} (or none given); valid: "
+                         f"{', '.join([*DISTORTIONS, 'contrast'])}")
+    samples = [sample for name in sets
+               for sample in list(load_samples(name))[:limit]
                if sources is None or sample.name in sources]
+    if not samples:
+        raise ValueError(f"no sample of {', '.join(sets)} matches the sources asked for")
     rows = []
     for sample in tqdm(samples, desc="constructed set", disable=not progress):
         pieces = [(sample.name, _resized(sample.image, short_side), 0)]
         pieces += [(f"{sample.name}_t{index}", tile, 1) for index, tile in enumerate(
-            _tiles(sample.image, short_side, tiles, seed) if tiles else [])]
+            _tiles(sample.image, short_side, tiles, seed) if tiles and short_side else [])]
         for stem, pristine, train_only in pieces:
             _write_png(out_dir / "images" / f"{stem}__pristine.png", pristine)
             rows.append((f"images/{stem}__pristine.png", 1.0, sample.name, "pristine", 0,
@@ -225,14 +259,15 @@ def extract_features(backbone, paths: list[Path], grid: int, layers=None, *,
     """Backbone features of every patch: (P, d) features and (P,) owning row index."""
     from tqdm.auto import tqdm
 
-    from advqa.quality.dtniq import backbone_features, patches
+    from advqa.quality.dtniq import backbone_channels, backbone_features, match_channels, patches
 
     features, owners = [], []
     with torch.no_grad():
         for index, path in enumerate(tqdm(paths, desc="backbone features",
                                           disable=not progress)):
-            crops = patches(_read_png(path) if path.suffix.lower() == ".png"
-                            else _read_any(path), backbone.info.input_size, grid)
+            image = _read_png(path) if path.suffix.lower() == ".png" else _read_any(path)
+            crops = patches(match_channels(image, backbone_channels(backbone)),
+                            backbone.info.input_size, grid)
             features.append(backbone_features(backbone, crops.to(backbone.device), layers).cpu())
             owners += [index] * len(crops)
     return torch.cat(features), torch.tensor(owners)

@@ -195,15 +195,18 @@ class DtniqModel:
     def patch_size(self) -> int:
         return int(self.backbone.info.input_size)
 
-    def __call__(self, images: torch.Tensor, *, grid: int | None = None) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, *, grid: int | None = None,
+                 batch_size: int = 64) -> torch.Tensor:
         grid = self.grid if grid is None else grid
         images = match_channels(images, backbone_channels(self.backbone))
-        scores = []
-        for image in images:
-            crops = patches(image, self.patch_size, grid)
-            features = backbone_features(self.backbone, crops, self.layers)
-            scores.append(expected_class(self.head(features.float())).mean())
-        return torch.stack(scores)
+        crops = [patches(image, self.patch_size, grid) for image in images]
+        stacked = torch.cat(crops)
+        # The backbone is in eval mode, so crops of several images share a forward pass.
+        features = torch.cat([backbone_features(self.backbone, stacked[start:start + batch_size],
+                                                self.layers)
+                              for start in range(0, len(stacked), batch_size)])
+        per_patch = expected_class(self.head(features.float()))
+        return torch.stack([part.mean() for part in per_patch.split([len(c) for c in crops])])
 
 
 def file_sha256(path: Path) -> str:

@@ -149,3 +149,31 @@ def test_tsne_figure_refuses_bad_input(tmp_path):
         tsne_figure(features, ["clean"] * 10, tmp_path / "x.png", seed=0, perplexity=5)
     assert default_perplexity(10) == 3 and default_perplexity(1000) == 30
     assert not (tmp_path / "x.png").exists()
+
+
+def test_fool_ev_genomes_take_the_channels_of_a_grey_victim():
+    """A one-channel victim (fashion-mnist-cnn, 1×28×28) gets (N, 1, H, W) genomes; the
+    gate's Fool_EV evolves them at the victim's 28² rather than the default 64²."""
+    from advqa.detect.groups import evolved_fooling_images
+    from advqa.models import load_classifier
+
+    grey = load_classifier("fashion-mnist-cnn", device="cpu")
+    native = evolve_fooling_images(grey, [0, 3, 9], generations=2, population=6,
+                                   image_size=28, seed=0, view="native")
+    assert native.images.shape == (3, 1, 28, 28) and native.history.shape == (3, 3)
+    with torch.no_grad():
+        probabilities = torch.softmax(grey(native.images), dim=1)
+    np.testing.assert_allclose(probabilities[torch.arange(3), torch.tensor([0, 3, 9])],
+                               native.history[-1], rtol=1e-4, atol=1e-7)
+    through_gate = evolve_fooling_images(grey, [1], generations=1, population=2,
+                                         image_size=40, seed=0)   # resized 40 → 28
+    assert through_gate.images.shape == (1, 1, 40, 40)
+    images, targets, _ = evolved_fooling_images(grey, 2, generations=1, population=4,
+                                                image_size=64, seed=0)
+    assert images.shape == (2, 1, 28, 28) and len(set(targets.tolist())) == 2
+    forced = evolve_fooling_images(grey, [1], generations=1, population=2, image_size=28,
+                                   seed=0, channels=3)   # RGB genome, made grey by prepare
+    assert forced.images.shape == (1, 3, 28, 28)
+    with pytest.raises(ValueError, match="channels"):
+        evolve_fooling_images(grey, [1], generations=1, population=2, image_size=28,
+                              channels=2)

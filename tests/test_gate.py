@@ -132,6 +132,77 @@ def test_numpy_rbf_decision_equals_sklearn():
     np.testing.assert_array_equal(detector.flags(test), svc.predict(scaler.transform(test)) == 1)
 
 
+def test_rbf_decision_in_chunks_equals_one_pass(monkeypatch):
+    """Bounded memory: the decision over many rows is computed in chunks of rows, with
+    the same values as sklearn whatever the chunk size."""
+    from sklearn.svm import SVC
+
+    from advqa.detect import gate as gate_module
+
+    rng = np.random.default_rng(1)
+    x = np.vstack([rng.normal(0, 1, (60, 6)), rng.normal(0.5, 1.2, (60, 6))])
+    svc = SVC(kernel="rbf", gamma="scale").fit(x, np.r_[np.zeros(60), np.ones(60)])
+    test = rng.normal(0.2, 1.4, (101, 6))
+    arrays = (svc.support_vectors_, svc.dual_coef_[0], svc.intercept_[0], svc._gamma)
+    whole = rbf_decision(test, *arrays)
+    monkeypatch.setattr(gate_module, "RBF_CHUNK_VALUES", 7 * len(svc.support_vectors_))
+    np.testing.assert_allclose(rbf_decision(test, *arrays), whole, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(whole, svc.decision_function(test), rtol=1e-10, atol=1e-12)
+    assert rbf_decision(np.zeros((0, 6)), *arrays).shape == (0,)
+
+
+def test_check_distortions_refuses_before_any_work():
+    from advqa.detect.distortions import check_distortions
+
+    assert check_distortions(["blur", "jpeg"], (1, 28, 28)) == ("blur", "jpeg")
+    assert check_distortions(DISTORTIONS, (3, 224, 224)) == DISTORTIONS
+    assert check_distortions((), (1, 28, 28)) == ()
+    with pytest.raises(ValueError, match=r"not distinct on \(1, 28, 28\)"):
+        check_distortions(["blur", "jpeg2000"], (1, 28, 28))
+    with pytest.raises(ValueError, match="unknown distortion"):
+        check_distortions(["blur", "fog"], None)
+    with pytest.raises(ValueError, match="repeat"):
+        check_distortions(["jpeg", "jpeg"], None)
+
+
+def test_prepare_gives_images_the_victims_channels():
+    """A grey victim gets colour images as grey (rgb2gray weights), an RGB one gets grey
+    images repeated; sizes go to the victim's input either way."""
+    from advqa.detect.features import match_channels, model_channels, prepare
+    from advqa.models import load_classifier
+
+    grey_model = load_classifier("fashion-mnist-cnn", device="cpu")
+    assert model_channels(grey_model) == 1
+    generator = torch.Generator().manual_seed(0)
+    colour = torch.rand(2, 3, 56, 56, generator=generator)
+    prepared = prepare(colour, grey_model)
+    assert prepared.shape == (2, 1, 28, 28)
+    grey = torch.rand(2, 1, 28, 28, generator=generator)
+    assert torch.equal(prepare(grey, grey_model), grey)
+    assert torch.equal(prepare([grey[0], grey[1]], grey_model), grey)
+    torch.testing.assert_close(match_channels(grey.expand(-1, 3, -1, -1), 1), grey)
+    assert match_channels(grey, 3).shape == (2, 3, 28, 28)
+    with pytest.raises(ValueError, match="2-channel"):
+        match_channels(torch.zeros(1, 2, 4, 4), 1)
+
+
+def test_an_unscorable_image_gets_the_worst_quality():
+    """BRISQUE cannot score a flat image (NaN): its normalised quality is 0, its raw score
+    stays NaN, and the features stay finite for the SVM."""
+    from advqa.detect.features import count_unscored, extract
+    from advqa.models import load_classifier
+
+    grey_model = load_classifier("fashion-mnist-cnn", device="cpu")
+    from advqa.data import load_samples
+
+    garment = load_samples("fashion-mnist")[0].image[None]
+    images = torch.cat([garment, torch.zeros(1, 1, 28, 28)])
+    features = extract(grey_model, images, QualityScale.default("brisque"))
+    assert np.isfinite(features.quality_raw[0]) and np.isnan(features.quality_raw[1])
+    assert features.quality[1] == 0 and np.all(np.isfinite(features.features))
+    assert count_unscored(features) == 1
+
+
 def test_grouped_splits_never_separate_a_pair():
     pairs = np.repeat(np.arange(15), 2)  # clean and adversarial share a pair id
     splits = grouped_splits(pairs, repeats=10, seed=3)

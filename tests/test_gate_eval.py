@@ -219,3 +219,143 @@ def test_gate_eval_rejects_bad_fool_ev_settings(tmp_path, option):
     with pytest.raises(ValueError, match="must be an integer"):
         evaluate_gate(GateJob(source=str(tmp_path)), tmp_path / "out", **option)
     assert not (tmp_path / "out").exists()   # refused before any work
+
+
+# --------------------------------------------------------------- Fashion-MNIST (grey, 28×28)
+
+GREY_DISTORTIONS = ("blur", "noise", "jpeg")
+
+
+def grey_job(**options):
+    from advqa.workflows.gate import GateJob
+
+    settings = {"source": "fashion-mnist", "model": "fashion-mnist-cnn", "quality": "brisque",
+                "distortions": GREY_DISTORTIONS, "uap_epochs": 1, **options}
+    return GateJob(**settings)
+
+
+@pytest.fixture(scope="module")
+def grey_evaluated(tmp_path_factory):
+    """gate-eval on the 20 Fashion-MNIST samples with the grey 28×28 CNN, squeezing on."""
+    from advqa.workflows.gate import evaluate_gate
+
+    out = tmp_path_factory.mktemp("gate-eval-fmnist") / "eval"
+    # BRISQUE's photo range puts most 28×28 garments below 0.3: the run says so
+    with pytest.warns(UserWarning, match="Baseline-2 and the gate will reject most clean"):
+        written = evaluate_gate(grey_job(), out, repeats=2, fooling=GD_COUNT,
+                                fooling_ev=EV_COUNT, ev_generations=2, ev_population=8)
+    return out, written
+
+
+def test_fashion_mnist_gate_eval_tables_have_every_group(grey_evaluated):
+    out, written = grey_evaluated
+    assert {"table_iv.csv", "table_v.csv", "per_distortion.csv", "table2_quality.csv",
+            "table3_confidence.csv", "figure4_tsne.png", "summary.json"} <= {
+        path.name for path in written}
+    groups = ["adversarial", "distorted", "fooling_ev", "fooling", "clean"]
+    table_iv, table_v = rows(out / "table_iv.csv"), rows(out / "table_v.csv")
+    assert {row["method"] for row in table_iv} == {"baseline-1 (no gate)",
+                                                   "baseline-2 (quality)"}
+    assert {row["method"] for row in table_v} == {"squeeze", "svm",
+                                                  "gate (svm+quality+squeeze)"}
+    for table in (table_iv, table_v):
+        for method in {row["method"] for row in table}:
+            assert [row["group"] for row in table if row["method"] == method] == groups
+    summary = json.loads((out / "summary.json").read_text())
+    sizes = summary["sizes"]
+    assert sizes["distorted"] == len(GREY_DISTORTIONS) * 5 * sizes["clean"]
+    assert summary["settings"]["distortions"] == list(GREY_DISTORTIONS)
+    assert summary["groups"]["distortions"] == list(GREY_DISTORTIONS)
+    assert [row["group"] for row in rows(out / "table2_quality.csv")] == [
+        "clean", "uap", "ev", "gd"]
+
+
+def test_fashion_mnist_per_distortion_has_three_kinds_by_five_levels(grey_evaluated):
+    out, _ = grey_evaluated
+    table = rows(out / "per_distortion.csv")
+    for method in {row["method"] for row in table}:
+        cells = [(row["kind"], int(row["level"])) for row in table if row["method"] == method]
+        assert sorted(cells) == sorted((kind, level) for kind in GREY_DISTORTIONS
+                                       for level in range(1, 6))
+    assert "jpeg2000" not in {row["kind"] for row in table}
+
+
+def test_fashion_mnist_groups_are_one_channel_28px(grey_evaluated):
+    """Every generated group is at the grey victim's input: the UAP, Fool_GD and Fool_EV
+    images are 1×28×28 (the Fool_EV genome is the victim's 28², not the default 64²)."""
+    out, _ = grey_evaluated
+    groups = json.loads((out / "summary.json").read_text())["groups"]
+    assert groups["image_shape"] == [1, 28, 28]
+    assert groups["fooling_shape"] == [1, 28, 28]
+    assert groups["fooling_ev"]["image_shape"] == [1, 28, 28]
+    assert groups["fooling_ev"]["fooling_ev_size"] == 64
+    assert len(groups["fooling_ev"]["targets"]) == EV_COUNT
+    assert all(0 <= target < 10 for target in groups["fooling_ev"]["targets"])
+    assert 0 <= groups["uap_fooling_rate"] <= 1
+    assert set(groups["quality_unscored"]) == {"clean", "adversarial", "distorted",
+                                               "fooling", "fooling_ev"}
+
+
+def test_fashion_mnist_jpeg2000_is_refused_with_a_clear_message(tmp_path, monkeypatch,
+                                                                 capsys):
+    """JPEG2000 on 1×28×28: `advqa detect gate-eval` exits 2 with one line naming the
+    fix, before any unit runs (no traceback from Pillow)."""
+    from advqa.cli.main import main
+    from advqa.detect import groups as groups_module
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("a unit ran")
+
+    monkeypatch.setattr(groups_module, "group_part", recomputed)
+    code = main(["detect", "gate-eval", "--source", "fashion-mnist", "--model",
+                 "fashion-mnist-cnn", "--quality", "brisque", "--distortions",
+                 "blur,jpeg2000", "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "advqa: error: JPEG2000 levels are not distinct on (1, 28, 28)" in error
+    assert "--distortions blur" in error and "Traceback" not in error
+    assert not (tmp_path / "out" / "ledger.sqlite").exists()
+
+
+def test_gate_eval_distortions_option_is_validated(tmp_path):
+    from advqa.cli import gate as gate_cli
+    from advqa.cli.common import CommandError
+    from advqa.detect.distortions import DISTORTIONS
+
+    top = argparse.ArgumentParser(prog="advqa")
+    gate_cli.add_commands(top.add_subparsers().add_parser("detect").add_subparsers())
+    default = top.parse_args(["detect", "gate-eval", "--out", "x"])
+    assert tuple(default.distortions) == DISTORTIONS and default.uap_images is None
+    assert gate_cli._job(default).distortions == DISTORTIONS
+    chosen = top.parse_args(["detect", "gate-eval", "--out", "x", "--distortions",
+                             "blur, noise,jpeg", "--uap-images", "500"])
+    job = gate_cli._job(chosen)
+    assert job.distortions == GREY_DISTORTIONS and job.uap_images == 500
+    for bad, message in (("blur,fog", "unknown distortion.*'fog'"),
+                         ("blur,blur", "repeat"), (",", "at least one")):
+        arguments = top.parse_args(["detect", "gate-eval", "--out", "x", "--distortions", bad])
+        with pytest.raises(CommandError, match=message):
+            gate_cli._job(arguments)
+
+
+def test_niqe_on_28px_is_refused_before_any_unit(tmp_path, monkeypatch):
+    from advqa.detect import groups as groups_module
+    from advqa.workflows.gate import evaluate_gate
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("a unit ran")
+
+    monkeypatch.setattr(groups_module, "group_part", recomputed)
+    with pytest.raises(ValueError, match=r"NIQE needs images of at least 96×192.*28×28"):
+        evaluate_gate(grey_job(quality="niqe"), tmp_path / "out", repeats=1, fooling=0,
+                      fooling_ev=0)
+
+
+def test_distortions_key_only_the_distorted_units():
+    """The distortion list is not part of the UAP's (or any other unit's) key: adding or
+    dropping a type reuses every finished unit but its own (distortion, level) ones."""
+    from advqa.detect.groups import GroupSettings
+
+    every = GroupSettings(model="m", weights=None, quality={})
+    grey = GroupSettings(model="m", weights=None, quality={}, distortions=GREY_DISTORTIONS)
+    assert every.describe() == grey.describe() and "distortions" not in every.describe()

@@ -15,6 +15,7 @@ from advqa.cli.common import (
     add_engine_options,
     add_model_options,
     make_engine,
+    name_list,
     number,
     positive_int,
 )
@@ -47,6 +48,10 @@ def _add_generation_options(parser) -> None:
                         help="radius ξ of the universal perturbation (default: 10/255)")
     parser.add_argument("--uap-epochs", type=positive_int, default=3,
                         help="passes of the UAP algorithm over the images (default: %(default)s)")
+    parser.add_argument("--uap-images", type=positive_int, default=None,
+                        help="fit the UAP on a seeded random subset of this many clean images "
+                        "(default: all of them; the paper used the published UAP, fitted on "
+                        "10,000 ImageNet training images); every clean image is perturbed")
     parser.add_argument("--penalty", type=number, default=1.0, help="SVM C (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     add_engine_options(parser)
@@ -90,6 +95,8 @@ def add_key_command(detect_subparsers) -> None:
 
 
 def add_eval_command(detect_subparsers) -> None:
+    from advqa.detect.distortions import DISTORTIONS
+
     evaluate = detect_subparsers.add_parser(
         "gate-eval", help="Feng & Cai's Tables II-V and Fig. 4 on generated image groups",
         description="Generate the clean, distorted (blur, noise, JPEG, JPEG2000 × 5 levels), "
@@ -104,6 +111,10 @@ def add_eval_command(detect_subparsers) -> None:
         "clean, UAP, EV, GD), table3_confidence.csv (top-1 probability per group), "
         "figure4_tsne.png (t-SNE of the 6-D gate features) and summary.json.")
     _add_generation_options(evaluate)
+    evaluate.add_argument("--distortions", type=name_list, default=list(DISTORTIONS),
+                          help="comma-separated distortion types of the distorted group "
+                          f"(default: {','.join(DISTORTIONS)}); JPEG2000 refuses images as "
+                          "small as Fashion-MNIST's 28×28: use blur,noise,jpeg there")
     evaluate.add_argument("--repeats", type=positive_int, default=10,
                           help="grouped 50/50 splits (default: %(default)s)")
     _add_fooling_options(evaluate)
@@ -149,6 +160,7 @@ def register(subparsers) -> None:
 
 
 def _job(arguments):
+    from advqa.detect.distortions import DISTORTIONS
     from advqa.workflows.gate import GateJob
 
     weights = None if arguments.weights.lower() == "none" else arguments.weights
@@ -159,7 +171,9 @@ def _job(arguments):
             device=arguments.device, quality=arguments.quality, quality_threshold=threshold,
             squeeze=not arguments.no_squeeze, ws=getattr(arguments, "ws", False),
             target_fpr=arguments.target_fpr, norm=arguments.norm, radius=arguments.radius,
-            uap_epochs=arguments.uap_epochs, penalty=arguments.penalty, seed=arguments.seed)
+            uap_epochs=arguments.uap_epochs, uap_images=arguments.uap_images,
+            penalty=arguments.penalty, seed=arguments.seed,
+            distortions=tuple(getattr(arguments, "distortions", DISTORTIONS)))
     except ValueError as error:
         raise CommandError(str(error)) from error
 

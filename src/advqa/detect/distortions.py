@@ -86,15 +86,40 @@ def jpeg(images: torch.Tensor, level: int) -> torch.Tensor:
 JPEG2000_MIN_VALUES = 160 * 160
 
 
-def jpeg2000(images: torch.Tensor, level: int) -> torch.Tensor:
-    _check(images, level)
-    values = images.shape[1] * images.shape[2] * images.shape[3]
+def _check_jpeg2000(shape) -> None:
+    """Refuse ``(C, H, W)`` images too small for five distinct JPEG2000 levels."""
+    values = int(np.prod(shape))
     if values < JPEG2000_MIN_VALUES:
         raise ValueError(
-            f"JPEG2000 levels are not distinct on {tuple(images.shape[1:])} images: at "
+            f"JPEG2000 levels are not distinct on {tuple(shape)} images: at "
             f"compression ratio {LEVELS['jpeg2000'][-1]} they get fewer bytes than the "
             f"codec's minimum stream (need H·W·C >= {JPEG2000_MIN_VALUES}); leave jpeg2000 "
             "out for small images such as Fashion-MNIST")
+
+
+def check_distortions(kinds, shape) -> tuple[str, ...]:
+    """Validate distortion names for ``(C, H, W)`` images, without distorting anything.
+
+    Returns ``kinds`` as a tuple (empty: no distorted group). Raises ValueError for an
+    unknown or repeated name, or a distortion these images cannot take (JPEG2000 on images smaller
+    than :data:`JPEG2000_MIN_VALUES` values, e.g. 1×28×28 Fashion-MNIST), so a long
+    run is refused before it starts rather than failing in its distortion units.
+    """
+    kinds = tuple(kinds)
+    unknown = [kind for kind in kinds if kind not in DISTORTIONS]
+    if unknown:
+        raise ValueError(f"unknown distortion(s) {', '.join(map(repr, unknown))}; valid: "
+                         f"{', '.join(DISTORTIONS)}")
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"distortions repeat a name: {', '.join(kinds)}")
+    if shape is not None and "jpeg2000" in kinds:
+        _check_jpeg2000(tuple(shape))
+    return kinds
+
+
+def jpeg2000(images: torch.Tensor, level: int) -> torch.Tensor:
+    _check(images, level)
+    _check_jpeg2000(images.shape[1:])
     rate = float(LEVELS["jpeg2000"][level - 1])
     return codec_roundtrip(images, format="JPEG2000", quality_mode="rates",
                            quality_layers=[rate])

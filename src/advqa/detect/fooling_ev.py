@@ -22,7 +22,10 @@ What :func:`evolve_fooling_images` implements
   the parents and one seed per child, from which that child's mutation draws come; so
   the images do not depend on ``batch_size`` (as long as the forward pass gives each
   image the same logits in any batch, as it does on CPU here).
-- **Mutation** (the paper's): each of the ``3·H·W`` numbers is chosen with probability
+- **Genome shape** ``(C, image_size, image_size)``: ``C`` is the victim's channel count
+  (:func:`advqa.detect.features.model_channels`: 3 for the RGB ImageNet models, 1 for
+  the grey Fashion-MNIST CNNs) unless ``channels`` says otherwise.
+- **Mutation** (the paper's): each of the ``C·H·W`` numbers is chosen with probability
   ``mutation_rate · 0.5 ** (g // halve_every)`` (paper: 0.1, halved every 1000
   generations) and moved by Deb's polynomial mutation with distribution index
   ``strength`` (paper: 15) on the ``[0, 1]`` scale,
@@ -37,7 +40,8 @@ What :func:`evolve_fooling_images` implements
 
 Deviations from Nguyen et al.
 -----------------------------
-- RGB genome, not the paper's H, S, V values per pixel for ImageNet.
+- RGB genome for colour victims, not the paper's H, S, V values per pixel for ImageNet
+  (for grey victims one grey value per pixel, as the paper's MNIST direct encoding).
 - The genome is stored and mutated on the 8-bit grid (uint8; each mutated value is
   rounded to ``k/255``, so moves smaller than half a grey level are lost); in exchange
   the returned images are exactly the evaluated ones and the recorded confidences are
@@ -70,7 +74,7 @@ class EvolvedFooling(NamedTuple):
     """What :func:`evolve_fooling_images` returns (unpacks as ``images, history``).
 
     images : torch.Tensor
-        ``(N, 3, image_size, image_size)`` float32 in ``[0, 1]`` on the 8-bit grid, on
+        ``(N, C, image_size, image_size)`` float32 in ``[0, 1]`` on the 8-bit grid, on
         the CPU; image ``i`` is the elite of ``targets[i]``.
     history : numpy.ndarray
         ``(generations + 1, N)`` float64: row ``g`` is each target's best confidence
@@ -154,14 +158,14 @@ def evolve_fooling_images(model, targets: Sequence[int], *, generations: int = 1
                           mutation_rate: float = PAPER_MUTATION_RATE,
                           halve_every: int = PAPER_HALVE_EVERY,
                           strength: float = PAPER_STRENGTH,
-                          view: str = "model") -> EvolvedFooling:
+                          view: str = "model", channels: int | None = None) -> EvolvedFooling:
     """Evolve one fooling image per target class against ``model`` (see the module doc).
 
     Parameters
     ----------
     model : torch.nn.Module
-        The victim: RGB ``[0, 1]`` NCHW in, logits out (:func:`advqa.models.load_classifier`).
-        Only forward passes are made.
+        The victim: ``[0, 1]`` NCHW in (RGB, or grey for a one-channel model), logits out
+        (:func:`advqa.models.load_classifier`). Only forward passes are made.
     targets : sequence of int
         Unique class indices, one MAP-Elites cell each.
     generations : int
@@ -181,6 +185,9 @@ def evolve_fooling_images(model, targets: Sequence[int], *, generations: int = 1
         mutation's distribution index (defaults: the paper's 0.1, 1000 and 15).
     view : {"model", "native"}
         Evaluate through the gate's resize/crop to the model's input size, or as is.
+    channels : int, optional
+        Channels of the genome (1 or 3); default: the model's
+        (:func:`advqa.detect.features.model_channels`).
 
     Returns
     -------
@@ -202,7 +209,13 @@ def evolve_fooling_images(model, targets: Sequence[int], *, generations: int = 1
     target_index = _targets(targets, classes)
     say = progress or (lambda message: None)
     generator = torch.Generator().manual_seed(int(seed))
-    shape = (3, image_size, image_size)
+    if channels is None:
+        from advqa.detect.features import model_channels
+
+        channels = model_channels(model)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    shape = (channels, image_size, image_size)
 
     initial = torch.randint(0, 256, (population, *shape), generator=generator,
                             dtype=torch.uint8)

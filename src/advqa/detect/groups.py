@@ -26,11 +26,35 @@ fooling_ev ("unrecognizable", Fool_EV)
     of generations on ImageNet; here the *direct* encoding (one gene per pixel and
     channel, on the 8-bit grid) is evolved against the victim itself for
     ``fooling_ev_generations`` generations (default 20: seconds on a CPU, not days)
-    of ``fooling_ev_population`` children, at ``fooling_ev_size``² pixels seen through
-    the gate's resize/crop. Its images therefore reach far lower target confidence
-    than the paper's. ``fooling_ev_count = 0`` leaves the group out.
+    of ``fooling_ev_population`` children, at ``fooling_ev_size``² pixels (or the
+    victim's input size when smaller: 28² for Fashion-MNIST, Nguyen et al.'s MNIST
+    genome size, one gene per pixel) seen through the gate's resize/crop. Its images
+    therefore reach far lower target confidence than the paper's.
+    ``fooling_ev_count = 0`` leaves the group out.
 
 Every generated image is rounded to the 8-bit grid, as files would be.
+
+Victims and image shapes
+------------------------
+Every group is built at the victim's input: its ``input_size`` and its channel count
+(:func:`advqa.detect.features.model_channels`), so a grey victim such as
+``fashion-mnist-cnn`` (1×28×28) gets grey clean, UAP (a ``(1, 28, 28)`` perturbation),
+distorted, Fool_GD (ascent from the grey mean image) and Fool_EV (one-channel genomes)
+images; colour sources are turned grey for it by MATLAB's ``rgb2gray`` weights, grey
+sources are repeated to RGB for colour victims. The distortion list and the quality
+metric are checked against that shape before any unit runs
+(:func:`advqa.detect.distortions.check_distortions`: JPEG2000 refuses 28×28 images;
+:func:`advqa.detect.features.check_quality_input`: NIQE refuses them).
+
+Deviations from the paper at this scale
+---------------------------------------
+- The paper applied the published UAP of [21] (fitted by Moosavi-Dezfooli et al. on
+  10,000 ImageNet *training* images) to its validation images; here the UAP is fitted
+  against the victim on the clean images themselves, all of them by default or a seeded
+  random subset of ``uap["subset"]`` of them (``--uap-images``); the adversarial group
+  always perturbs every clean image. The summary reports the fooling rate on the images
+  it was fitted on, and the adversarial group's accuracy gives it on all of them.
+- Fool_EV genomes are at most the victim's input size (see ``fooling_ev_size``).
 
 Generation runs on the job engine (:mod:`advqa.jobs`): the UAP, the clean features,
 each (distortion, level), the Fool_GD and the Fool_EV images are units, then the
@@ -50,8 +74,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from advqa.detect.distortions import DISTORTIONS, distort
-from advqa.detect.features import Features, QualityScale, extract
+from advqa.detect.distortions import DISTORTIONS, check_distortions, distort
+from advqa.detect.features import (
+    Features,
+    QualityScale,
+    check_quality_input,
+    count_unscored,
+    extract,
+)
 from advqa.jobs import Ledger, LocalExecutor, Unit, run_units, unit_key, worker_cache
 
 
@@ -76,26 +106,47 @@ def project(perturbation: torch.Tensor, radius: float, norm: str) -> torch.Tenso
     raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
 
 
+def uap_subset(count: int, subset: int | None, seed: int) -> torch.Tensor:
+    """Indices of the images a UAP is fitted on: all ``count`` (``subset`` None or
+    >= count) or ``subset`` of them drawn with ``seed``, in increasing order."""
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int)
+                               or subset < 1):
+        raise ValueError(f"the UAP subset must be an integer >= 1, got {subset!r}")
+    if subset is None or subset >= count:
+        return torch.arange(count)
+    generator = torch.Generator().manual_seed(int(seed) + 7919)
+    return torch.randperm(count, generator=generator)[:subset].sort().values
+
+
 def universal_perturbation(model, images: torch.Tensor, *, radius: float = 10 / 255,
                            norm: str = "linf", epochs: int = 3, delta: float = 0.2,
                            seed: int = 0, deepfool: dict | None = None,
-                           progress=None) -> tuple[torch.Tensor, dict]:
-    """A universal perturbation ``v`` (shape ``(3, H, W)``) and a summary dict.
+                           subset: int | None = None, progress=None,
+                           bar: bool = False) -> tuple[torch.Tensor, dict]:
+    """A universal perturbation ``v`` (shape ``(C, H, W)``, that of the images) and a
+    summary dict.
 
     ``deepfool`` holds keyword arguments of advqa's DeepFool (default: L2,
-    overshoot 0.02, 10 steps, 5 candidate classes).
+    overshoot 0.02, 10 steps, 5 candidate classes). ``subset`` fits it on that many
+    of the images (:func:`uap_subset`; None: all). ``progress`` gets one message per
+    pass; ``bar`` shows a progress bar over each pass's images (stderr).
     """
+    from tqdm.auto import tqdm
+
     from advqa.attacks import get_attack
 
     settings = {"norm": "l2", "overshoot": 0.02, "steps": 10, "candidates": 5, **(deepfool or {})}
     attack = get_attack("deepfool", **settings)
-    clean_predictions = predict(model, images)
+    images = images[uap_subset(images.shape[0], subset, seed)]
+    clean_predictions = predict(model, images, batch_size=256)
     perturbation = torch.zeros_like(images[0])
     generator = torch.Generator().manual_seed(seed)
     fooling_rate, passes = 0.0, 0
     for _ in range(epochs):
         passes += 1
-        for index in torch.randperm(images.shape[0], generator=generator).tolist():
+        order = torch.randperm(images.shape[0], generator=generator).tolist()
+        for index in tqdm(order, desc=f"UAP pass {passes}/{epochs}", unit="image",
+                          disable=not bar, leave=False, mininterval=5):
             perturbed = (images[index:index + 1] + perturbation).clamp(0, 1)
             label = clean_predictions[index:index + 1]
             if predict(model, perturbed)[0] != label[0]:
@@ -104,7 +155,8 @@ def universal_perturbation(model, images: torch.Tensor, *, radius: float = 10 / 
             if predict(model, adversarial)[0] == label[0]:
                 continue  # DeepFool did not cross the boundary within its steps
             perturbation = project(perturbation + (adversarial - perturbed)[0], radius, norm)
-        fooled = predict(model, (images + perturbation).clamp(0, 1)) != clean_predictions
+        fooled = predict(model, (images + perturbation).clamp(0, 1),
+                         batch_size=256) != clean_predictions
         fooling_rate = fooled.float().mean().item()
         if progress:
             progress(f"UAP pass {passes}: fooling rate {fooling_rate:.2f}")
@@ -112,7 +164,9 @@ def universal_perturbation(model, images: torch.Tensor, *, radius: float = 10 / 
             break
     summary = {"norm": norm, "radius": radius, "epochs_run": passes, "delta": delta,
                "seed": seed, "fooling_rate_on_training_images": fooling_rate,
-               "deepfool": settings}
+               "training_images": int(images.shape[0]), "deepfool": settings}
+    if subset is not None:
+        summary["subset"] = subset
     return perturbation, summary
 
 
@@ -154,12 +208,19 @@ def evolved_fooling_images(model, count: int, *, generations: int = 20, populati
     Returns ``(images, targets, history)``; ``history`` is
     :func:`~advqa.detect.fooling_ev.evolve_fooling_images`' per-generation best target
     confidence (``(generations + 1, count)``). The images are evaluated during the
-    evolution exactly as the gate sees them (``view="model"``).
+    evolution exactly as the gate sees them (``view="model"``); they have the victim's
+    channel count, and their side is ``image_size`` or the victim's ``input_size`` when
+    that is smaller (a 64² genome seen by a 28² victim would be averaged 2.3× down by
+    the resize, so most mutations would be blurred away; 28² is also the genome size of
+    Nguyen et al.'s MNIST direct encoding).
     """
     from advqa.detect.fooling_ev import evolve_fooling_images
 
-    classes = num_classes or getattr(getattr(model, "info", None), "num_classes", 1000)
+    info = getattr(model, "info", None)
+    classes = num_classes or getattr(info, "num_classes", 1000)
     targets = fooling_ev_targets(count, classes, seed)
+    if info is not None:
+        image_size = min(image_size, int(info.input_size))
     images, history = evolve_fooling_images(
         model, targets.tolist(), generations=generations, population=population,
         image_size=image_size, seed=seed, view="model")
@@ -211,12 +272,16 @@ class GroupSettings:
     ``squeeze``/``ws`` whether those detectors' scores are extracted, ``uap`` the
     options of :func:`universal_perturbation`; ``fooling_count``/``fooling_steps`` the
     Fool_GD images and ``fooling_ev_*`` the Fool_EV ones (:func:`evolved_fooling_images`;
-    count 0: no Fool_EV group).
+    count 0: no Fool_EV group); ``distortions`` the distortion types of the distorted
+    group (empty: no distorted group).
 
     :meth:`describe` leaves the ``fooling_ev_*`` fields out: they change only the
     Fool_EV unit, whose key adds :meth:`describe_ev`, so adding, removing or resizing
     the group reuses every other finished unit (and ledgers written before Fool_EV
-    existed).
+    existed). It leaves ``distortions`` out too: a distorted unit's key names its
+    distortion and level, so adding or removing a distortion type reuses the UAP and
+    every other unit (ledgers written while ``distortions`` was part of every key are
+    recomputed once).
     """
 
     model: str
@@ -236,9 +301,9 @@ class GroupSettings:
     fooling_ev_size: int = 64
 
     def describe(self) -> dict:
-        described = {**asdict(self), "distortions": list(self.distortions), "device": None}
+        described = {**asdict(self), "device": None}
         return {key: value for key, value in described.items()
-                if not key.startswith("fooling_ev_")}
+                if not key.startswith("fooling_ev_") and key != "distortions"}
 
     def describe_ev(self) -> dict:
         """The Fool_EV settings (part of that unit's key only)."""
@@ -292,7 +357,7 @@ def group_part(part: str, perturbation: list | None, *, clean: torch.Tensor,
 
     if part == "uap":
         vector, summary = universal_perturbation(model, clean, seed=settings.seed,
-                                                 **settings.uap)
+                                                 progress=_stderr, bar=True, **settings.uap)
         return [{"id": part, "perturbation": vector.tolist(), "summary": summary}]
     if part == "clean":
         return [features_row(part, features(clean))]
@@ -301,7 +366,8 @@ def group_part(part: str, perturbation: list | None, *, clean: torch.Tensor,
     if part == "fooling":
         fooled, targets = fooling_images(model, clean.mean(dim=0), settings.fooling_count,
                                          steps=settings.fooling_steps, seed=settings.seed)
-        return [features_row(part, features(fooled), targets=targets.tolist())]
+        return [features_row(part, features(fooled), targets=targets.tolist(),
+                             shape=list(fooled.shape[1:]))]
     if part == "fooling_ev":
         evolved, targets, history = evolved_fooling_images(
             model, settings.fooling_ev_count, generations=settings.fooling_ev_generations,
@@ -309,23 +375,36 @@ def group_part(part: str, perturbation: list | None, *, clean: torch.Tensor,
             seed=settings.seed)
         return [features_row(part, features(evolved), targets=targets.tolist(),
                              confidence=history[-1].tolist(),
-                             history_mean=history.mean(axis=1).tolist())]
+                             history_mean=history.mean(axis=1).tolist(),
+                             shape=list(evolved.shape[1:]))]
     _, kind, level = part.split("|")
     return [features_row(part, features(distort(clean, kind, int(level), seed=settings.seed)))]
 
 
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 def clean_images(model, samples) -> tuple[torch.Tensor, np.ndarray, list[str], list, dict]:
     """The clean group's images: the samples the victim classifies correctly, decoded
-    one at a time; samples whose pixels fail to decode are skipped and listed."""
+    one at a time; samples whose pixels fail to decode are skipped and listed.
+
+    The images have the victim's input size and channel count
+    (:func:`advqa.detect.features.match_channels`)."""
     from advqa.data import preprocess_batch
+    from advqa.detect.features import match_channels, model_channels
 
     info = getattr(model, "info", None)
     size = info.input_size if info is not None else samples[0].size[0]
     resize = info.resize_size if info is not None else size
-    prepared = preprocess_batch(samples, size=size, resize=resize)
-    images = _grid(prepared.images)
+    channels = model_channels(model)
+    grey = channels == 1 and all(sample.channels == 1 for sample in samples)
+    prepared = preprocess_batch(samples, size=size, resize=resize, rgb=not grey)
+    images = _grid(match_channels(prepared.images, channels))
     labels = [sample.label for sample in prepared.samples]
-    predictions = predict(model, images)
+    predictions = predict(model, images, batch_size=256)
     notes = {"source_images": len(samples), "unreadable": [f.path for f in prepared.failures]}
     true = predictions.clone() if any(label is None for label in labels) \
         else torch.as_tensor(labels)
@@ -349,11 +428,21 @@ def build_groups(model, samples, settings: GroupSettings, ledger_path: str | Pat
     if settings.fooling_ev_count:
         fooling_ev_targets(settings.fooling_ev_count, getattr(
             getattr(model, "info", None), "num_classes", 1000), settings.seed)  # fail fast
+    check_distortions(settings.distortions, None)  # names, before decoding anything
     clean, clean_labels, names, _, notes = clean_images(model, samples)
     if notes["unlabelled"]:
         say("source has no labels: the victim's predictions are used as labels")
     count = clean.shape[0]
-    say(f"clean group: {count} of {len(samples)} images classified correctly")
+    say(f"clean group: {count} of {len(samples)} images classified correctly "
+        f"({'×'.join(map(str, clean.shape[1:]))})")
+    # fail fast: a distortion or metric these images cannot take, before any unit
+    try:
+        check_distortions(settings.distortions, clean.shape[1:])
+    except ValueError as error:
+        others = ",".join(kind for kind in settings.distortions if kind != "jpeg2000")
+        raise ValueError(f"{error}: e.g. gate-eval --distortions "
+                         f"{others or 'blur,noise,jpeg'}") from error
+    check_quality_input(QualityScale.from_json(settings.quality), clean)
     identity = (settings.describe(), hashlib.sha256(clean.numpy().tobytes()).hexdigest())
     parts = ["uap", "clean", *[f"distorted|{kind}|{level}" for kind in settings.distortions
                                for level in range(1, 6)]]
@@ -399,7 +488,9 @@ def assemble(rows: dict, settings: GroupSettings, clean_labels, names, notes, sa
                         [""] * count, zeros)
     adversarial_group = Group("adversarial", row_features(rows["adversarial"]), clean_labels,
                               np.arange(count), [""] * count, zeros)
-    say(f"adversarial group: victim accuracy {adversarial_group.correct().mean():.2f}")
+    uap_fooling = float(1 - adversarial_group.correct().mean())
+    say(f"adversarial group: victim accuracy {1 - uap_fooling:.2f} (UAP fooling rate "
+        f"{uap_fooling:.2f} on all {count} clean images)")
     distorted = [(kind, level) for kind in settings.distortions for level in range(1, 6)]
     if distorted:
         parts = [row_features(rows[f"distorted|{kind}|{level}"]) for kind, level in distorted]
@@ -426,12 +517,22 @@ def assemble(rows: dict, settings: GroupSettings, clean_labels, names, notes, sa
                           np.zeros(fooling_count, dtype=int))
     say(f"fooling group: {fooling_count} images, {hit:.2f} reach their target class")
     summary = {"source_images": notes["source_images"], "unreadable": notes["unreadable"],
-               "clean_images": count, "clean_names": names, "uap": uap["summary"],
+               "clean_images": count, "clean_names": names,
+               "image_shape": list(perturbation.shape), "uap": uap["summary"],
                "uap_linf": perturbation.abs().max().item(),
-               "uap_l2": perturbation.norm().item(), "fooling_target_hit_rate": hit,
+               "uap_l2": perturbation.norm().item(), "uap_fooling_rate": uap_fooling,
+               "distortions": list(settings.distortions), "fooling_target_hit_rate": hit,
+               "fooling_shape": rows["fooling"].get("shape") if fooling_count else None,
                "fooling_steps": settings.fooling_steps, "seed": settings.seed,
                "quality": settings.quality}
     fooling_ev_group = _fooling_ev_group(rows, settings, features, summary, say)
+    unscored = {group.name: count_unscored(group.features) for group in (
+        clean_group, adversarial_group, distorted_group, fooling_group, fooling_ev_group)}
+    summary["quality_unscored"] = unscored
+    if any(unscored.values()):
+        say(f"{sum(unscored.values())} image(s) the quality metric could not score (worst "
+            "quality 0 given): " + ", ".join(f"{name} {n}" for name, n in unscored.items()
+                                              if n))
     return Groups(clean_group, adversarial_group, distorted_group, fooling_group, summary,
                   fooling_ev_group)
 
@@ -451,7 +552,8 @@ def _fooling_ev_group(rows: dict, settings: GroupSettings, empty_from: Features,
             **settings.describe_ev(), "targets": row["targets"], "target_hit_rate": hit,
             "target_confidence_mean": float(confidence.mean()),
             "target_confidence_max": float(confidence.max()),
-            "initial_target_confidence_mean": row["history_mean"][0]}
+            "initial_target_confidence_mean": row["history_mean"][0],
+            "image_shape": row.get("shape")}
         say(f"Fool_EV group: {count} images after {settings.fooling_ev_generations} "
             f"generation(s), target confidence mean {confidence.mean():.4f} (from "
             f"{row['history_mean'][0]:.4f}), {hit:.2f} reach their target class")

@@ -6,6 +6,15 @@ on the raw input and on each squeezed version; the squeezers are bit-depth
 reduction and a 2×2 median filter, the two Xu et al. use for ImageNet besides
 non-local means. The threshold is chosen on benign training images at a target
 false-positive rate, as in the paper (5 % by default).
+
+Both squeezers work per channel on any ``(N, C, H, W)`` batch, so grey victims (the
+1×28×28 Fashion-MNIST CNNs) are squeezed as they are. The defaults stay Xu et al.'s
+ImageNet/CIFAR-10 ones (5-bit depth, 2×2 median) for every victim: their MNIST setting
+(1-bit depth) binarises Fashion-MNIST's grey textures, which, unlike MNIST's strokes,
+carry the class: on 2,000 clean test images ``fashion-mnist-cnn`` keeps its answer on
+87.5% of them after 1-bit squeezing (99.8% after 5-bit), and the 5 % FPR threshold
+would be 1.64 of the score's maximum 2 (1.00 with 5 bits). Xu et al. did not evaluate
+Fashion-MNIST.
 """
 
 from __future__ import annotations

@@ -37,6 +37,14 @@ class ModelInfo:
     weights: str = "random"
 
 
+def input_channels(model) -> int:
+    """The colour channels ``model`` takes: ``model.mean.shape[1]`` for a
+    :class:`Classifier` (3 for the RGB ImageNet models, 1 for the grey Fashion-MNIST
+    CNNs); 3 for bare networks without ``mean`` (tests)."""
+    mean = getattr(model, "mean", None)
+    return int(mean.shape[1]) if isinstance(mean, torch.Tensor) and mean.ndim == 4 else 3
+
+
 class Classifier(nn.Module):
     """``logits = network((images - mean) / std)`` for RGB images in [0, 1].
 

@@ -156,24 +156,6 @@ def patches(image: torch.Tensor, size: int, grid: int) -> torch.Tensor:
                         for left in positions(width, size, grid)])
 
 
-def backbone_channels(backbone: nn.Module) -> int:
-    """The channel count a classifier reads (1 for Fashion-MNIST, 3 for ImageNet)."""
-    mean = getattr(backbone, "mean", None)
-    return int(mean.shape[1]) if isinstance(mean, torch.Tensor) and mean.ndim == 4 else 3
-
-
-def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """Grey repeated to RGB, or RGB to grey with MATLAB's rgb2gray weights (unrounded)."""
-    if images.shape[-3] == channels:
-        return images
-    if channels == 3:
-        return images.expand(*images.shape[:-3], 3, *images.shape[-2:])
-    from advqa.quality.validate import GRAY_WEIGHTS
-
-    weights = torch.tensor(GRAY_WEIGHTS, dtype=images.dtype, device=images.device)
-    return (images * weights.view(3, 1, 1)).sum(-3, keepdim=True)
-
-
 def expected_class(logits: torch.Tensor) -> torch.Tensor:
     """Σ_j j·softmax_j for j = 1..70, normalised to [0, 1] as (q − 1)/69."""
     classes = torch.arange(1, CLASSES + 1, dtype=logits.dtype, device=logits.device)
@@ -198,7 +180,10 @@ class DtniqModel:
     def __call__(self, images: torch.Tensor, *, grid: int | None = None,
                  batch_size: int = 64) -> torch.Tensor:
         grid = self.grid if grid is None else grid
-        images = match_channels(images, backbone_channels(self.backbone))
+        from advqa.models.classifier import input_channels
+        from advqa.quality.validate import match_channels
+
+        images = match_channels(images, input_channels(self.backbone))
         crops = [patches(image, self.patch_size, grid) for image in images]
         stacked = torch.cat(crops)
         # The backbone is in eval mode, so crops of several images share a forward pass.

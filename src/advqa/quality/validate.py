@@ -93,6 +93,22 @@ def ycbcr_luma(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     return weighted_channels(images, weights, YCBCR_OFFSET)
 
 
+def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """``(N, C, H, W)`` in [0, 1] → ``(N, channels, H, W)``: grey is repeated to RGB, RGB
+    becomes grey by MATLAB's ``rgb2gray`` weights (unrounded); equal counts pass unchanged.
+    Used to feed a classifier the channels it takes (:func:`advqa.models.input_channels`).
+    """
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1)
+    if have == 3 and channels == 1:
+        return weighted_channels(images, GRAY_WEIGHTS).clamp(0, 1)
+    raise ValueError(f"cannot turn {have}-channel images into the {channels}-channel input "
+                     "the classifier takes")
+
+
 def gray(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """MATLAB ``rgb2gray`` on a 0–255 scale; one-channel input is only rescaled."""
     if images.shape[1] == 1:

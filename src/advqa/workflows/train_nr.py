@@ -259,14 +259,16 @@ def extract_features(backbone, paths: list[Path], grid: int, layers=None, *,
     """Backbone features of every patch: (P, d) features and (P,) owning row index."""
     from tqdm.auto import tqdm
 
-    from advqa.quality.dtniq import backbone_channels, backbone_features, match_channels, patches
+    from advqa.models.classifier import input_channels
+    from advqa.quality.dtniq import backbone_features, patches
+    from advqa.quality.validate import match_channels
 
     features, owners = [], []
     with torch.no_grad():
         for index, path in enumerate(tqdm(paths, desc="backbone features",
                                           disable=not progress)):
             image = _read_png(path) if path.suffix.lower() == ".png" else _read_any(path)
-            crops = patches(match_channels(image, backbone_channels(backbone)),
+            crops = patches(match_channels(image[None], input_channels(backbone))[0],
                             backbone.info.input_size, grid)
             features.append(backbone_features(backbone, crops.to(backbone.device), layers).cpu())
             owners += [index] * len(crops)

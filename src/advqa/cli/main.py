@@ -19,6 +19,7 @@ from advqa.cli import (
     models,
     quality,
     report,
+    reproduce,
     run,
     score,
     train,
@@ -26,7 +27,7 @@ from advqa.cli import (
 from advqa.cli.common import CommandError
 
 SUBCOMMANDS = (models, metrics, train, attack, build, score, evaluate, report, run, benchmark,
-               detect, gate, annotate, quality)
+               detect, gate, annotate, quality, reproduce)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -32,7 +32,8 @@ class GateJob:
     choice); ``penalty`` the SVM's C; ``distortions`` the distortion types of
     :func:`evaluate_gate`'s distorted group (default all four; ``fit_gate`` makes
     none). JPEG2000 refuses images below 160×160 values, so a Fashion-MNIST
-    (1×28×28) run takes ``("blur", "noise", "jpeg")``.
+    (1×28×28) run takes ``("blur", "noise", "jpeg")``. ``limit`` keeps the first N
+    images of the source (None: all), e.g. for a smoke run.
 
     Raises
     ------
@@ -56,6 +57,7 @@ class GateJob:
     seed: int = 0
     distortions: tuple[str, ...] = DISTORTIONS
     uap_images: int | None = None
+    limit: int | None = None
 
     def __post_init__(self):
         from advqa.detect.distortions import check_distortions
@@ -68,6 +70,10 @@ class GateJob:
                 self.uap_images, int) or self.uap_images < 1):
             raise ValueError(f"uap_images must be an integer >= 1 (or None: all clean "
                              f"images), got {self.uap_images!r}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(
+                self.limit, int) or self.limit < 1):
+            raise ValueError(f"limit must be an integer >= 1 (or None: every image), got "
+                             f"{self.limit!r}")
         if not (math.isfinite(self.radius) and self.radius > 0):
             raise ValueError(f"radius must be a finite number > 0, got {self.radius}")
         if not 0 <= self.target_fpr < 1:
@@ -99,7 +105,9 @@ def _generate(job: GateJob, ledger: Path, *, fooling: int, distortions: bool, ex
         ws=job.ws, uap=uap, fooling_count=fooling,
         distortions=job.distortions if distortions else (), seed=job.seed, device=job.device,
         **{f"fooling_ev_{name}": value for name, value in (fooling_ev or {}).items()})
-    groups = build_groups(model, load_source(job.source), settings, ledger,
+    samples = load_source(job.source)
+    groups = build_groups(model, samples if job.limit is None else samples[:job.limit],
+                          settings, ledger,
                           executor=executor, progress=progress)
     _warn_if_quality_flags_clean(groups, job.quality_threshold, scale)
     return model, scale, groups

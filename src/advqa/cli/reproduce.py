@@ -1,0 +1,48 @@
+"""``advqa reproduce NAME``: a paper's tables with its numbers beside ours."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from advqa.cli.common import CommandError, add_engine_options, make_engine
+
+
+def register(subparsers) -> None:
+    from advqa.experiments import REPRODUCTIONS
+
+    parser = subparsers.add_parser(
+        "reproduce", help="rebuild a paper's tables and figures beside its published numbers",
+        description="Run a paper's experiments with advqa (resumable on the job engine) and "
+        "write OUT/reproduction.md (per cell: paper, ours, difference), "
+        "OUT/comparison.csv/.parquet, the figures as PNG and OUT/reproduction.json "
+        "(settings, versions, data fingerprints). gate: Feng & Cai's Tables I-V and "
+        "Figures 3-4 on the ImageNet photos and the Fashion-MNIST test split.")
+    parser.add_argument("name", choices=sorted(REPRODUCTIONS), help="which paper")
+    parser.add_argument("--scale", choices=("smoke", "full"), default="full",
+                        help="smoke: a few images, to check the pipeline; full: the largest "
+                        "scale the offline data allows (default: full)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: runs/repro-NAME)")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_engine_options(parser)
+    parser.set_defaults(handler=run_reproduce)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_reproduce(arguments) -> int:
+    from advqa.experiments import reproduce
+
+    out = arguments.out or Path("runs") / f"repro-{arguments.name}"
+    try:
+        written = reproduce(arguments.name, out, scale=arguments.scale,
+                            executor=make_engine(arguments),
+                            progress=None if arguments.quiet else _say)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    for path in written:
+        print(f"wrote {path}")
+    return 0

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from advqa.data.io import read_image
 from advqa.evaluate.correlation import correlations
 from advqa.quality import dtniq as dtniq_module
 from advqa.quality.dtniq import DtniqModelError, dtniq, load_dtniq, model_paths
-from advqa.workflows.train_nr import _read_png, constructed_mos_table, read_mos_table, train_nr
+from advqa.workflows.train_nr import constructed_mos_table, read_mos_table, train_nr
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_trainer_on_a_tiny_constructed_set(tiny):
     rows = [row for row in read_mos_table(table) if row.source in held]
     model = load_dtniq(out, device="cpu")
     with torch.no_grad():
-        predicted = model(torch.stack([_read_png(row.image) for row in rows])).numpy()
+        predicted = model(torch.stack([read_image(row.image, mode="keep") for row in rows])).numpy()
     mos = np.array([row.mos for row in read_mos_table(table)])
     target = (np.array([row.mos for row in rows]) - mos.min()) / (mos.max() - mos.min())
     assert correlations(predicted, target)["srocc"] == pytest.approx(
@@ -69,7 +70,7 @@ def test_the_loader_refuses_pickles_and_altered_files(tiny, tmp_path):
 def test_dtniq_is_differentiable_and_checks_its_input(tiny):
     table, trained = tiny
     model = str(trained.weights)
-    image = _read_png(read_mos_table(table)[0].image)[None].clone().requires_grad_()
+    image = read_image(read_mos_table(table)[0].image, mode="keep")[None].clone().requires_grad_()
     scores = dtniq(image, model=model)
     assert scores.shape == (1,) and 0 <= float(scores.detach()) <= 1
     scores.sum().backward()
@@ -109,7 +110,7 @@ def test_dtniq_learns_the_constructed_labels_on_unseen_photos(small):
     rows = [row for row in read_mos_table(table) if row.source in trained.heldout["sources"]]
     model = load_dtniq(trained.weights, device="cpu")
     with torch.no_grad():
-        predicted = model(torch.stack([_read_png(row.image) for row in rows])).numpy()
+        predicted = model(torch.stack([read_image(row.image, mode="keep") for row in rows])).numpy()
     assert correlations(predicted, [row.mos for row in rows])["srocc"] == pytest.approx(
         trained.heldout["srocc"], abs=2e-3)
 
@@ -141,7 +142,8 @@ def test_the_shipped_proxy_reproduces_its_held_out_srocc(tmp_path):
     assert {row.source for row in rows} == set(held)
     assert len(rows) == record["heldout"]["images"]
     with torch.no_grad():
-        predicted = torch.cat([dtniq(_read_png(row.image)[None]) for row in rows]).numpy()
+        predicted = torch.cat([dtniq(read_image(row.image, mode="keep")[None])
+                               for row in rows]).numpy()
     srocc = correlations(predicted, [row.mos for row in rows])["srocc"]
     assert srocc == pytest.approx(record["heldout"]["srocc"], abs=2e-3) and srocc >= 0.85
 
@@ -163,7 +165,7 @@ def test_the_fashion_mnist_proxy_reproduces_its_held_out_srocc(tmp_path):
                                   progress=False)
     rows = read_mos_table(table)
     assert len(rows) == record["heldout"]["images"]
-    images = torch.stack([_read_png(row.image) for row in rows])
+    images = torch.stack([read_image(row.image, mode="keep") for row in rows])
     assert images.shape[1:] == (1, 28, 28)
     metric = get_metric("dtniq_fmnist")
     with torch.no_grad():

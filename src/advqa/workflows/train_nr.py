@@ -120,19 +120,6 @@ def _from_pil(picture) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-def _write_png(path: Path, image: torch.Tensor) -> None:
-    """8-bit PNG: grey (mode L) for one channel, RGB for three."""
-    _to_pil(image).save(path, format="PNG")
-
-
-def _read_png(path: Path) -> torch.Tensor:
-    """(C, H, W) in [0, 1]: C = 1 for a grey PNG, else 3 (RGB)."""
-    from PIL import Image
-
-    with Image.open(path) as picture:
-        return _from_pil(picture.convert("L" if picture.mode in ("L", "I;16", "1") else "RGB"))
-
-
 def _tiles(image: torch.Tensor, size: int, count: int, seed: int) -> list[torch.Tensor]:
     """Up to ``count`` non-overlapping native-resolution tiles, seeded, skipping flat ones
     (grey std < 0.03: the black borders of retina and hubble_deep_field)."""
@@ -161,7 +148,7 @@ def constructed_mos_table(out_dir: str | Path, *, sets=CONSTRUCTED_SETS, sources
     channel is kept (grey PNGs); ``limit`` keeps the first N samples of each set."""
     from tqdm.auto import tqdm
 
-    from advqa.data import load_samples
+    from advqa.data import load_samples, save_png
     from advqa.quality import get_metric, list_metrics
 
     info = list_metrics().get(label)
@@ -192,7 +179,7 @@ def constructed_mos_table(out_dir: str | Path, *, sets=CONSTRUCTED_SETS, sources
         pieces += [(f"{sample.name}_t{index}", tile, 1) for index, tile in enumerate(
             _tiles(sample.image, short_side, tiles, seed) if tiles and short_side else [])]
         for stem, pristine, train_only in pieces:
-            _write_png(out_dir / "images" / f"{stem}__pristine.png", pristine)
+            save_png(pristine, out_dir / "images" / f"{stem}__pristine.png")
             rows.append((f"images/{stem}__pristine.png", 1.0, sample.name, "pristine", 0,
                          train_only))
             for kind in distortions:
@@ -200,7 +187,7 @@ def constructed_mos_table(out_dir: str | Path, *, sets=CONSTRUCTED_SETS, sources
                     distorted = _distort(pristine[None], kind, level, seed)[0]
                     quality = float(metric(distorted[None], pristine[None])[0].clamp(0, 1))
                     name = f"images/{stem}__{kind}{level}.png"
-                    _write_png(out_dir / name, distorted)
+                    save_png(distorted, out_dir / name)
                     rows.append((name, round(quality, 6), sample.name, kind, level,
                                  train_only))
     table = out_dir / "mos.csv"
@@ -259,6 +246,7 @@ def extract_features(backbone, paths: list[Path], grid: int, layers=None, *,
     """Backbone features of every patch: (P, d) features and (P,) owning row index."""
     from tqdm.auto import tqdm
 
+    from advqa.data.io import read_image
     from advqa.models.classifier import input_channels
     from advqa.quality.dtniq import backbone_features, patches
     from advqa.quality.validate import match_channels
@@ -267,19 +255,12 @@ def extract_features(backbone, paths: list[Path], grid: int, layers=None, *,
     with torch.no_grad():
         for index, path in enumerate(tqdm(paths, desc="backbone features",
                                           disable=not progress)):
-            image = _read_png(path) if path.suffix.lower() == ".png" else _read_any(path)
+            image = read_image(path, mode="keep")  # one channel for grey PNGs
             crops = patches(match_channels(image[None], input_channels(backbone))[0],
                             backbone.info.input_size, grid)
             features.append(backbone_features(backbone, crops.to(backbone.device), layers).cpu())
             owners += [index] * len(crops)
     return torch.cat(features), torch.tensor(owners)
-
-
-def _read_any(path: Path) -> torch.Tensor:
-    from advqa.data.io import read_image
-
-    image = read_image(path, mode="rgb")
-    return image if isinstance(image, torch.Tensor) else torch.as_tensor(image)
 
 
 def soft_targets(classes: torch.Tensor, sigma: float) -> torch.Tensor:

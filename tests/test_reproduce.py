@@ -25,7 +25,7 @@ def test_a_cell_without_a_value_shows_no_difference():
 
 
 def test_unknown_reproduction_and_scale_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="valid: gate"):
+    with pytest.raises(ValueError, match="valid: gate, stego"):
         reproduce("nope", tmp_path)
     with pytest.raises(ValueError, match="scale"):
         reproduce("gate", tmp_path, scale="huge")
@@ -106,3 +106,44 @@ def test_the_command_resumes_the_smoke_run(smoke, capsys):
     out, _ = smoke
     assert main(["reproduce", "gate", "--scale", "smoke", "--out", str(out), "--quiet"]) == 0
     assert f"wrote {out / 'reproduction.md'}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def stego(tmp_path_factory):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path_factory.mktemp("repro-stego")
+        reproduce("stego", out, scale="smoke")
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_stego_smoke_has_table_ii_beside_the_paper(stego):
+    from advqa.experiments import steganalysis
+
+    frame = pd.read_parquet(stego / "comparison.parquet")
+    table = frame[frame["table"] == "Table II (TPR)"]
+    assert len(table) == 6 and table["paper"].notna().all() and table["ours"].notna().all()
+    for role in ("natural", "secret"):
+        rows = table[table["row"].str.startswith(role)]
+        eps = [float(row.split("= ")[1]) for row in rows["row"]]
+        assert eps == sorted(eps)
+        assert rows["ours"].is_monotonic_increasing, rows  # TPR non-decreasing in ε
+        for epsilon, paper_value in zip(eps, rows["paper"], strict=True):
+            column = 0 if role == "natural" else 1
+            assert paper_value == pytest.approx(100 * steganalysis.TABLE_II[epsilon][column])
+    results = pd.read_csv(stego / "results.csv")
+    assert sorted(table["ours"]) == pytest.approx(sorted(100 * results["tpr"]))
+    figures = frame[frame["table"].str.startswith("Figures")]
+    auc = figures[figures["row"].str.contains("AUC")]["ours"]
+    assert auc.between(0, 1).all() and len(auc) == 6
+    assert figures[figures["unit"] == "%"]["ours"].between(0, 100).all()
+    benign = frame[frame["table"] == "Benign images"]
+    assert benign["paper"].item() == 0.0 and 0 <= benign["ours"].item() <= 100
+    record = json.loads((stego / "reproduction.json").read_text())
+    assert record["data"]["test_images"] == 40 and "fig2_tpr.png" in record["files"]
+    assert "SMOKE SCALE" in (stego / "reproduction.md").read_text()

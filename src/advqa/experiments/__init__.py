@@ -12,6 +12,7 @@ from pathlib import Path
 #: reproduction name → "module:function" (imported only when run).
 REPRODUCTIONS = {
     "gate": "advqa.experiments.robust_classification:reproduce_robust_classification",
+    "stego": "advqa.experiments.steganalysis:reproduce_steganalysis",
 }
 
 

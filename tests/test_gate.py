@@ -201,6 +201,16 @@ def test_an_unscorable_image_gets_the_worst_quality():
     assert np.isfinite(features.quality_raw[0]) and np.isnan(features.quality_raw[1])
     assert features.quality[1] == 0 and np.all(np.isfinite(features.features))
     assert count_unscored(features) == 1
+    # A gate's decision says why that image's quality is 0.
+    clean = synthetic_features(20, adversarial=False, seed=1)
+    adversarial = synthetic_features(20, adversarial=True, seed=2)
+    gate = Gate.from_features(clean, adversarial, scale=QualityScale.default("brisque"),
+                              quality_threshold=0.3, use_squeeze=False)
+    first, second = gate.decide(Features(features.features, features.predictions,
+                                         features.quality_raw))
+    assert not any("could not score" in reason for reason in first.reasons)
+    assert not second.fit and "brisque could not score this image (raw nan)" in " ".join(
+        second.reasons)
 
 
 def test_grouped_splits_never_separate_a_pair():

@@ -17,7 +17,8 @@ def register(subparsers) -> None:
         "write OUT/reproduction.md (per cell: paper, ours, difference), "
         "OUT/comparison.csv/.parquet, the figures as PNG and OUT/reproduction.json "
         "(settings, versions, data fingerprints). gate: Feng & Cai's Tables I-V and "
-        "Figures 3-4 on the ImageNet photos and the Fashion-MNIST test split.")
+        "Figures 3-4 on the ImageNet photos and the Fashion-MNIST test split; stego: "
+        "Schöttle et al.'s Table II and Figures 2-4 on the 10,000 Fashion-MNIST test images.")
     parser.add_argument("name", choices=sorted(REPRODUCTIONS), help="which paper")
     parser.add_argument("--scale", choices=("smoke", "full"), default="full",
                         help="smoke: a few images, to check the pipeline; full: the largest "

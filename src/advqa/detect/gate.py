@@ -417,6 +417,10 @@ class Gate:
             fired = [name for name in flags if flags[name][index]]
             values = {name: float(value[index]) for name, value in scores.items()}
             reasons = [f"{name} {values[name]:.4g} {rules[name]}" for name in fired]
+            if not np.isfinite(values["quality_raw"]):
+                # Say why the quality is 0: the metric could not score this image.
+                reasons.append(f"{self.scale.metric} could not score this image (raw "
+                               f"{values['quality_raw']}): worst quality 0 used")
             decisions.append(Decision(not fired, reasons, values,
                                       int(features.predictions[index])))
         return decisions

@@ -34,14 +34,16 @@ LEVELS: dict[str, tuple[float, ...]] = {
 DISTORTIONS = tuple(LEVELS)
 
 
-def _to_pil(image: torch.Tensor) -> Image.Image:
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(C, H, W) in [0, 1] → an 8-bit Pillow image: mode L for one channel, RGB for three."""
     array = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     if array.shape[0] == 1:
         return Image.fromarray(array[0], mode="L")
     return Image.fromarray(array.transpose(1, 2, 0), mode="RGB")
 
 
-def _from_pil(image: Image.Image) -> torch.Tensor:
+def from_pil(image: Image.Image) -> torch.Tensor:
+    """An L or RGB Pillow image → (C, H, W) float in [0, 1]."""
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = array[..., None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
@@ -56,7 +58,7 @@ def _check(images: torch.Tensor, level: int) -> None:
 
 
 def _per_image(images: torch.Tensor, function) -> torch.Tensor:
-    return torch.stack([_from_pil(function(_to_pil(image))) for image in images]).to(images.device)
+    return torch.stack([from_pil(function(to_pil(image))) for image in images]).to(images.device)
 
 
 def gaussian_blur(images: torch.Tensor, level: int) -> torch.Tensor:

@@ -98,26 +98,13 @@ def _resized(image: torch.Tensor, short_side: int | None) -> torch.Tensor:
         return (image.clamp(0, 1) * 255).round() / 255
     from PIL import Image
 
-    picture = _to_pil(image)
+    from advqa.detect.distortions import from_pil, to_pil
+
+    picture = to_pil(image)
     scale = short_side / min(picture.size)
     picture = picture.resize((round(picture.width * scale), round(picture.height * scale)),
                              Image.Resampling.LANCZOS)
-    return _from_pil(picture)
-
-
-def _to_pil(image: torch.Tensor):
-    from PIL import Image
-
-    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    if array.shape[0] == 1:
-        return Image.fromarray(array[0], mode="L")
-    return Image.fromarray(array.transpose(1, 2, 0), mode="RGB")
-
-
-def _from_pil(picture) -> torch.Tensor:
-    array = np.asarray(picture, dtype=np.float32) / 255
-    array = array[..., None] if array.ndim == 2 else array
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return from_pil(picture)
 
 
 def _tiles(image: torch.Tensor, size: int, count: int, seed: int) -> list[torch.Tensor]:

@@ -154,7 +154,7 @@ def run_correlations(arguments) -> int:
 
 
 def run_aeqa(arguments) -> int:
-    from advqa.evaluate.applications import write_applications
+    from advqa.evaluate.applications import lbfgs_table, write_applications
 
     output = write_applications(arguments.study, norm=arguments.norm,
                                 strength=arguments.strength)
@@ -168,19 +168,3 @@ def run_aeqa(arguments) -> int:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {output}")
     return 0
-
-
-def lbfgs_table(study: Path, count: int):
-    import torch
-
-    from advqa.data import read_image
-    from advqa.evaluate.applications import compare_with_pgd, maximise_aeqa
-    from advqa.models import load_classifier
-
-    layout = StudyDir(study)
-    model = load_classifier(layout.settings()["model"])
-    paths = layout.reference_files()[:count]
-    images = torch.stack([read_image(path) for path in paths]).to(model.device)
-    with torch.no_grad():
-        labels = model(images).argmax(dim=1)
-    return compare_with_pgd(model, images, labels, maximise_aeqa(model, images))

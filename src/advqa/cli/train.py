@@ -52,6 +52,18 @@ def add_training_options(parser) -> None:
                         help="train on the first N training images only (quick runs)")
     parser.add_argument("--eval-steps", type=int, default=10,
                         help="steps of the test-set PGD (ε=0.1 and the training ε; default: 10)")
+    parser.add_argument("--until-plateau", action="store_true",
+                        help="adversarial training until held-out PGD accuracy stops rising "
+                        "(constant rate; --epochs is then the most, default 30)")
+    parser.add_argument("--patience", type=int, default=2,
+                        help="with --until-plateau: epochs without a rise before stopping "
+                        "(default: 2)")
+    parser.add_argument("--validation", type=int, default=5000,
+                        help="with --until-plateau: training images held out to monitor "
+                        "(default: 5000)")
+    parser.add_argument("--monitor-steps", type=int, default=40,
+                        help="with --until-plateau: steps of the monitoring PGD at --eps "
+                        "(default: 40)")
 
 
 def run(arguments) -> int:
@@ -63,7 +75,9 @@ def run(arguments) -> int:
             steps=arguments.steps, step_size=arguments.step_size, epochs=arguments.epochs,
             batch_size=arguments.batch_size, lr=arguments.lr, seed=arguments.seed,
             threads=arguments.threads, limit=arguments.limit, eval_steps=arguments.eval_steps,
-            data=arguments.data)
+            data=arguments.data, until_plateau=arguments.until_plateau,
+            patience=arguments.patience, validation=arguments.validation,
+            monitor_steps=arguments.monitor_steps)
     except ValueError as error:
         raise CommandError(str(error)) from error
     trained = train_victim(job, arguments.out, progress=not arguments.quiet)

@@ -99,11 +99,17 @@ def attack_comparison(scored: pd.DataFrame, attempts: pd.DataFrame | None, *, no
     (``tried``/``correct``/``fooled``), from which success rates come.
     """
     cell = scored[(scored.norm == norm) & np.isclose(scored.strength, strength)]
+    attacks = set(cell.attack)
+    if attempts is not None:
+        # An attack that made no AE at this budget is a row too (success 0, no scores).
+        tried = attempts[(attempts.norm == norm) & np.isclose(attempts.strength, strength)]
+        attacks |= set(tried.attack)
     rows = []
-    for attack, group in cell.groupby("attack"):
+    for attack in sorted(attacks):
+        group = cell[cell.attack == attack]
         row = {"attack": attack, "norm": norm, "strength": strength, "aes": len(group)}
         for column in ("aeqa", "js", "advdss"):
-            if column in group:
+            if column in cell:
                 mean, low, high = mean_interval(group[column])
                 row.update({f"mean_{column}": mean, f"{column}_low": low, f"{column}_high": high})
         row.update(success_columns(attempts, attack, norm, strength))
@@ -184,6 +190,28 @@ def compare_with_pgd(model, images: torch.Tensor, labels: torch.Tensor, lbfgs: d
                          "mean_linf": measured["linf"].mean().item()})
             break
     return pd.DataFrame(rows)
+
+
+def lbfgs_table(study: str | Path, count: int | None = None, *, steps: int = 20,
+                pgd_steps: int = 10) -> pd.DataFrame:
+    """Table 7 on a study's references: L-BFGS on AEQA (``steps`` iterations) against the
+    study's model on the first ``count`` reference images (all by default), beside PGD
+    at equal success (:func:`compare_with_pgd`). Success is a changed prediction, so the
+    labels are the model's clean predictions."""
+    from advqa.data import read_image
+    from advqa.models import load_classifier
+    from advqa.study.layout import StudyDir
+
+    layout = StudyDir(study)
+    model = load_classifier(layout.settings()["model"])
+    paths = layout.reference_files()[:count]
+    images = torch.stack([read_image(path) for path in paths]).to(model.device)
+    with torch.no_grad():
+        labels = model(images).argmax(dim=1)
+    found = maximise_aeqa(model, images, steps=steps)
+    table = compare_with_pgd(model, images, labels, found, steps=pgd_steps)
+    return table.assign(images=len(paths), successes=[int(found["success"].sum())]
+                        + [math.nan] * (len(table) - 1))
 
 
 def common_budget(scored: pd.DataFrame) -> tuple[str, float]:

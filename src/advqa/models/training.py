@@ -78,6 +78,8 @@ def train_classifier(
     seed: int = 0,
     adversarial: dict | bool | None = None,
     progress: bool = True,
+    schedule: str = "cosine",
+    after_epoch=None,
 ) -> dict:
     """Train ``network`` in place with Adam, naturally or on PGD adversarial examples.
 
@@ -101,6 +103,12 @@ def train_classifier(
         ``step_size`` defaults to ``2.5·eps/steps``).
     progress : bool
         Show a tqdm bar per epoch.
+    schedule : {"cosine", "constant"}
+        ``"cosine"`` anneals the rate to 0 over ``epochs``; ``"constant"`` keeps it
+        (Madry et al.'s choice, and the one for runs that stop early).
+    after_epoch : callable, optional
+        Called with the epoch index (from 0) after each epoch, the network in eval
+        mode; training stops after that epoch when it returns True.
 
     Returns
     -------
@@ -112,6 +120,8 @@ def train_classifier(
 
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be at least 1")
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     settings = adversarial_settings(adversarial)
     device = next(network.parameters()).device
     images = as_float_images(images)
@@ -122,7 +132,8 @@ def train_classifier(
     count = images.shape[0]
     batches = (count + batch_size - 1) // batch_size
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * batches)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * batches)
+                 if schedule == "cosine" else None)
     generator = torch.Generator().manual_seed(seed)
     history: dict = {"epochs": epochs, "loss": [], "train_accuracy": [], "adversarial": settings}
     started = time.perf_counter()
@@ -147,7 +158,8 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
+            if scheduler is not None:
+                scheduler.step()
             step += 1
             total_loss += loss.item() * len(target)
             correct += int((logits.argmax(dim=1) == target).sum())
@@ -159,6 +171,11 @@ def train_classifier(
         if progress:
             print(f"epoch {epoch + 1}/{epochs}: loss {total_loss / count:.4f}, "
                   f"{'adversarial ' if settings else ''}train accuracy {correct / count:.4f}")
+        if after_epoch is not None:
+            network.eval()
+            if after_epoch(epoch):
+                break
+    history["epochs"] = len(history["loss"])
     network.eval()
     history["seconds"] = time.perf_counter() - started
     return history

@@ -12,6 +12,8 @@ from pathlib import Path
 
 MODELS = ("fashion-mnist-cnn", "fashion-mnist-cnn-adv")
 DEFAULT_EPOCHS = {False: 3, True: 1}
+#: The most epochs a run with ``until_plateau`` may take when ``epochs`` is not given.
+PLATEAU_MAX_EPOCHS = 30
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,14 @@ class TrainJob:
     ``epochs`` defaults to 3 natural, 1 adversarial; ``limit`` trains on the first N
     training images; ``eval_steps`` is the test-set PGD's; ``threads`` is part of what
     makes a run reproducible; ``data`` is the folder of Fashion-MNIST IDX files.
+
+    ``until_plateau`` trains until robustness stops rising (for the adversarial model):
+    the last ``validation`` training images are held out, and after every epoch their
+    accuracy under PGD-``monitor_steps`` at ``eps`` is measured; the run stops when it
+    has not risen for ``patience`` epochs (at most ``epochs``, default
+    :data:`PLATEAU_MAX_EPOCHS`), keeps the best epoch's weights, and uses a constant
+    learning rate (Madry et al.'s; a cosine schedule would tie the rate to a length the
+    run does not know).
 
     Raises
     ------
@@ -43,11 +53,16 @@ class TrainJob:
     limit: int | None = None
     eval_steps: int = 10
     data: Path | None = None
+    until_plateau: bool = False
+    patience: int = 2
+    validation: int = 5000
+    monitor_steps: int = 40
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(MODELS)}")
-        for name in ("batch_size", "threads", "eval_steps", "epochs", "limit", "steps"):
+        for name in ("batch_size", "threads", "eval_steps", "epochs", "limit", "steps",
+                     "patience", "validation", "monitor_steps"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -60,6 +75,9 @@ class TrainJob:
             raise ValueError(f"step_size must be a finite number > 0, got {self.step_size}")
         if not self.is_adversarial and (self.steps is not None or self.step_size is not None):
             raise ValueError("steps and step_size are PGD's: they need adversarial training")
+        if self.until_plateau and not self.is_adversarial:
+            raise ValueError("until_plateau monitors PGD accuracy: it needs adversarial "
+                             "training")
 
     @property
     def is_adversarial(self) -> bool:
@@ -67,7 +85,10 @@ class TrainJob:
 
     @property
     def epoch_count(self) -> int:
-        return DEFAULT_EPOCHS[self.is_adversarial] if self.epochs is None else self.epochs
+        """Epochs to train (the most epochs, with ``until_plateau``)."""
+        if self.epochs is not None:
+            return self.epochs
+        return PLATEAU_MAX_EPOCHS if self.until_plateau else DEFAULT_EPOCHS[self.is_adversarial]
 
 
 @dataclass
@@ -81,6 +102,50 @@ class TrainedVictim:
     seconds: float
 
 
+class PlateauMonitor:
+    """After each epoch: PGD accuracy on held-out training images; stop when it has not
+    risen for ``patience`` epochs, remembering the best epoch's weights."""
+
+    def __init__(self, model, images, labels, attack, *, patience: int, progress: bool,
+                 say=print):
+        self.model, self.images, self.labels, self.attack = model, images, labels, attack
+        self.patience, self.progress, self.say = patience, progress, say
+        self.accuracy: list[float] = []
+        self.best_state = None
+        self.seconds = 0.0
+
+    @property
+    def best_epoch(self) -> int:
+        return max(range(len(self.accuracy)), key=lambda index: (self.accuracy[index], -index))
+
+    def __call__(self, epoch: int) -> bool:
+        import time
+
+        from advqa.models.training import evaluate_accuracy
+
+        started = time.perf_counter()
+        value = evaluate_accuracy(self.model, self.images, self.labels, attack=self.attack,
+                                  progress=self.progress)
+        self.seconds += time.perf_counter() - started
+        self.accuracy.append(value)
+        if self.best_epoch == epoch:
+            self.best_state = {key: tensor.detach().clone()
+                               for key, tensor in self.model.network.state_dict().items()}
+        self.say(f"epoch {epoch + 1}: held-out PGD-{self.attack.parameters()['steps']} accuracy "
+                 f"{100 * value:.2f}% (best {100 * self.accuracy[self.best_epoch]:.2f}%, "
+                 f"epoch {self.best_epoch + 1})")
+        return epoch - self.best_epoch >= self.patience
+
+    def restore_best(self) -> None:
+        self.model.network.load_state_dict(self.best_state)
+
+    def record(self) -> dict:
+        return {"validation_images": len(self.labels), "monitor": self.attack.parameters(),
+                "patience": self.patience, "epochs_run": len(self.accuracy),
+                "best_epoch": self.best_epoch + 1, "monitor_seconds": round(self.seconds, 1),
+                "validation_pgd_accuracy": [round(value, 5) for value in self.accuracy]}
+
+
 def command_line(job: TrainJob, settings: dict | None, out: Path, explicit_out: bool) -> str:
     """The fully explicit command that reproduces this run."""
     parts = ["advqa", "train", "fashion-mnist-cnn"]
@@ -90,6 +155,9 @@ def command_line(job: TrainJob, settings: dict | None, out: Path, explicit_out: 
     parts += ["--epochs", str(job.epoch_count), "--batch-size", str(job.batch_size),
               "--lr", repr(job.lr), "--seed", str(job.seed), "--threads", str(job.threads),
               "--eval-steps", str(job.eval_steps)]
+    if job.until_plateau:
+        parts += ["--until-plateau", "--patience", str(job.patience), "--validation",
+                  str(job.validation), "--monitor-steps", str(job.monitor_steps)]
     if job.limit is not None:
         parts += ["--limit", str(job.limit)]
     if job.data is not None:
@@ -134,12 +202,26 @@ def train_victim(job: TrainJob, out: str | Path | None = None, *, progress: bool
     name = fashion_mnist.model_name(adversarial)
     model = fashion_mnist.classifier(fashion_mnist.make_network(job.seed),
                                      adversarial=adversarial)
-    say(f"training {name} on {len(images)} images for {job.epoch_count} epochs"
+    monitor = None
+    if job.until_plateau:
+        if job.validation >= len(images):
+            raise ValueError(f"validation ({job.validation}) must be smaller than the "
+                             f"{len(images)} training images")
+        monitor = PlateauMonitor(model, images[-job.validation:], labels[-job.validation:],
+                                 pgd_attack(job.eps, job.monitor_steps, seed=job.seed),
+                                 patience=job.patience, progress=progress, say=say)
+        images, labels = images[:-job.validation], labels[:-job.validation]
+    say(f"training {name} on {len(images)} images for "
+        f"{'at most ' if monitor else ''}{job.epoch_count} epochs"
         + (f", PGD ε={settings['eps']:g}, {settings['steps']} steps of "
            f"{settings['step_size']:.4g}" if settings else ""))
     history = train_classifier(model, images, labels, epochs=job.epoch_count,
                                batch_size=job.batch_size, lr=job.lr, seed=job.seed,
-                               adversarial=settings, progress=progress)
+                               adversarial=settings, progress=progress,
+                               schedule="constant" if monitor else "cosine",
+                               after_epoch=monitor)
+    if monitor is not None:
+        monitor.restore_best()
     say(f"trained in {history['seconds']:.0f} s; evaluating on {len(test_images)} test images")
     accuracy = {"clean": evaluate_accuracy(model, test_images, test_labels)}
     evaluation_eps = sorted({0.1, *([settings["eps"]] if settings else [])})
@@ -159,14 +241,16 @@ def train_victim(job: TrainJob, out: str | Path | None = None, *, progress: bool
                         f"input 1x28x28 in [0,1], normalised by mean {fashion_mnist.MEAN[0]} "
                         f"std {fashion_mnist.STD[0]} inside the classifier",
         "parameters": sum(value.numel() for value in state.values()),
-        "seed": job.seed, "epochs": job.epoch_count, "batch_size": job.batch_size,
-        "optimizer": f"Adam lr {job.lr:g}, cosine annealing to 0 per step",
+        "seed": job.seed, "epochs": history["epochs"], "batch_size": job.batch_size,
+        "optimizer": f"Adam lr {job.lr:g}, "
+                     + ("constant" if monitor else "cosine annealing to 0 per step"),
         "training": "pgd-adversarial (Madry et al. 2018: every batch replaced by its "
                     "L-inf PGD AEs, random start)" if settings else "natural",
         "adversarial": settings, "train_images": len(images),
-        "train_seconds": round(history["seconds"], 1),
+        "train_seconds": round(history["seconds"], 1),  # with monitoring, if any
         "train_loss": [round(value, 5) for value in history["loss"]],
         "train_accuracy": [round(value, 5) for value in history["train_accuracy"]],
+        **({"plateau": monitor.record()} if monitor is not None else {}),
         "test_images": len(test_images),
         "test_accuracy": {key: round(value, 5) for key, value in accuracy.items()},
         "test_attack": {key: attack.parameters() for key, attack in attacks.items()},

@@ -175,3 +175,40 @@ def test_train_workflow_equals_the_command(tmp_path):
     record = json.loads((tmp_path / "cli.json").read_text())
     assert record["test_accuracy"] == json.loads(trained.sidecar.read_text())["test_accuracy"]
     assert "--limit 256" in record["command"] and "--epochs 1" in record["command"]
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIRECTORY.is_dir(),
+                    reason="needs Debian's dataset-fashion-mnist")
+def test_until_plateau_stops_after_patience_and_keeps_the_best_epoch(tmp_path):
+    """The held-out PGD accuracy is monitored each epoch; the run stops ``patience``
+    epochs after the best one (or at the most epochs) and saves the best epoch's weights:
+    re-measuring them gives the recorded best accuracy."""
+    from advqa.workflows.train import TrainJob, train_victim
+
+    job = TrainJob(model=fm.ADVERSARIAL_NAME, until_plateau=True, epochs=4, patience=1,
+                   limit=700, validation=200, monitor_steps=2, steps=1, eval_steps=1,
+                   threads=1)
+    trained = train_victim(job, tmp_path / "adv.pt", progress=False, say=lambda message: None)
+    record = json.loads(trained.sidecar.read_text())
+    plateau = record["plateau"]
+    curve = plateau["validation_pgd_accuracy"]
+    best = plateau["best_epoch"]
+    assert curve[best - 1] == max(curve) and best == curve.index(max(curve)) + 1
+    assert plateau["epochs_run"] == len(curve) == record["epochs"]
+    assert len(curve) == 4 or len(curve) - best == 1  # stopped by patience or the cap
+    assert "--until-plateau --patience 1 --validation 200 --monitor-steps 2" in record["command"]
+    assert record["optimizer"].endswith("constant")
+    images, labels = load_idx(FASHION_MNIST_DIRECTORY, split="train")
+    model = fm.build(weights=trained.weights)
+    again = evaluate_accuracy(model, images[500:700], labels[500:700],
+                              attack=pgd_attack(0.1, 2, seed=0))
+    assert again == pytest.approx(curve[best - 1], abs=1e-9)
+
+
+def test_until_plateau_needs_adversarial_training():
+    from advqa.workflows.train import TrainJob
+
+    with pytest.raises(ValueError, match="until_plateau"):
+        TrainJob(until_plateau=True)
+    with pytest.raises(ValueError, match="patience"):
+        TrainJob(model=fm.ADVERSARIAL_NAME, until_plateau=True, patience=0)

@@ -147,3 +147,20 @@ def test_stego_smoke_has_table_ii_beside_the_paper(stego):
     record = json.loads((stego / "reproduction.json").read_text())
     assert record["data"]["test_images"] == 40 and "fig2_tpr.png" in record["files"]
     assert "SMOKE SCALE" in (stego / "reproduction.md").read_text()
+
+
+def test_stego_smoke_has_figure4_minimum_and_the_victims_records(stego):
+    from advqa.models import fashion_mnist
+
+    frame = pd.read_parquet(stego / "comparison.parquet")
+    results = pd.read_csv(stego / "results.csv")
+    minimum = frame[frame["table"] == "Figure 4 (lowest accuracy over ε)"].set_index("row")
+    for model, role in (("fashion-mnist-cnn", "natural"), ("fashion-mnist-cnn-adv", "secret")):
+        lowest = results[results["model"] == model]["pipeline_accuracy"].min()
+        assert minimum.loc[f"{role}: detector then classifier", "ours"] == pytest.approx(
+            100 * lowest)
+    victims = frame[frame["table"].str.startswith("Victims")].set_index("row")
+    record = fashion_mnist.read_sidecar(True)
+    assert victims.loc["secret: clean test accuracy", "ours"] == pytest.approx(
+        100 * record["test_accuracy"]["clean"])
+    assert victims.loc["secret: training time (s)", "ours"] == record["train_seconds"]

@@ -508,9 +508,11 @@ def test_screen_writes_decisions_and_lists_unreadable(tmp_path, model, photos, a
     out = tmp_path / "decisions.csv"
     arguments = cli().parse_args(["screen", str(folder), "--gate", str(gate_path),
                                   "--out", str(out)])
-    assert arguments.handler(arguments) == 1
+    assert arguments.handler(arguments) == 0  # skipped and listed: exit 0 (advqa --help)
     captured = capsys.readouterr()
     assert "broken.png" in captured.err and "broken.png" not in out.read_text()
+    failures = list(csv.DictReader((tmp_path / "decisions.failures.csv").open()))
+    assert [row["path"] for row in failures] == ["broken.png"] and failures[0]["reason"]
     rows = list(csv.DictReader(out.open()))
     assert [row["path"] for row in rows] == ["adversarial.png", "clean0.png", "clean1.png"]
     assert {row["decision"] for row in rows} <= {"fit", "unfit"}
@@ -519,6 +521,29 @@ def test_screen_writes_decisions_and_lists_unreadable(tmp_path, model, photos, a
     reloaded = Gate.load(gate_path, key=read_gate_key(), model=model)
     features = gate.features(torch.cat([images[:2], adversarial]))
     assert [d.fit for d in reloaded.decide(features)] == [d.fit for d in gate.decide(features)]
+
+
+def test_screen_exit_codes_empty_all_failed_and_missing_gate(tmp_path, model, photos,
+                                                             adversarial, capsys):
+    """Empty folder → 2, every image unreadable → 1, a missing gate file → a clear
+    message (not a raw Errno), as ``advqa --help`` documents."""
+    from advqa.cli.main import main
+
+    images, _ = photos
+    gate = Gate.fit(model, images[:3], adversarial)
+    gate_path, _ = gate.save(tmp_path / "gate.json")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    common = ["--gate", str(gate_path), "--allow-unsigned", "--out", str(tmp_path / "d.csv")]
+    assert main(["screen", str(empty), *common]) == 2
+    assert "no image files" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not an image")
+    assert main(["screen", str(broken), *common]) == 1
+    assert main(["screen", str(broken), "--gate", str(tmp_path / "absent.json")]) == 2
+    error = capsys.readouterr().err
+    assert "gate file" in error and "advqa detect fit-gate" in error and "Errno" not in error
 
 
 def test_cli_parses_detect_commands():

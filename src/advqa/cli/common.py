@@ -4,10 +4,60 @@ from __future__ import annotations
 
 import argparse
 from fractions import Fraction
+from pathlib import Path
 
 
 class CommandError(Exception):
     """A fatal, user-facing error: printed without a traceback, exit code 2."""
+
+
+#: The exit codes every command keeps (shown by ``advqa --help``).
+EXIT_CODES = """exit codes (the same for every command):
+  0    done; items that could not be read were skipped and listed in the command's
+       failures file (the output says where)
+  1    every item failed (nothing was produced; see the failures file)
+  2    nothing to do or bad usage: no input items, an unknown name, a bad value,
+       a missing file or missing weights
+  130  interrupted; re-run the same command to resume"""
+
+
+def exit_code(done: int, failed: int) -> int:
+    """:data:`EXIT_CODES` for a run that finished ``done`` items and skipped ``failed``."""
+    if done == 0 and failed == 0:
+        raise CommandError("no input items: nothing to do")
+    return 1 if done == 0 else 0
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: the one progress flag of every long command."""
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars or progress messages")
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cpu or cuda:1; default: cuda if present")
+
+
+def add_study_argument(parser: argparse.ArgumentParser, *, required: bool = True,
+                       help: str = "study directory") -> None:
+    """``--study DIR`` on every command that reads a study; the commands that took it as
+    their first positional argument still do (``advqa report runs/demo``)."""
+    parser.add_argument("study_position", nargs="?", type=Path, metavar="STUDY",
+                        help=f"{help} (or --study)")
+    parser.add_argument("--study", type=Path, default=None, help=help)
+    parser.set_defaults(study_required=required)
+
+
+def study_of(arguments) -> Path | None:
+    """The study named by ``--study`` or by the positional STUDY (not both, unless equal)."""
+    position, option = arguments.study_position, arguments.study
+    if position is not None and option is not None and position != option:
+        raise CommandError(f"two studies given: {position} and --study {option}")
+    study = option or position
+    if study is None and getattr(arguments, "study_required", True):
+        raise CommandError("give the study directory: --study DIR")
+    return study
 
 
 def number(text: str) -> float:
@@ -42,7 +92,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="classifier name (see `advqa models`); default: %(default)s")
     parser.add_argument("--weights", default="default",
                         help="'default' (published weights), 'none' (random) or a file path")
-    parser.add_argument("--device", default=None, help="torch device; default: cuda if present")
+    add_device_option(parser)
 
 
 def load_model(arguments):

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from advqa.cli.common import (
     CommandError,
+    add_device_option,
     add_engine_options,
     add_model_options,
     make_engine,
     name_list,
+    exit_code,
     number,
     positive_int,
 )
@@ -144,7 +146,8 @@ def register(subparsers) -> None:
         "screen", help="screen a folder of images with a fitted gate",
         description="Run a gate (from `advqa detect fit-gate`) on every image of FOLDER and "
         "write a CSV: path, decision (fit/unfit), reasons, the victim's prediction and every "
-        "score. Unreadable images are skipped and listed; the exit code is 1 if any were.")
+        "score. Unreadable images are skipped and listed in OUT's .failures.csv (exit code 0); "
+        "the exit code is 1 when no image could be read, 2 when FOLDER holds none.")
     parser.add_argument("folder", type=Path, help="folder of images")
     parser.add_argument("--gate", type=Path, required=True, help="gate JSON file")
     _add_key_option(parser)
@@ -155,7 +158,7 @@ def register(subparsers) -> None:
                         help="CSV to write (default: %(default)s)")
     parser.add_argument("--recursive", action="store_true", help="include sub-folders")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="images per batch")
-    parser.add_argument("--device", default=None, help="torch device (default: cpu)")
+    add_device_option(parser)
     parser.set_defaults(handler=run_screen)
 
 
@@ -239,6 +242,6 @@ def run_screen(arguments) -> int:
     for name, reason in screening.failures:
         print(f"skipped unreadable image {name}: {reason}", file=sys.stderr)
     if screening.failures:
-        print(f"{len(screening.failures)} image(s) could not be read", file=sys.stderr)
-        return 1
-    return 0
+        print(f"{len(screening.failures)} image(s) could not be read: listed in "
+              f"{screening.failures_path}", file=sys.stderr)
+    return exit_code(len(screening.rows), len(screening.failures))

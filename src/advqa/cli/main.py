@@ -24,7 +24,7 @@ from advqa.cli import (
     score,
     train,
 )
-from advqa.cli.common import CommandError
+from advqa.cli.common import EXIT_CODES, CommandError
 
 SUBCOMMANDS = (models, metrics, train, attack, build, score, evaluate, report, run, benchmark,
                detect, gate, annotate, quality, reproduce)
@@ -32,8 +32,14 @@ SUBCOMMANDS = (models, metrics, train, attack, build, score, evaluate, report, r
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="advqa",
-        description="Make adversarial examples and judge them the way people see them.")
+        prog="advqa", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Make adversarial examples and judge them the way people see them.",
+        epilog=EXIT_CODES + "\n\nshared options (the same on every command that takes them):\n"
+        "  --study DIR          the study a command reads or writes\n"
+        "  --no-progress        no progress bars or messages\n"
+        "  --device DEVICE      torch device; default: cuda if present\n"
+        "  --model NAME         a registered classifier, or module:Callable returning one\n"
+        "  --metrics NAMES      registered metrics, pyiqa:<name>, or module:Class")
     top.add_argument("--version", action="version", version=f"advqa {advqa.__version__}")
     subparsers = top.add_subparsers(title="commands", metavar="COMMAND")
     for module in SUBCOMMANDS:

@@ -364,8 +364,7 @@ class Gate:
             from advqa.models import load_classifier
 
             weights = None if self.weights.lower() == "none" else self.weights
-            self._model = load_classifier(self.model_name, weights=weights,
-                                          device=self.device or "cpu")
+            self._model = load_classifier(self.model_name, weights=weights, device=self.device)
         return self._model
 
     @property
@@ -487,16 +486,18 @@ class Gate:
             ``key`` is given — with a warning instead of raising
             :class:`GateSignatureError`. Its checksums then catch corruption only.
         model, device
-            The victim is loaded lazily by name (on ``device``, CPU by default)
+            The victim is loaded lazily by name (on ``device``; cuda if present by default)
             unless ``model`` is given.
         """
         if key is not None:
             key = _checked_key(key)
         path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"gate file {path} not found" + (" (it is a folder)" if path.is_dir() else "")
+                + ": fit one with `advqa detect fit-gate --out GATE.json`")
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise GateFormatError(f"{path}: not a valid gate JSON file ({error})") from None
         if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:

@@ -231,6 +231,11 @@ class Screening:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     @property
+    def failures_path(self) -> Path:
+        """``<out stem>.failures.csv``: the unreadable files and why (always written)."""
+        return failures_path(self.out)
+
+    @property
     def unfit(self) -> int:
         return sum(row["decision"] == "unfit" for row in self.rows)
 
@@ -241,7 +246,8 @@ def screen_folder(folder: str | Path, gate_path: str | Path, out: str | Path, *,
                   device: str | None = None) -> Screening:
     """Run a gate on every image of ``folder`` and write a CSV of decisions to ``out``.
 
-    Images are decoded one batch at a time; unreadable ones are skipped and listed.
+    Images are decoded one batch at a time; unreadable ones are skipped and listed in
+    :attr:`Screening.failures_path`. A folder with no image files at all is an error.
     """
     from advqa.data import ImageReadError, load_folder
     from advqa.detect.gate import Gate
@@ -255,6 +261,9 @@ def screen_folder(folder: str | Path, gate_path: str | Path, out: str | Path, *,
     samples = load_folder(folder, recursive=recursive)
     failures = [(Path(f.path).relative_to(folder).as_posix(), f.reason)
                 for f in samples.failures]
+    if len(samples) == 0 and not failures:
+        raise ValueError(f"no image files in {folder}"
+                         + ("" if recursive else " (sub-folders need --recursive)"))
     rows = []
     for start in range(0, len(samples), batch_size):
         images, names = [], []
@@ -271,7 +280,22 @@ def screen_folder(folder: str | Path, gate_path: str | Path, out: str | Path, *,
                          "prediction": decision.prediction,
                          **{k: f"{value:.6g}" for k, value in decision.scores.items()}})
     _write_decisions(out, rows)
+    _write_failures(failures_path(out), failures)
     return Screening(out, rows, failures)
+
+
+def failures_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}.failures.csv")
+
+
+def _write_failures(path: Path, failures: list[tuple[str, str]]) -> None:
+    from advqa.data import atomic_write_bytes
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "reason"])
+    writer.writerows(failures)
+    atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def _write_decisions(out: Path, rows: list[dict]) -> None:

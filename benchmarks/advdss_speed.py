@@ -65,7 +65,7 @@ def forward_contenders(reference, distorted):
     luma_reference = ycbcr_luma(reference)[:, 0].double().numpy()
     luma_distorted = ycbcr_luma(distorted)[:, 0].double().numpy()
     contenders = {
-        "advqa advdss": lambda: advdss(reference, distorted),
+        "advqa advdss": lambda: advdss(reference=reference, distorted=distorted),
         "skimage ssim (RGB)": lambda: [
             structural_similarity(a, b, channel_axis=2, data_range=1.0, **settings)
             for a, b in zip(rgb_reference, rgb_distorted, strict=True)],
@@ -97,7 +97,7 @@ def backward_contenders(reference, distorted):
         return run
 
     return {
-        "advqa advdss": through(lambda d: advdss(reference, d)),
+        "advqa advdss": through(lambda d: advdss(reference=reference, distorted=d)),
         "piq ssim (RGB)": through(lambda d: piq.ssim(d, reference, data_range=1.0,
                                                      downsample=False, reduction="none")),
     }
@@ -118,12 +118,12 @@ def memory_probe(count: int, size: int, threads: int) -> None:
     from advqa.quality import advdss
 
     reference, distorted = pairs(count, size)
-    advdss(reference[:1], distorted[:1])  # load code paths before the baseline
+    advdss(reference=reference[:1], distorted=distorted[:1])  # load code paths first
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # reset VmHWM to the current resident size
     before = resident_peak_mib()
     with torch.no_grad():
-        advdss(reference, distorted)
+        advdss(reference=reference, distorted=distorted)
     after = resident_peak_mib()
     print(after - before, after)
 

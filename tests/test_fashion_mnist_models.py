@@ -164,7 +164,7 @@ def test_train_workflow_equals_the_command(tmp_path):
     from advqa.cli.main import main
     from advqa.workflows.train import TrainJob, train_victim
 
-    options = ["--limit", "256", "--epochs", "1", "--eval-steps", "1", "--quiet"]
+    options = ["--limit", "256", "--epochs", "1", "--eval-steps", "1", "--no-progress"]
     assert main(["train", fm.NAME, "--out", str(tmp_path / "cli.pt"), *options]) == 0
     trained = train_victim(TrainJob(limit=256, epochs=1, eval_steps=1), tmp_path / "py.pt",
                            progress=False, say=lambda message: None)

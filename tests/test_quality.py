@@ -74,7 +74,7 @@ def pair():
                                             (False, False)])
 def test_advdss_matches_the_written_out_specification(pair, gamma, csf):
     reference, distorted = pair
-    ours = advdss(reference, distorted, gamma_correction=gamma, csf=csf)
+    ours = advdss(reference=reference, distorted=distorted, gamma_correction=gamma, csf=csf)
     for n in range(2):
         expected = numpy_advdss(reference[n].numpy(), distorted[n].numpy(), gamma=gamma, csf=csf)
         assert ours[n].item() == pytest.approx(expected, rel=1e-9)
@@ -93,7 +93,7 @@ def test_identical_images_score_one():
     generator = torch.Generator().manual_seed(1)
     for channels in (1, 3):
         images = torch.rand(3, channels, 32, 40, generator=generator)
-        torch.testing.assert_close(advdss(images, images), torch.ones(3))
+        torch.testing.assert_close(advdss(reference=images, distorted=images), torch.ones(3))
 
 
 def test_without_front_end_and_unit_exponents_it_is_ssim_on_luma():
@@ -101,7 +101,8 @@ def test_without_front_end_and_unit_exponents_it_is_ssim_on_luma():
 
     reference = preprocess(load_samples("photos")[:2], size=96)
     distorted = 0.8 * reference + 0.1  # positive covariance everywhere: no clamping applies
-    ours = advdss(reference, distorted, exponents=(1, 1, 1), gamma_correction=False,
+    ours = advdss(reference=reference, distorted=distorted, exponents=(1, 1, 1),
+                  gamma_correction=False,
                   csf=False)
     luma = lambda x: (16 + 65.481 * x[0] + 128.553 * x[1] + 24.966 * x[2]).double().numpy()  # noqa: E731
     for n in range(2):
@@ -116,7 +117,7 @@ def test_advdss_falls_as_pgd_eps_grows(default_model, imagenet_batch):
     scores = []
     for eps in (1 / 255, 4 / 255, 16 / 255):
         attack = get_attack("pgd", eps=eps, steps=5, random_start=False)
-        scores.append(advdss(images, attack(default_model, images, labels)))
+        scores.append(advdss(reference=images, distorted=attack(default_model, images, labels)))
     assert (scores[0] > scores[1]).all() and (scores[1] > scores[2]).all()
     assert (scores[0] < 1).all()
 
@@ -127,7 +128,8 @@ def test_advdss_gradient_is_correct():
     distorted = (reference + 0.05 * torch.randn(reference.shape, generator=generator,
                                                 dtype=torch.float64)).clamp(0.01, 0.99)
     distorted.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda d: advdss(reference, d), (distorted,))
+    assert torch.autograd.gradcheck(lambda d: advdss(reference=reference, distorted=d),
+                                    (distorted,))
 
 
 def test_js_divergence_matches_scipy():
@@ -170,20 +172,36 @@ def test_aeqa_scores_on_a_model(default_model, imagenet_batch):
     torch.testing.assert_close(metric(adversarial, images), scores["aeqa"])
 
 
+def test_advdss_takes_its_images_by_name():
+    """The functions take (reference, distorted), metric modules (distorted, reference):
+    advdss takes both by name, so neither habit can swap them."""
+    image = torch.rand(1, 3, 32, 32)
+    with pytest.raises(TypeError):
+        advdss(image, image)
+    other = (image + 0.05 * torch.randn_like(image)).clamp(0, 1)
+    torch.testing.assert_close(advdss(reference=image, distorted=other),
+                               get_metric("advdss")(other, image))
+    large = torch.rand(1, 3, 96, 96)
+    blurred = torch.nn.functional.avg_pool2d(large, 3, stride=1, padding=1)
+    vif = get_metric("vif")  # not symmetric: the order matters
+    torch.testing.assert_close(vif(distorted=blurred, reference=large), vif(blurred, large))
+    assert not torch.allclose(vif(blurred, large), vif(large, blurred))
+
+
 def test_bad_input_is_explained():
     image = torch.rand(1, 3, 32, 32)
     with pytest.raises(ValueError, match=r"\(1, 3, 32, 32\).*\(1, 3, 32, 30\)"):
-        advdss(image, image[..., :30])
+        advdss(reference=image, distorted=image[..., :30])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        advdss(image, image * 2)
-    torch.testing.assert_close(advdss(image, image * 2, clamp=True),
-                               advdss(image, (image * 2).clamp(0, 1)))
+        advdss(reference=image, distorted=image * 2)
+    torch.testing.assert_close(advdss(reference=image, distorted=image * 2, clamp=True),
+                               advdss(reference=image, distorted=(image * 2).clamp(0, 1)))
     with pytest.raises(ValueError, match="NaN"):
-        advdss(image, image.clone().fill_(float("nan")))
+        advdss(reference=image, distorted=image.clone().fill_(float("nan")))
     with pytest.raises(ValueError, match="smaller than the 11×11"):
-        advdss(image[..., :8, :8], image[..., :8, :8])
+        advdss(reference=image[..., :8, :8], distorted=image[..., :8, :8])
     with pytest.raises(ValueError, match="C = 1 or 3"):
-        advdss(image[:, :2], image[:, :2])
+        advdss(reference=image[:, :2], distorted=image[:, :2])
 
 
 OFFLINE_FULL_REFERENCE = ["psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "vsi", "l0", "l1",

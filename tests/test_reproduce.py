@@ -25,7 +25,7 @@ def test_a_cell_without_a_value_shows_no_difference():
 
 
 def test_unknown_reproduction_and_scale_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="valid: .*msu"):
+    with pytest.raises(ValueError, match=r"valid: .*msu"):
         reproduce("nope", tmp_path)
     with pytest.raises(ValueError, match="scale"):
         reproduce("gate", tmp_path, scale="huge")
@@ -104,7 +104,7 @@ def test_the_command_resumes_the_smoke_run(smoke, capsys):
     from advqa.cli.main import main
 
     out, _ = smoke
-    assert main(["reproduce", "gate", "--scale", "smoke", "--out", str(out), "--quiet"]) == 0
+    assert main(["reproduce", "gate", "--scale", "smoke", "--out", str(out), "--no-progress"]) == 0
     assert f"wrote {out / 'reproduction.md'}" in capsys.readouterr().out
 
 

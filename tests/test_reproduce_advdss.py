@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advqa.experiments import reproduce
 from advqa.experiments import adversarial_quality as paper
+from advqa.experiments import reproduce
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advqa.cli.common import CommandError, add_model_options, load_model, number, positive_int
+from advqa.cli.common import (
+    CommandError,
+    add_model_options,
+    add_progress_option,
+    exit_code,
+    load_model,
+    number,
+    positive_int,
+)
 
 
 def register(subparsers) -> None:
@@ -12,7 +20,10 @@ def register(subparsers) -> None:
         "attack", help="attack a folder of images (folder in, folder out)",
         description="Attack every image in INPUT with one attack and write the AEs, as "
         "lossless PNGs named after the inputs, to OUTPUT, with results.{csv,parquet}. "
-        "Images are resized and centre-cropped to the model's input first.")
+        "Images are resized and centre-cropped to the model's input first; those "
+        "references are written to OUTPUT/references/, so `advqa score "
+        "OUTPUT/references/X.png OUTPUT/X.png` scores an AE against what it was made from. "
+        "Unreadable images are skipped and listed in OUTPUT/failures.csv.")
     parser.add_argument("input", type=Path, help="folder of PNG/JPEG/BMP/TIFF images")
     parser.add_argument("output", type=Path, help="folder for the adversarial examples")
     parser.add_argument("--attack", default="pgd", help="fgsm, bim, pgd, mim, deepfool or cw")
@@ -27,6 +38,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     add_model_options(parser)
+    add_progress_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -48,12 +60,13 @@ def run(arguments) -> int:
     model = load_model(arguments)
     samples = load_folder(arguments.input, labels=arguments.labels,
                           num_classes=model.info.num_classes)
-    if len(samples) == 0:
-        raise CommandError(f"no readable images in {arguments.input}")
+    if len(samples) == 0 and not samples.failures:
+        raise CommandError(f"no images in {arguments.input}")
     summary = attack_folder(attack, model, samples, arguments.output,
-                            batch_size=arguments.batch_size)
+                            batch_size=arguments.batch_size,
+                            progress=not arguments.no_progress)
     if summary.budget:
         print(summary.budget)
     print(f"{summary.fooled}/{summary.attacked} images fooled, {len(summary.failures)} "
-          f"unreadable; wrote {summary.output}")
-    return 0
+          f"unreadable (listed in {summary.output / 'failures.csv'}); wrote {summary.output}")
+    return exit_code(summary.attacked, len(summary.failures))

@@ -7,6 +7,8 @@ from pathlib import Path
 from advqa.cli.common import (
     add_engine_options,
     add_model_options,
+    add_progress_option,
+    exit_code,
     make_engine,
     name_list,
     number_list,
@@ -21,8 +23,10 @@ def add_build_options(parser, *, default_out: str | None) -> None:
                         help="named sample set (imagenet, photos, mnist, fashion-mnist, cifar10), "
                         "an image folder, a NIPS 2017 dev-set folder or an IDX folder")
     parser.add_argument("--labels", type=Path, default=None, help="labels CSV for a folder source")
-    parser.add_argument("--out", type=Path, default=default_out, required=default_out is None,
-                        help="study directory to write (resumed if it exists)")
+    parser.add_argument("--study", "--out", dest="out", type=Path, default=default_out,
+                        required=default_out is None,
+                        help="study directory to write (resumed if it exists)"
+                        + (f"; default: {default_out}" if default_out else ""))
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="use only the first N images")
     parser.add_argument("--batch-size", type=positive_int, default=8,
@@ -34,7 +38,7 @@ def add_build_options(parser, *, default_out: str | None) -> None:
                         help="let a resumed study gain grid cells or sources it was not built "
                         "with (study.json then lists every grid); without it a different "
                         "grid is refused")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_option(parser)
     add_model_options(parser)
     add_engine_options(parser)
 
@@ -96,4 +100,4 @@ def run(arguments) -> int:
         summary = build_study(arguments.out, grid, executor=executor,
                               **build_options(arguments))
     print_summary(summary)
-    return 0
+    return exit_code(len(summary.attempts), len(summary.failures))

@@ -15,11 +15,14 @@ from pathlib import Path
 
 from advqa.cli.common import (
     CommandError,
+    add_device_option,
     add_engine_options,
+    add_study_argument,
     make_engine,
     name_list,
     number,
     positive_int,
+    study_of,
 )
 
 
@@ -72,6 +75,7 @@ def add_semantic_impact(subparsers) -> None:
                         help="sample-set name or image folder (default imagenet)")
     parser.add_argument("--model", default="efficientnet-lite0",
                         help="ImageNet-1k classifier (default efficientnet-lite0)")
+    add_device_option(parser)
     parser.add_argument("--quality", default="dtniq",
                         help="no-reference metric for the quality axis (default dtniq, the "
                         "DTNIQ-f proxy; brisque, niqe, piqe also work)")
@@ -95,7 +99,7 @@ def run_semantic_impact(arguments) -> int:
             arguments.out, source=arguments.source, model=arguments.model,
             quality=arguments.quality, distortions=arguments.distortions,
             limit=arguments.limit, seed=arguments.seed, executor=make_engine(arguments),
-            progress=not arguments.no_progress)
+            progress=not arguments.no_progress, device=arguments.device)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         raise CommandError(str(error)) from error
     print(result.table.to_string(index=False))
@@ -110,23 +114,24 @@ def add_study(subparsers) -> None:
         "calibrate the threshold on the references (largest statistic) and write "
         "STUDY/detection.{parquet,csv} (per AE) and STUDY/detection_summary.{parquet,csv} "
         "(per attack, norm and strength: detection rate and ROC AUC). `advqa report` shows it.")
-    parser.add_argument("study", type=Path, help="study directory")
+    add_study_argument(parser)
     parser.set_defaults(handler=run_study)
 
 
 def run_study(arguments) -> int:
     from advqa.detect.study import detect_study
 
-    if not arguments.study.is_dir():
-        raise CommandError(f"not a directory: {arguments.study}")
+    study = study_of(arguments)
+    if not study.is_dir():
+        raise CommandError(f"not a directory: {study}")
     try:
-        summary = detect_study(arguments.study)
+        summary = detect_study(study)
     except (FileNotFoundError, ValueError) as error:
         raise CommandError(str(error)) from error
     print(summary.to_string(index=False))
     from advqa.study.layout import StudyDir
 
-    print(f"wrote {StudyDir(arguments.study).detection_summary_path.with_suffix('.csv')}")
+    print(f"wrote {StudyDir(study).detection_summary_path.with_suffix('.csv')}")
     return 0
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advqa.cli.common import CommandError, name_list, number, number_list
+from advqa.cli.common import (
+    CommandError,
+    add_progress_option,
+    add_study_argument,
+    name_list,
+    number,
+    number_list,
+    study_of,
+)
 from advqa.study.layout import StudyDir
 
 MAPPING_HELP = ("comma-separated FIELD=COLUMN pairs, fields among id, mos, mos_std, "
@@ -56,7 +64,7 @@ def add_aeqa(commands) -> None:
         "Table 6), the strength with peak mean AEQA per attack and the AEQA curves "
         "(Figure 7). With --lbfgs, also maximise AEQA with L-BFGS on the sample photos and "
         "compare with PGD at equal success (Table 7).")
-    parser.add_argument("study", type=Path, help="scored study directory")
+    add_study_argument(parser, help="scored study directory")
     parser.add_argument("--norm", default=None, help="budget norm; default: the shared one")
     parser.add_argument("--strength", type=number, default=None, help="budget, e.g. 0.03")
     parser.add_argument("--lbfgs", type=int, default=0, metavar="N",
@@ -71,7 +79,7 @@ def add_import(commands) -> None:
         "earlier import of the same file is replaced; MOS from other sources (e.g. "
         "`advqa annotate export`) are kept, and items they already scored are refused "
         "unless --replace-source. MOS far outside --scale get a warning.")
-    parser.add_argument("study", type=Path, help="study directory")
+    add_study_argument(parser)
     parser.add_argument("sheet", type=Path, help="CSV or XLSX file of opinion scores")
     parser.add_argument("--map", dest="mapping", type=mapping, default=None, help=MAPPING_HELP)
     parser.add_argument("--sheet", dest="worksheet", default=None,
@@ -89,7 +97,7 @@ def add_correlations(commands) -> None:
     parser = commands.add_parser("correlations", help="metric-vs-MOS agreement per attack",
                                  description="SROCC and KROCC on raw scores, PLCC and RMSE "
                                  "after the 5-parameter logistic fit, per group and pooled.")
-    parser.add_argument("study", type=Path, help="scored study directory")
+    add_study_argument(parser, help="scored study directory")
     parser.add_argument("--metrics", type=name_list, default=None,
                         help="comma-separated metric columns; default: every scored metric")
     parser.add_argument("--group", default="attack",
@@ -98,7 +106,7 @@ def add_correlations(commands) -> None:
                         help="resamples for 95%% confidence intervals (e.g. 1000); default 0")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--no-plot", action="store_true", help="skip scatter.png")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(parser)
     parser.add_argument("--mos-source", type=name_list, default=None, metavar="NAME[,NAME]",
                         help="MOS source(s) to use (see mos.csv's mos_source); required when "
                         "the study has several, which are pooled only when listed")
@@ -119,7 +127,7 @@ def run_import(arguments) -> int:
     from advqa.evaluate.mos import MosImportError, MosSourceError, import_mos
 
     try:
-        update = import_mos(arguments.study, arguments.sheet, mapping=arguments.mapping,
+        update = import_mos(study_of(arguments), arguments.sheet, mapping=arguments.mapping,
                             sheet=arguments.worksheet, scale=arguments.scale,
                             source=arguments.source, replace_source=arguments.replace_source)
     except (MosImportError, MosSourceError) as error:
@@ -135,7 +143,7 @@ def run_correlations(arguments) -> int:
 
     try:
         result = study_correlations(
-            arguments.study, metrics=arguments.metrics, mos_source=arguments.mos_source,
+            study_of(arguments), metrics=arguments.metrics, mos_source=arguments.mos_source,
             group=None if arguments.group.lower() == "none" else arguments.group,
             bootstrap=arguments.bootstrap, seed=arguments.seed, plot=not arguments.no_plot,
             progress=not arguments.no_progress)
@@ -156,14 +164,15 @@ def run_correlations(arguments) -> int:
 def run_aeqa(arguments) -> int:
     from advqa.evaluate.applications import lbfgs_table, write_applications
 
-    output = write_applications(arguments.study, norm=arguments.norm,
+    study = study_of(arguments)
+    output = write_applications(study, norm=arguments.norm,
                                 strength=arguments.strength)
-    applications = StudyDir(arguments.study).applications
+    applications = StudyDir(study).applications
     comparison = applications.attack_comparison(required=True)
     print(comparison.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(applications.best_settings(required=True).to_string(index=False))
     if arguments.lbfgs:
-        table = lbfgs_table(arguments.study, arguments.lbfgs)
+        table = lbfgs_table(study, arguments.lbfgs)
         applications.write_lbfgs(table)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {output}")

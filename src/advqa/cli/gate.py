@@ -15,9 +15,10 @@ from advqa.cli.common import (
     add_device_option,
     add_engine_options,
     add_model_options,
+    add_progress_option,
+    exit_code,
     make_engine,
     name_list,
-    exit_code,
     number,
     positive_int,
 )
@@ -32,6 +33,7 @@ def _add_generation_options(parser) -> None:
                         help="sample set name or image folder (labels used when present); "
                         "default: %(default)s (20 labelled ImageNet photos: tiny)")
     add_model_options(parser)
+    add_progress_option(parser)
     parser.add_argument("--quality", default="dtniq",
                         help="no-reference metric of the quality feature: dtniq (the paper's "
                         "DTNIQ-f design; the shipped model is a VIF-trained proxy), brisque, "
@@ -204,7 +206,8 @@ def run_fit(arguments) -> int:
               "and `advqa screen` will load it only with --allow-unsigned; create a key with "
               "`advqa detect gate-key PATH`", file=sys.stderr)
     with make_engine(arguments) as executor:
-        fitted = fit_gate(job, arguments.out, key=key, executor=executor, progress=_progress)
+        fitted = fit_gate(job, arguments.out, key=key, executor=executor,
+                          progress=None if arguments.no_progress else _progress)
     print(f"wrote {fitted.json_path} and {fitted.arrays_path} "
           f"({'signed' if fitted.signed else 'UNSIGNED'}): detectors "
           f"{', '.join(fitted.detectors)}; on its training images it flags "
@@ -222,7 +225,7 @@ def run_eval(arguments) -> int:
                                 fooling=arguments.fooling, fooling_ev=arguments.fooling_ev,
                                 ev_generations=arguments.ev_generations,
                                 ev_population=arguments.ev_population, executor=executor,
-                                progress=_progress)
+                                progress=None if arguments.no_progress else _progress)
     for path in written:
         print(f"wrote {path}")
     return 0

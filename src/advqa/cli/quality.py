@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advqa.cli.common import name_list, number
+from advqa.cli.common import add_progress_option, name_list, number
 
 
 def register(subparsers) -> None:
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     construct = commands.add_parser("construct", help="write the constructed (proxy) set")
     construct.add_argument("out_dir", type=Path, help="folder for images/ and mos.csv")
     add_construct_options(construct)
-    construct.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(construct)
     construct.set_defaults(handler=run_construct)
     train = commands.add_parser("train", help="train a DTNIQ-f head on a MOS table")
     train.add_argument("table", type=Path, help="CSV: image, mos[, std][, source]")
@@ -66,7 +66,7 @@ def add_training_options(parser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--description", default="", help="recorded in the sidecar")
     parser.add_argument("--cache", type=Path, default=None, help="feature cache file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(parser)
 
 
 def run_construct(arguments) -> int:
@@ -76,7 +76,7 @@ def run_construct(arguments) -> int:
         arguments.out_dir, sets=tuple(arguments.sets), limit=arguments.limit,
         short_side=arguments.short_side or None, distortions=tuple(arguments.distortions),
         label=arguments.label, tiles=arguments.tiles, seed=arguments.seed,
-        progress=not arguments.quiet)
+        progress=not arguments.no_progress)
     print(f"wrote {table}")
     return 0
 
@@ -89,7 +89,7 @@ def run_train(arguments) -> int:
         "label_sigma", "seed", "threads", "description", "cache")}
     mos_range = tuple(arguments.mos_range) if arguments.mos_range else None
     trained = train_nr(arguments.table, arguments.out, mos_range=mos_range,
-                       progress=not arguments.quiet, **options)
+                       progress=not arguments.no_progress, **options)
     print(f"held-out SROCC {trained.heldout['srocc']:.4f}, PLCC {trained.heldout['plcc']:.4f} "
           f"on {trained.heldout['images']} images")
     print(f"wrote {trained.weights} ({trained.weights.stat().st_size / 1e6:.1f} MB) and "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from advqa.cli.common import CommandError, add_engine_options, make_engine
+from advqa.cli.common import CommandError, add_engine_options, add_progress_option, make_engine
 
 
 def register(subparsers) -> None:
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
                         "`advqa evaluate import` reads; ids are those of OUT/study) for "
                         "Tables 3-5; without it those tables are not measured and only "
                         "their score side is written")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_progress_option(parser)
     add_engine_options(parser)
     parser.set_defaults(handler=run_reproduce)
 
@@ -50,7 +50,7 @@ def run_reproduce(arguments) -> int:
     try:
         written = reproduce(arguments.name, out, scale=arguments.scale,
                             executor=make_engine(arguments),
-                            progress=None if arguments.quiet else _say, mos=arguments.mos)
+                            progress=None if arguments.no_progress else _say, mos=arguments.mos)
     except ValueError as error:
         raise CommandError(str(error)) from error
     for path in written:

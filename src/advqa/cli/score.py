@@ -6,7 +6,9 @@ from pathlib import Path
 
 from advqa.cli.common import (
     CommandError,
+    add_device_option,
     add_engine_options,
+    add_progress_option,
     make_engine,
     name_list,
     positive_int,
@@ -31,17 +33,21 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default=None,
                         help="classifier for aeqa and js (default: the study's model; "
                         "for an image pair, without it aeqa and js are skipped)")
+    add_device_option(parser)
     parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument("--no-progress", action="store_true")
+    add_progress_option(parser)
     add_engine_options(parser)
     parser.set_defaults(handler=run)
 
 
 def print_pair_scores(arguments) -> int:
+    from advqa.models import load_classifier
     from advqa.quality import score_pair
 
+    model = (load_classifier(arguments.model, device=arguments.device) if arguments.model
+             else None)
     result = score_pair(arguments.reference, arguments.distorted, arguments.metrics,
-                        model=arguments.model)
+                        model=model)
     for name, value in result.scores.items():
         print(f"{name:<9} {value:.6g}")
     for name, reason in result.skipped.items():
@@ -59,19 +65,22 @@ def run(arguments) -> int:
     from advqa.models import load_classifier
     from advqa.quality.scoring import score_study
 
-    model = load_classifier(arguments.model) if arguments.model else None
+    model = (load_classifier(arguments.model, device=arguments.device) if arguments.model
+             else None)
     with make_engine(arguments) as executor:
         scores = score_study(study, arguments.metrics, model=model, executor=executor,
                              batch_size=arguments.batch_size,
                              progress=not arguments.no_progress)
-    print_score_summary(study, scores)
+    print_score_summary(study, scores, arguments.metrics)
     return 0
 
 
-def print_score_summary(study: Path, scores) -> None:
+def print_score_summary(study: Path, scores, metrics=None) -> None:
+    """Mean scores per attack and norm: of ``metrics`` when they were named, else of every
+    metric the study has scores for."""
     layout = StudyDir(study)
     manifest = layout.scored_manifest(required=True)
-    columns = [c for c in scores.columns if c != "id"]
+    columns = [c for c in scores.columns if c != "id" and (metrics is None or c in metrics)]
     table = manifest.groupby(["attack", "norm"])[columns].mean()
     print(f"\nmean scores per attack and norm ({len(manifest)} AEs; "
           f"{layout.scored_manifest_path})")

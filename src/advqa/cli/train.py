@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advqa.cli.common import CommandError, number
+from advqa.cli.common import CommandError, add_progress_option, number
 from advqa.workflows.train import MODELS
 
 
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
                         "(default: /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--out", type=Path, default=None,
                         help="weight file to write (default: advqa/models/data/<name>.pt)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -80,7 +80,7 @@ def run(arguments) -> int:
             monitor_steps=arguments.monitor_steps)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    trained = train_victim(job, arguments.out, progress=not arguments.quiet)
+    trained = train_victim(job, arguments.out, progress=not arguments.no_progress)
     for key, value in trained.accuracy.items():
         print(f"test accuracy {key}: {100 * value:.2f}%")
     print(f"wrote {trained.weights} ({trained.weights.stat().st_size / 1024:.0f} kB) and "

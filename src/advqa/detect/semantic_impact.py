@@ -144,13 +144,13 @@ def cell_rows(model, metric, scale: QualityScale, references: torch.Tensor,
 
 
 def impact_unit(spec: dict, *, references: torch.Tensor, reference_classes, names,
-                model: str, quality: str, batch_size: int) -> list[dict]:
+                model: str, quality: str, batch_size: int, device=None) -> list[dict]:
     """One job-engine unit: ``spec`` names the distortion, level and seed."""
     from advqa.jobs import worker_cache
     from advqa.models import load_classifier
     from advqa.quality import get_metric
 
-    classifier = worker_cache(load_classifier, model)
+    classifier = worker_cache(load_classifier, model, device=device)
     metric = worker_cache(get_metric, quality)
     scale = QualityScale.from_json(spec["scale"])
     rows = cell_rows(classifier, metric, scale, references, np.asarray(reference_classes),

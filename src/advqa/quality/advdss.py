@@ -110,11 +110,16 @@ def structure_map(a: torch.Tensor, b: torch.Tensor,
             * safe_power(structure, third))
 
 
-def advdss(reference: torch.Tensor, distorted: torch.Tensor, *, data_range: float = 1.0,
+def advdss(*, reference: torch.Tensor, distorted: torch.Tensor, data_range: float = 1.0,
            exponents: tuple[float, float, float] = (1.0, 0.48, 0.48),
            gamma_correction: bool = True, csf: bool = True,
            pixels_per_degree: float = 64.0, clamp: bool = False) -> torch.Tensor:
     """AdvDSS of each distorted image against its reference; higher is better, 1 = identical.
+
+    The images are keyword arguments: the functions of :mod:`advqa.quality` take
+    ``(reference, distorted)`` while a metric module is called ``(distorted, reference)``
+    (piq's order), and AdvDSS, the metric people call most by hand, should not depend on
+    remembering which.
 
     Parameters
     ----------
@@ -165,4 +170,4 @@ class AdvDSS(nn.Module):
         self.options = options
 
     def forward(self, distorted: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        return advdss(reference, distorted, **self.options)
+        return advdss(reference=reference, distorted=distorted, **self.options)

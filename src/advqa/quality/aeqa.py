@@ -76,7 +76,8 @@ def aeqa_scores(model, reference: torch.Tensor, distorted: torch.Tensor, *,
 
     ``model`` maps images in [0, data_range] (as given) to logits.
     """
-    quality = advdss(reference, distorted, data_range=data_range, **advdss_options)
+    quality = advdss(reference=reference, distorted=distorted, data_range=data_range,
+                     **advdss_options)
     with torch.no_grad():
         logits_reference = model(reference)
     js = js_divergence(logits_reference, model(distorted))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from advqa.quality.plugins import load_metric
 from advqa.quality.registry import get_metric, list_metrics
 
 
@@ -78,7 +79,8 @@ def score_pair(reference, distorted, metrics: Sequence[str] | None = None, *,
         if info is not None and info.needs_model and model is None:
             result.skipped[name] = "needs a classifier: give --model NAME (model=)"
             continue
-        metric = get_metric(name, **({"model": model} if info and info.needs_model else {}))
+        metric = (get_metric(name, **({"model": model} if info.needs_model else {}))
+                  if info is not None else load_metric(name))  # a plug-in's module:Class
         with torch.no_grad():
             value = (metric(distorted, reference) if metric.info.full_reference
                      else metric(distorted))

@@ -20,7 +20,6 @@ cluster the package must be importable on every worker.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import entry_points
 
 from advqa.quality.registry import (
@@ -63,15 +62,14 @@ def load_metric(name: str, **options):
 
 
 def import_attribute(path: str):
-    module_name, _, attribute = path.partition(":")
+    """:func:`advqa.plugins.import_path` (the current directory included), failing with
+    :class:`UnknownMetricError`."""
+    from advqa.plugins import import_path
+
     try:
-        module = importlib.import_module(module_name)
+        return import_path(path)
     except ImportError as error:
-        raise UnknownMetricError(f"cannot import plug-in module {module_name!r} of "
-                                 f"{path!r}: {error}") from error
-    if not hasattr(module, attribute):
-        raise UnknownMetricError(f"plug-in module {module_name!r} has no {attribute!r}")
-    return getattr(module, attribute)
+        raise UnknownMetricError(f"plug-in metric {path!r}: {error}") from error
 
 
 def checked(metric, name: str):

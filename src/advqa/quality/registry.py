@@ -75,7 +75,8 @@ class Metric(nn.Module):
             return self.function(distorted, **self.options)
         if reference is None:
             raise ValueError(f"{self.info.name} is full-reference: pass reference=")
-        return self.function(reference, distorted, **self.options)
+        # By keyword: a functional's positional order can never swap the images.
+        return self.function(reference=reference, distorted=distorted, **self.options)
 
     def extra_repr(self) -> str:
         return f"name={self.info.name!r}, options={self.options!r}"

@@ -106,7 +106,9 @@ def scorer(name: str, model):
     from advqa.models.registry import on_worker
 
     if model is None:
-        return get_metric(name)
+        from advqa.quality.plugins import load_metric
+
+        return load_metric(name)  # a registry name, or a plug-in's module:Class
     return get_metric(name, model=worker_cache(CachedLogits, on_worker(model)))
 
 

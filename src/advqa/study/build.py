@@ -347,8 +347,16 @@ def build_dataset(
     output = Path(output)
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if len(samples) == 0 and not samples.failures:
+        raise ValueError("no images to attack")
     if len(samples) == 0:
-        raise ValueError("no readable images to attack")
+        # Every image was unreadable: list them where a build lists failures, make nothing.
+        failures = [{"path": f.path, "unit": "", "reason": f.reason} for f in samples.failures]
+        output.mkdir(parents=True, exist_ok=True)
+        StudyDir(output).write_failures(pd.DataFrame(failures, columns=["path", "unit",
+                                                                        "reason"]))
+        return BuildSummary(output, pd.DataFrame(), pd.DataFrame(), 0, 0, failures,
+                            time.perf_counter() - started, ["no readable image: nothing built"])
     check_unique(grid)
     check_labels(samples, model)
     warn_about_budgets(grid, (3, model.info.input_size, model.info.input_size))

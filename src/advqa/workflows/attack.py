@@ -23,6 +23,9 @@ from advqa.study.store import write_table
 
 __all__ = ["FolderAttackSummary", "attack_folder"]
 
+#: Sub-folder of an ``attack_folder`` output holding the references the AEs were made from.
+REFERENCES = "references"
+
 
 @dataclass(frozen=True)
 class FolderAttackSummary:
@@ -62,8 +65,11 @@ def attack_folder(attack, model, samples: SampleSet, output: str | Path, *,
     samples : SampleSet
         Usually file-backed samples from :func:`advqa.data.load_folder`.
     output : str or Path
-        Folder for ``<name>.png`` (lossless, 8-bit, what was measured),
-        ``results.{parquet,csv}`` and ``failures.csv`` (``path, reason``).
+        Folder for ``<name>.png`` (the AE: lossless, 8-bit, what was measured),
+        ``references/<name>.png`` (the resized, centre-cropped, quantised input the AE
+        was made from, so that ``advqa score references/<name>.png <name>.png`` compares
+        like with like), ``results.{parquet,csv}`` (with both paths) and
+        ``failures.csv`` (``path, reason``).
     batch_size : int, optional
         Images decoded, preprocessed and attacked together.
     progress : bool, optional
@@ -136,8 +142,12 @@ def _attack_batch(attack, model, batch, output: Path) -> list[dict]:
     records = []
     for index, sample in enumerate(batch.samples):
         atomic_write_bytes(output / f"{sample.name}.png", encode_png(adversarial[index].cpu()))
+        atomic_write_bytes(output / REFERENCES / f"{sample.name}.png",
+                           encode_png(images[index].cpu()))
         records.append({
-            "image": sample.name, "label": sample.label, "clean_prediction": int(clean[index]),
+            "image": sample.name, "reference_path": f"{REFERENCES}/{sample.name}.png",
+            "adversarial_path": f"{sample.name}.png",
+            "label": sample.label, "clean_prediction": int(clean[index]),
             "adversarial_prediction": int(predicted[index]),
             "success": fooled(int(clean[index]), int(predicted[index]), int(labels[index])),
             "steps": int(steps[index]),

@@ -29,7 +29,7 @@ def semantic_impact_run(out: str | Path, *, source: str = "imagenet",
                         model: str = "efficientnet-lite0", quality: str = "dtniq",
                         distortions=DISTORTIONS, levels=LEVELS, limit: int | None = None,
                         seed: int = 0, batch_size: int = 16, executor=None,
-                        progress: bool = True) -> SemanticImpact:
+                        progress: bool = True, device=None) -> SemanticImpact:
     """Distort every image of ``source``, classify and score it; write Table I and Fig. 3.
 
     ``quality`` is a no-reference metric mapped to [0, 1] by the gate's default
@@ -51,7 +51,7 @@ def semantic_impact_run(out: str | Path, *, source: str = "imagenet",
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     samples = load_references(source, limit=limit)
-    classifier = load_classifier(model)
+    classifier = load_classifier(model, device=device)
     # A grey file is given three equal channels: the classifier takes RGB.
     references = prepare([image.expand(3, -1, -1) if image.shape[0] == 1 else image
                           for image in (sample.load() for sample in samples)], classifier)
@@ -73,7 +73,7 @@ def semantic_impact_run(out: str | Path, *, source: str = "imagenet",
                            shared={"references": references,
                                    "reference_classes": reference_classes.tolist(),
                                    "names": names, "model": model, "quality": quality,
-                                   "batch_size": batch_size},
+                                   "batch_size": batch_size, "device": device},
                            progress=progress, description="semantic-impact units")
         rows = pd.DataFrame(ledger.rows())
     if report.failures:

@@ -27,8 +27,8 @@ def load_references(source: str, *, labels: str | Path | None = None, limit: int
                if labels is not None else load_source(source))
     if limit is not None:
         samples = samples[:limit]
-    if len(samples) == 0:
-        raise ValueError(f"no readable images in {source}")
+    if len(samples) == 0 and not samples.failures:
+        raise ValueError(f"no images in {source}")
     return samples
 
 

@@ -7,7 +7,6 @@ test here (or, for ``screen``, in test_gate.py).
 from __future__ import annotations
 
 import argparse
-import textwrap
 
 import pandas as pd
 import pytest
@@ -116,17 +115,25 @@ def test_attack_saves_references_that_score_against_its_aes(attacked, folders, c
     assert (read_image(reference) - read_image(adversarial)).abs().max() <= 2 / 255 + 1e-6
 
 
-def test_build_exit_codes_follow_the_convention(folders):
-    codes = {}
-    for name in ("mixed", "broken", "empty"):
-        codes[name] = main(["build", "--source", str(folders / name), "--study",
+@pytest.fixture(scope="module")
+def built(folders):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {name: main(["build", "--source", str(folders / name), "--study",
                             str(folders / f"study-{name}"), "--attacks", "fgsm",
                             "--strengths", "1/255", "--no-progress"])
-    assert codes == {"mixed": 0, "broken": 1, "empty": 2}
+                for name in ("mixed", "broken", "empty")}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_build_exit_codes_follow_the_convention(built, folders):
+    assert built == {"mixed": 0, "broken": 1, "empty": 2}
     assert len(pd.read_csv(folders / "study-broken" / "failures.csv")) == 1
 
 
-def test_score_prints_only_the_metrics_asked_for(folders, capsys):
+def test_score_prints_only_the_metrics_asked_for(built, folders, capsys):
     study = folders / "study-mixed"
     assert main(["score", "--study", str(study), "--metrics", "psnr,ssim",
                  "--no-progress"]) == 0
@@ -136,7 +143,7 @@ def test_score_prints_only_the_metrics_asked_for(folders, capsys):
     assert "psnr" in printed and "ssim" not in printed
 
 
-def test_a_study_is_named_the_same_way_everywhere(folders, capsys):
+def test_a_study_is_named_the_same_way_everywhere(built, folders, capsys):
     study = str(folders / "study-mixed")
     assert main(["detect", "study", study]) == 0
     positional = capsys.readouterr().out
@@ -148,44 +155,31 @@ def test_a_study_is_named_the_same_way_everywhere(folders, capsys):
     assert "aeqa" in capsys.readouterr().err
 
 
-def test_unscored_study_error_says_what_to_run(folders, capsys):
+def test_unscored_study_error_says_what_to_run(built, folders, capsys):
     assert main(["evaluate", "aeqa", "--study", str(folders / "study-broken")]) == 2
     error = capsys.readouterr().err
     assert "advqa score --study" in error
 
 
-PLUGIN_METRIC = """
-    import torch
-    from torch import nn
-    from advqa.quality import MetricInfo
+def readme_block(name: str) -> str:
+    """The README's ```python block that starts with ``# <name>``."""
+    import re
+    from pathlib import Path
 
-    class MeanShift(nn.Module):
-        info = MetricInfo(name="mean_shift", full_reference=True, higher_is_better=False,
-                          range=(0.0, 1.0), differentiable=True,
-                          description="absolute difference of the mean intensities")
-
-        def forward(self, distorted, reference=None):
-            return (distorted.mean(dim=(1, 2, 3)) - reference.mean(dim=(1, 2, 3))).abs()
-"""
-
-PLUGIN_MODEL = """
-    import torch
-    from torch import nn
-
-    def tiny():
-        torch.manual_seed(0)
-        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                             nn.Linear(4, 5))
-"""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    match = re.search(rf"```python\n(# {re.escape(name)}.*?)```", text, re.DOTALL)
+    assert match, f"the README shows {name}"
+    return match.group(1)
 
 
-def test_plugins_load_from_the_current_directory(folders, tmp_path, monkeypatch, capsys):
+def test_plugins_load_from_the_current_directory(attacked, built, folders, tmp_path,
+                                                monkeypatch, capsys):
     """``--metrics module:Class`` in score and ``--model module:Callable`` in attack, with
     the modules in the working directory and no PYTHONPATH."""
     import sys
 
-    (tmp_path / "my_metric.py").write_text(textwrap.dedent(PLUGIN_METRIC))
-    (tmp_path / "my_model.py").write_text(textwrap.dedent(PLUGIN_MODEL))
+    (tmp_path / "my_metric.py").write_text(readme_block("my_metric.py"))
+    (tmp_path / "my_model.py").write_text(readme_block("my_model.py"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [entry for entry in sys.path
                                       if entry not in ("", str(tmp_path))])
@@ -197,6 +191,9 @@ def test_plugins_load_from_the_current_directory(folders, tmp_path, monkeypatch,
                  "my_metric:MeanShift,psnr"]) == 0
     printed = capsys.readouterr().out
     assert "my_metric:MeanShift" in printed and "psnr" in printed
+    assert main(["score", "--study", str(folders / "study-mixed"), "--metrics",
+                 "my_metric:MeanShift", "--no-progress"]) == 0
+    assert "my_metric:MeanShift" in capsys.readouterr().out
     assert main(["attack", str(folders / "mixed"), str(tmp_path / "ae"), "--model",
                  "my_model:tiny", "--attack", "fgsm", "--eps", "4/255", "--no-progress"]) == 0
     assert (tmp_path / "ae" / "astronaut.png").is_file()

@@ -1,8 +1,12 @@
-"""The rating app end to end: a rater in headless Chromium scores a study of two sets.
+"""The rating page end to end: raters in headless Chromium go through a whole session.
 
 Debian's ``chromium`` is driven through Playwright's Python client (``executable_path``),
-so no browser is downloaded. What is checked is what a rater sees — the reference and its
-AEs only, at native pixel size — what gets stored, resuming after a reload, and the export.
+so no browser is downloaded. What is checked is what a rater sees at 1366×768, 1920×1080
+and on a HiDPI screen (devicePixelRatio 2): the reference and the test image fully in
+view at every trial, their pixels on screen equal to the PNGs served, no page scrolling;
+then the keyboard, the training anchors (not exported), the flicker view, progress with
+the time left, the break reminder, the per-rater order, resuming, and the export.
+Screenshots go to ``tests/artifacts/annotate/``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import re
 import socket
 import threading
 import time
@@ -18,19 +23,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
-from advqa.data import save_png
 from advqa.study.build import MANIFEST_COLUMNS
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).parent / "artifacts" / "annotate"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
-# Two references of different (width, height), with 3 and 2 AEs of the same size.
-SETS = {"tall": ((80, 120), 3), "wide": ((96, 64), 2)}
+# Three references of different (width, height) and their AEs' L∞ strengths (/255):
+# 7 items, of which "lake" at 24/255 is the most visible.
+SETS = {"lake": ((224, 224), (2, 8, 24)), "city": ((256, 192), (4, 16)),
+        "tower": ((192, 256), (3, 12))}
 TIMEOUT = 15_000  # ms, per wait
 # Item-id endings that mean something in a URL (fragment, query, escape).
 ODD = ("#1", "?x=2&y", "\\3")
+# Training scores: the strongest anchor gets 5, which no study item gets (score_for).
+TRAINING_SCORES = {"identical": 1, "strongest": 5, "practice": 3}
+SHOWN = ("#reference img", ".item img.test")
+VIEWPORTS = [(1366, 768, 1), (1920, 1080, 1), (1366, 768, 2)]
 
 
 @pytest.fixture(scope="session")
@@ -52,51 +61,64 @@ def css_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def make_study(root: Path, *, odd: bool = False) -> tuple[Path, dict[str, str]]:
-    """Write a fake study; return it and each AE's reference name.
+def scene(width: int, height: int, seed: int) -> np.ndarray:
+    """A smooth photo-like test image: colour gradients and flat discs (uint8 RGB)."""
+    rng = np.random.default_rng(seed)
+    side = max(width, height)
+    y, x = np.mgrid[0:height, 0:width] / side
+    image = np.stack([0.55 + 0.35 * np.sin(5 * x + seed), 0.5 + 0.3 * np.cos(4 * y + 2 * seed),
+                      0.45 + 0.3 * np.sin(3 * (x + y) + seed)], -1)
+    for _ in range(6):
+        (cx, cy), radius = rng.uniform(0, 1, 2), rng.uniform(0.06, 0.2)
+        image[(x - cx * width / side) ** 2 + (y - cy * height / side) ** 2 < radius ** 2] = \
+            rng.uniform(0.1, 0.95, 3)
+    return (image * 255).round().clip(0, 255).astype(np.uint8)
 
-    With ``odd``, item ids (and file names) end in characters that mean something in a URL.
-    """
-    generator = torch.Generator().manual_seed(0)
+
+def make_study(root: Path, *, odd: bool = False, sets: dict = SETS,
+               ) -> tuple[Path, dict[str, str]]:
+    """Write a fake study of smooth images and ±ε noise AEs; return it and each AE's
+    reference name. With ``odd``, ids (and file names) end in URL syntax."""
+    (root / "images/ref").mkdir(parents=True, exist_ok=True)
+    (root / "images/adv").mkdir(parents=True, exist_ok=True)
     rows, owner = [], {}
-    for name, ((width, height), count) in SETS.items():
-        reference = f"images/ref/{name}.png"
-        (root / "images/ref").mkdir(parents=True, exist_ok=True)
-        (root / "images/adv").mkdir(parents=True, exist_ok=True)
-        save_png(torch.rand(3, height, width, generator=generator), root / reference)
-        for index in range(count):
+    for seed, (name, ((width, height), strengths)) in enumerate(sets.items()):
+        reference = scene(width, height, seed)
+        Image.fromarray(reference).save(root / f"images/ref/{name}.png")
+        rng = np.random.default_rng(100 + seed)
+        for index, strength in enumerate(strengths):
             identifier = f"{name}-ae{index}" + (ODD[index] if odd else "")
-            adversarial = f"images/adv/{identifier}.png"
-            save_png(torch.rand(3, height, width, generator=generator), root / adversarial)
+            noise = strength * rng.choice([-1, 1], reference.shape)
+            adversarial = (reference.astype(int) + noise).clip(0, 255).astype(np.uint8)
+            Image.fromarray(adversarial).save(root / f"images/adv/{identifier}.png")
             owner[identifier] = name
             rows.append({
-                "id": identifier, "reference_path": reference, "adversarial_path": adversarial,
-                "image": name, "attack": "fgsm", "norm": "linf", "strength_name": "eps",
-                "strength": 2 / 255 * (index + 1), "parameters": "{}", "label": 1,
+                "id": identifier, "reference_path": f"images/ref/{name}.png",
+                "adversarial_path": f"images/adv/{identifier}.png", "image": name,
+                "attack": "pgd", "norm": "linf", "strength_name": "eps",
+                "strength": strength / 255, "parameters": "{}", "label": 1,
                 "clean_prediction": 1, "adversarial_prediction": 2, "clean_class": "a",
                 "adversarial_class": "b", "clean_correct": True, "success": True,
-                "l0": 1.0, "l1": 1.0, "l2": 1.0, "linf": 1.0, "steps": 1})
+                "l0": 1.0, "l1": 1.0, "l2": 1.0, "linf": strength / 255, "steps": 1})
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     manifest.to_parquet(root / "manifest.parquet", index=False)
     return root, owner
 
 
-@pytest.fixture
-def server(tmp_path):
-    """The app on a free loopback port (uvicorn in a thread); yields (url, study, db, owner)."""
-    study, owner = make_study(tmp_path / "study")
-    database = tmp_path / "ratings.sqlite"
-    with serving(study, database) as url:
-        yield url, study, database, owner
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One study for the tests that do not change its files."""
+    return make_study(tmp_path_factory.mktemp("annotate") / "study")
 
 
 @contextlib.contextmanager
-def serving(study: Path, database: Path):
+def serving(study: Path, database: Path, **options):
+    """The app (``create_app`` options) on a free loopback port, uvicorn in a thread."""
     import uvicorn
 
     from advqa.annotate.app import create_app
 
-    app = create_app(study, database)
+    app = create_app(study, database, **options)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -118,21 +140,22 @@ def serving(study: Path, database: Path):
 def invite(database: Path, n: int = 1) -> list[str]:
     from advqa.annotate.store import RatingStore
 
-    store = RatingStore(database)
-    try:
+    with RatingStore(database) as store:
         return store.invite(n)
-    finally:
-        store.close()
 
 
-def stored(database: Path) -> pd.DataFrame:
+def stored(database: Path, table: str = "ratings") -> pd.DataFrame:
+    """``ratings``, ``training_ratings`` or ``rating_context`` of the database."""
     from advqa.annotate.store import RatingStore
 
-    store = RatingStore(database)
-    try:
-        return store.ratings()
-    finally:
-        store.close()
+    with RatingStore(database) as store:
+        return getattr(store, table)()
+
+
+def order(study: Path, rater: str) -> list[str]:
+    from advqa.annotate.app import Study
+
+    return Study(study).order(rater)
 
 
 def watch(page) -> list[str]:
@@ -147,233 +170,416 @@ def watch(page) -> list[str]:
     return errors
 
 
-def shown_set(page, study: Path, owner: dict[str, str]) -> tuple[str, list[str]]:
-    """The set on screen: its reference's name and its AE ids; checks what is shown."""
-    page.wait_for_selector(".item[data-item-id] img", timeout=TIMEOUT)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#reference img, .item img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)", timeout=TIMEOUT)
-    items = page.eval_on_selector_all(".item[data-item-id]",
-                                      "els => els.map(e => e.dataset.itemId)")
-    assert items and len(set(items)) == len(items), items
-    assert all(item in owner for item in items), items
-    references = {owner[item] for item in items}
-    assert len(references) == 1, f"AEs of several references on one screen: {items}"
-    (name,) = references
-    assert sorted(items) == sorted(i for i, r in owner.items() if r == name), items
-    assert len(items) <= 5
-    width, height = SETS[name][0]
-    sizes = page.eval_on_selector_all(
-        "#reference img, .item img",
-        "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight, i.clientWidth,"
-        " i.clientHeight, i.getBoundingClientRect().width, i.getBoundingClientRect().height,"
-        " i.getAttribute('src')])")
-    assert len(sizes) == len(items) + 1, sizes
-    for natural_w, natural_h, client_w, client_h, box_w, box_h, _ in sizes:
-        # Native size: the PNG's pixels, and shown with exactly that many CSS pixels.
-        assert (natural_w, natural_h) == (width, height), sizes
-        assert (client_w, client_h) == (natural_w, natural_h), sizes
-        assert (box_w, box_h) == (natural_w, natural_h), sizes
-    # Images come from the app's own image routes (no file paths, no other host).
-    sources = [s[-1] for s in sizes]
-    assert all(s.startswith("/images/") for s in sources), sources
-    # The reference is on the left of every AE.
-    boxes = page.eval_on_selector_all(
-        "#reference img, .item img", "imgs => imgs.map(i => i.getBoundingClientRect().left)")
-    assert all(boxes[0] < left for left in boxes[1:]), boxes
-    # Pixel for pixel what is on screen is the PNG: the reference shown is this set's
-    # reference, and each AE is the AE of its item id, unscaled and unfiltered.
-    expected = {"#reference img": study / f"images/ref/{name}.png"} | {
-        f".item[data-item-id={css_string(item)}] img": study / f"images/adv/{item}.png"
-        for item in items}
-    screen = np.asarray(Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB"))
-    for selector, path in expected.items():
-        box = page.eval_on_selector(
-            selector, "i => { const r = i.getBoundingClientRect();"
-            " return [r.left + window.scrollX, r.top + window.scrollY]; }")
-        left, top = (round(v) for v in box)
-        png = np.asarray(Image.open(path).convert("RGB"))
-        shown = screen[top:top + png.shape[0], left:left + png.shape[1]]
-        assert np.array_equal(shown, png), (selector, path.name, box)
-    return name, items
-
-
 def score_for(item: str) -> int:
-    return 1 + sum(map(ord, item)) % 5
+    """The score a test rater gives an item: 1–4, never the training's 5."""
+    return 1 + sum(map(ord, item)) % 4
 
 
-def rate(page, items: list[str]) -> None:
-    for item in items:
-        page.check(f'input[name={css_string("score-" + item)}][value="{score_for(item)}"]')
+def open_link(page, url: str, token: str) -> None:
+    """Open the invitation link and pass the instructions, if they are shown."""
+    page.goto(f"{url}/?token={token}")
+    page.wait_for_function(
+        "() => ['intro', 'rating', 'finished'].includes(document.body.dataset.phase)",
+        timeout=TIMEOUT)
+    if page.evaluate("document.body.dataset.phase") == "intro":
+        page.keyboard.press("Enter")
+
+
+def wait_trial(page) -> tuple[str, str]:
+    """Wait until a trial can be scored; ``("training", anchor)`` or ``("item", id)``."""
+    page.wait_for_function(
+        "() => { const s = [...document.querySelectorAll('#reference img, .item img.test')];"
+        " return s.length === 2 && s.every(i => i.complete && i.naturalWidth > 0)"
+        " && !document.querySelector('button.score').disabled; }", timeout=TIMEOUT)
+    item = page.eval_on_selector(".item", "e => [e.dataset.anchor, e.dataset.itemId]")
+    return ("training", item[0]) if item[0] else ("item", item[1])
+
+
+def decoded(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+
+
+def check_native(page, url: str, selector: str) -> np.ndarray:
+    """The element screenshot (device pixels) of ``selector`` equals the PNG it shows;
+    its CSS size is its pixel size / devicePixelRatio. Returns the PNG's pixels."""
+    source = page.eval_on_selector(selector, "i => i.getAttribute('src')")
+    assert source.startswith("/images/"), source  # the app's own routes, no file path
+    served = decoded(page.request.get(url + source).body())
+    box = page.eval_on_selector(selector, "i => { const r = i.getBoundingClientRect();"
+                                " return [r.width, r.height, i.naturalWidth, i.naturalHeight,"
+                                " window.devicePixelRatio]; }")
+    width, height, natural_width, natural_height, ratio = box
+    assert (natural_width, natural_height) == (served.shape[1], served.shape[0]), box
+    assert (width * ratio, height * ratio) == (natural_width, natural_height), box
+    shown = decoded(page.locator(selector).screenshot(scale="device"))
+    assert shown.shape == served.shape, (selector, shown.shape, served.shape)
+    assert np.abs(shown - served).max() <= 1, (selector, source)
+    return served
+
+
+def check_trial(page, url: str) -> None:
+    """What a trial must look like: both images fully in view at native device pixels,
+    no sideways scrolling, not scrolled down."""
+    view = page.evaluate("[innerWidth, innerHeight, scrollX, scrollY,"
+                         " document.documentElement.scrollWidth]")
+    inner_width, inner_height, scroll_x, scroll_y, scroll_width = view
+    assert scroll_width <= inner_width, view
+    assert scroll_x == 0 and scroll_y == 0, view
+    for selector in SHOWN:
+        box = page.locator(selector).bounding_box()
+        assert box["x"] >= 0 and box["y"] >= 0, (selector, box, view)
+        assert box["x"] + box["width"] <= inner_width, (selector, box, view)
+        assert box["y"] + box["height"] <= inner_height, (selector, box, view)
+        check_native(page, url, selector)
+    reference, test = (page.locator(selector).bounding_box() for selector in SHOWN)
+    assert reference["x"] + reference["width"] <= test["x"], "the reference is not left"
+
+
+def session(page, url: str, *, check=check_trial, shoot: str | None = None,
+            on_item=None) -> list[tuple[str, str]]:
+    """Rate every trial with the keys 1–5 until the end screen; the trials in order.
+
+    ``check(page, url)`` runs at every trial; ``on_item(page, done)`` after each study
+    item is scored. With ``shoot``, the first training and study trials are saved as
+    ``training-<shoot>.png`` and ``rating-<shoot>.png``.
+    """
+    seen: list[tuple[str, str]] = []
+    while True:
+        page.wait_for_function(
+            "() => ['training', 'rating', 'between', 'finished']"
+            ".includes(document.body.dataset.phase)", timeout=TIMEOUT)
+        phase = page.evaluate("document.body.dataset.phase")
+        if phase == "finished":
+            return seen
+        if phase == "between":
+            page.keyboard.press("Enter")
+            continue
+        kind, key = wait_trial(page)
+        check(page, url)
+        if shoot and kind not in {k for k, _ in seen}:
+            page.screenshot(path=str(ARTIFACTS / f"{kind.replace('item', 'rating')}-"
+                                                 f"{shoot}.png"))
+        seen.append((kind, key))
+        before = page.inner_text("#progress")
+        page.keyboard.press(str(TRAINING_SCORES[key] if kind == "training" else score_for(key)))
+        if kind == "item":
+            page.wait_for_function("b => document.querySelector('#progress').textContent !== b",
+                                   arg=before, timeout=TIMEOUT)
+            if on_item is not None:
+                on_item(page, sum(k == "item" for k, _ in seen))
+        else:
+            wait_next_anchor(page, key)
+
+
+def wait_next_anchor(page, anchor: str) -> None:
+    """Wait until the training trial ``anchor`` is scored and gone."""
+    page.wait_for_function("a => document.querySelector('.item').dataset.anchor !== a"
+                           " || document.body.dataset.phase !== 'training'", arg=anchor,
+                           timeout=TIMEOUT)
+
+
+def pause_clock(page, seconds: float) -> None:
+    """Move the page's clock (``page.clock.install()``) on by ``seconds`` and stop it."""
+    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + seconds)  # in seconds
 
 
 def progress(page) -> tuple[int, int]:
-    text = page.inner_text("#progress")
-    done, total = (int(part) for part in text.replace(" ", "").split("/")[:2])
-    return done, total
+    done, total = page.inner_text("#progress").replace(" ", "").split("/")
+    return int(done), int(total)
 
 
-def wait_progress(page, done: int, total: int) -> None:
-    page.wait_for_function(
-        "([d, t]) => { const p = document.querySelector('#progress');"
-        " return p && p.textContent.replace(/\\s/g, '').startsWith(d + '/' + t); }",
-        arg=[done, total], timeout=TIMEOUT)
+@pytest.fixture(scope="module", autouse=True)
+def artifacts():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 
-def test_rater_scores_two_sets_resumes_and_exports(server, browser, tmp_path):
-    url, study, database, owner = server
+@pytest.mark.parametrize(("width", "height", "ratio"), VIEWPORTS,
+                         ids=[f"{w}x{h}@{r}x" for w, h, r in VIEWPORTS])
+def test_a_whole_session_at_native_device_pixels(study, browser, tmp_path, width, height,
+                                                  ratio):
+    """Training anchors, then every item, rated from the keyboard: at every trial both
+    images are fully in view, pixel for pixel the PNGs; progress shows the time left;
+    training scores are never exported."""
+    study, owner = study
+    database = tmp_path / "ratings.sqlite"
     (token,) = invite(database)
-    total = len(owner)
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    errors = watch(page)
-    requested: list[str] = []
-    page.on("request", lambda request: requested.append(request.url))
-    page.goto(f"{url}/?token={token}")
+    name = f"{width}x{height}" + ("" if ratio == 1 else f"@{ratio}x")
+    estimates: list[tuple[tuple[int, int], str]] = []
+    with serving(study, database) as url:
+        context = browser.new_context(viewport={"width": width, "height": height},
+                                      device_scale_factor=ratio)
+        page = context.new_page()
+        errors = watch(page)
+        page.goto(f"{url}/?token={token}")
+        page.wait_for_selector("#interlude-go", state="visible", timeout=TIMEOUT)
+        assert page.url == f"{url}/" and page.evaluate("document.cookie") == ""
+        assert progress(page) == (0, len(owner))
+        if ratio == 1:
+            page.screenshot(path=str(ARTIFACTS / f"intro-{name}.png"))
+        page.keyboard.press("Enter")
+        seen = session(page, url, shoot=name, on_item=lambda page, done: estimates.append(
+            (progress(page), page.inner_text("#eta"))))
+        page.wait_for_selector("#finished", state="visible", timeout=TIMEOUT)
+        assert progress(page) == (len(owner), len(owner))
+        if ratio == 1:
+            page.screenshot(path=str(ARTIFACTS / f"finished-{name}.png"))
+        assert errors == [], errors
+        context.close()
 
-    first, items = shown_set(page, study, owner)
-    # The link's token went into an HttpOnly cookie: the page's URL, its scripts and
-    # every later request are free of it.
-    assert page.url == f"{url}/" and page.evaluate("document.cookie") == ""
-    assert requested[0] == f"{url}/?token={token}"
-    assert not [u for u in requested[1:] if "token" in u or token in u], requested
-    wait_progress(page, 0, total)
-    assert not page.is_visible("#finished")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "annotate.png"), full_page=True)
-    rate(page, items)
-    page.click("#submit")
-    wait_progress(page, len(items), total)
-
-    second, items2 = shown_set(page, study, owner)
-    assert second != first
+    # The anchors first (the identical pair, the most visible AE, a middle one), then the
+    # study's items in this rater's order: the same for rater-001 at every viewport.
+    assert seen[:3] == [("training", "identical"), ("training", "strongest"),
+                        ("training", "practice")]
+    assert [key for kind, key in seen[3:]] == order(study, "rater-001")
+    assert len(seen) == 3 + len(owner) >= 6 + 3
+    # Progress is done / total with an estimate of the time left after 3 ratings.
+    assert [done for (done, _), _ in estimates] == list(range(1, len(owner) + 1))
+    for (done, total), eta in estimates:
+        assert total == len(owner)
+        if 3 <= done < total:
+            assert re.fullmatch(r"(about \d+ min|less than a minute) left", eta), eta
+        elif done < 3:
+            assert eta == "", eta
+    # Training scores are kept apart from the data and never exported.
+    training = stored(database, "training_ratings")
+    assert dict(zip(training.anchor, training.score, strict=True)) == TRAINING_SCORES
+    assert training.set_index("anchor").at["strongest", "item_id"] == "lake-ae2"
     ratings = stored(database)
-    assert len(ratings) == len(items)
     assert dict(zip(ratings.item_id, ratings.score, strict=True)) == {
-        i: score_for(i) for i in items}
-
-    # Stop and come back: a reload resumes at the second set, progress intact.
-    page.reload()
-    again, items3 = shown_set(page, study, owner)
-    assert again == second and sorted(items3) == sorted(items2)
-    wait_progress(page, len(items), total)
-    assert not page.is_visible("#finished")
-    rate(page, items3)
-    page.click("#submit")
-    page.wait_for_selector("#finished", state="visible", timeout=TIMEOUT)
-    wait_progress(page, total, total)
-    assert page.locator(".item[data-item-id]:visible").count() == 0
-    page.screenshot(path=str(ARTIFACTS / "annotate-finished.png"), full_page=True)
-
-    # A finished rater who comes back sees the end screen, not the sets again.
-    page.goto(f"{url}/?token={token}")
-    page.wait_for_selector("#finished", state="visible", timeout=TIMEOUT)
-    assert errors == [], errors
-    context.close()
-
-    ratings = stored(database)
-    assert len(ratings) == total and ratings.item_id.is_unique
-    assert ratings.rater.nunique() == 1
-    assert dict(zip(ratings.item_id, ratings.score, strict=True)) == {
-        i: score_for(i) for i in owner}
-
+        item: score_for(item) for item in owner}
     from advqa.annotate.export import export_mos
 
-    out = tmp_path / "mos.csv"
-    export_mos(database, out, manifest=study / "manifest.parquet")
-    mos = pd.read_csv(out)
-    assert list(mos.columns[:5]) == ["item_id", "mos", "std", "ci95", "n"]
-    assert sorted(mos.item_id) == sorted(owner)
-    for row in mos.itertuples():
-        assert row.mos == score_for(row.item_id), row
-        assert row.n == 1, row
-    filled = pd.read_parquet(study / "mos.parquet").set_index("id")
-    assert {i: filled.at[i, "mos"] for i in owner} == {i: score_for(i) for i in owner}
-    assert (filled.loc[list(owner), "n_ratings"] == 1).all()
+    mos = export_mos(database, tmp_path / "mos.csv", screen=False).table
+    assert dict(zip(mos.item_id, mos.mos, strict=True)) == {
+        item: score_for(item) for item in owner}
+    assert (mos.n == 1).all() and 5 not in set(mos.mos)
 
 
-def test_two_raters_do_not_see_each_other(server, browser):
-    """A second rater starts from zero after the first has scored (no pre-filled scores),
-    and the page of an unknown token shows a message and no set."""
-    url, study, database, owner = server
-    first, second = invite(database, 2)
-    context = browser.new_context()
-    page = context.new_page()
-    errors = watch(page)
-    page.goto(f"{url}/?token={first}")
-    _, items = shown_set(page, study, owner)
-    rate(page, items)
-    page.click("#submit")
-    wait_progress(page, len(items), len(owner))
-
-    other = context.new_page()
-    other_errors = watch(other)
-    other.goto(f"{url}/?token={second}")
-    shown_set(other, study, owner)
-    wait_progress(other, 0, len(owner))
-    checked = other.eval_on_selector_all("input[type=radio]:checked", "els => els.length")
-    assert checked == 0, "the second rater sees pre-filled scores"
-    # A link with an unknown token shows a message and no set.
-    stranger = context.new_page()
-    stranger.goto(f"{url}/?token=not-a-token")
-    stranger.wait_for_selector("#message", state="visible", timeout=TIMEOUT)
-    assert "unknown token" in stranger.inner_text("#message").lower()
-    assert stranger.locator(".item").count() == 0
-    assert not stranger.is_visible("#study") and not stranger.is_visible("#finished")
-    assert errors == [] and other_errors == [], (errors, other_errors)
-    context.close()
-    ratings = stored(database)
-    assert ratings.rater.nunique() == 1 and len(ratings) == len(items)
-
-
-def test_odd_ids_load_and_a_broken_image_cannot_be_rated(browser, tmp_path):
-    from advqa.annotate.app import Study
-
-    study, owner = make_study(tmp_path / "study", odd=True)
+def test_flicker_back_resume_and_per_rater_order(study, browser, tmp_path):
+    """Flicker swaps the test image for the reference in place; ← re-rates; a reload
+    continues in the same order; another rater gets another order."""
+    study, owner = study
     database = tmp_path / "ratings.sqlite"
     first, second = invite(database, 2)
     with serving(study, database) as url:
+        context = browser.new_context(viewport={"width": 1366, "height": 768})
+        page = context.new_page()
+        errors = watch(page)
+        page.clock.install()
+        open_link(page, url, first)
+        for _ in range(3):  # the training
+            kind, anchor = wait_trial(page)
+            page.keyboard.press(str(TRAINING_SCORES[anchor]))
+            wait_next_anchor(page, anchor)
+        page.wait_for_selector("#interlude-go", state="visible", timeout=TIMEOUT)
+        page.screenshot(path=str(ARTIFACTS / "between-1366x768.png"))
+        page.keyboard.press("Enter")
+        expected = order(study, "rater-001")
+        kind, item = wait_trial(page)
+        assert (kind, item) == ("item", expected[0])
+
+        # Flicker, with the page's clock paused: on, the reference is shown in place of
+        # the test image; one period later the test image again; off, the test image.
+        pause_clock(page, 1)
+        page.keyboard.press("f")
+        assert page.get_attribute("#flicker", "aria-pressed") == "true"
+        assert page.get_attribute(".item", "data-showing") == "reference"
+        assert page.is_hidden(".item img.test")
+        reference = check_native(page, url, "#reference img")
+        in_place = check_native(page, url, ".item img.flicker-reference")
+        assert np.array_equal(reference, in_place)
+        boxes = [page.locator(s).bounding_box() for s in (".item img.flicker-reference",
+                                                           ".item .frame")]
+        assert boxes[0]["x"] == boxes[1]["x"] and boxes[0]["y"] == boxes[1]["y"]
+        page.screenshot(path=str(ARTIFACTS / "flicker-1366x768.png"))
+        page.clock.run_for(400)
+        assert page.get_attribute(".item", "data-showing") == "test"
+        assert not np.array_equal(check_native(page, url, ".item img.test"), reference)
+        page.clock.run_for(400)
+        assert page.get_attribute(".item", "data-showing") == "reference"
+        page.keyboard.press("f")
+        assert page.get_attribute(".item", "data-showing") == "test"
+        assert page.is_hidden(".item img.flicker-reference")
+        page.clock.resume()
+        page.keyboard.press(str(score_for(item)))
+        kind, second_item = wait_trial(page)
+        assert second_item == expected[1] and progress(page)[0] == 1
+        page.keyboard.press(str(score_for(second_item)))
+        wait_trial(page)
+        assert progress(page)[0] == 2
+
+        # ← goes back to the previous item, its score marked; a new key replaces it.
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_function("i => document.querySelector('.item').dataset.itemId === i",
+                               arg=second_item, timeout=TIMEOUT)
+        wait_trial(page)
+        assert page.get_attribute("button.score.chosen", "data-score") == str(
+            score_for(second_item))
+        page.keyboard.press("5")
+        kind, third = wait_trial(page)
+        assert third == expected[2] and progress(page)[0] == 2  # re-rated, not counted
+
+        # A reload continues at the first unrated item, without the instructions.
+        page.reload()
+        page.wait_for_function("() => document.body.dataset.phase === 'rating'",
+                               timeout=TIMEOUT)
+        assert wait_trial(page) == ("item", expected[2])
+        assert progress(page) == (2, len(owner))
+        check_trial(page, url)
+        assert errors == [], errors
+        context.close()
+
+        ratings = stored(database).set_index("item_id")
+        assert ratings.score.to_dict() == {item: score_for(item), second_item: 5}
+        context_rows = stored(database, "rating_context").set_index("item_id")
+        assert context_rows.flicker.to_dict() == {item: True, second_item: False}
+        assert (context_rows.response_ms >= 0).all()
+
+        # The second rater: another order, all of it, shown as Study.order says.
+        context = browser.new_context(viewport={"width": 1366, "height": 768})
+        page = context.new_page()
+        errors = watch(page)
+        open_link(page, url, second)
+        assert page.evaluate("document.querySelectorAll('button.score.chosen').length") == 0
+        seen = session(page, url, check=lambda page, url: None)
+        assert errors == [], errors
+        context.close()
+    other = [key for kind, key in seen if kind == "item"]
+    assert other == order(study, "rater-002") and sorted(other) == sorted(owner)
+    assert other != expected and order(study, "rater-001") == expected
+
+
+def test_break_reminder(study, browser, tmp_path):
+    """With a break every 0.01 min (0.6 s), the reminder comes at the next trial once
+    that time has passed (the page's clock is moved on, not waited for), stops scoring
+    until Continue, and the timer starts again after it."""
+    study, owner = study
+    database = tmp_path / "ratings.sqlite"
+    (token,) = invite(database)
+    with serving(study, database, break_minutes=0.01, training=False) as url:
+        context = browser.new_context(viewport={"width": 1366, "height": 768})
+        page = context.new_page()
+        errors = watch(page)
+        page.clock.install()
+        open_link(page, url, token)
+        _, item = wait_trial(page)
+        pause_clock(page, 1)  # 1 s later, and paused
+        page.keyboard.press(str(score_for(item)))
+        page.wait_for_selector("#break", state="visible", timeout=TIMEOUT)
+        assert "second" in page.inner_text("#break-minutes")
+        page.screenshot(path=str(ARTIFACTS / "break-1366x768.png"))
+        page.keyboard.press("3")  # no score while the reminder is up
+        assert page.is_visible("#break") and len(stored(database)) == 1
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#break", state="hidden", timeout=TIMEOUT)
+        _, following = wait_trial(page)
+        assert following != item and progress(page) == (1, len(owner))
+        page.keyboard.press(str(score_for(following)))  # at once: no reminder
+        wait_trial(page)
+        assert page.is_hidden("#break") and progress(page)[0] == 2
+        assert errors == [], errors
+        context.close()
+    assert len(stored(database)) == 2 and stored(database, "training_ratings").empty
+
+
+def test_two_raters_do_not_see_each_other(study, browser, tmp_path):
+    """A second rater starts from zero after the first has scored (no pre-filled scores),
+    and the page of an unknown token shows a message and nothing to rate."""
+    study, owner = study
+    database = tmp_path / "ratings.sqlite"
+    first, second = invite(database, 2)
+    with serving(study, database, training=False) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        errors = watch(page)
+        open_link(page, url, first)
+        _, item = wait_trial(page)
+        page.keyboard.press("4")
+        wait_trial(page)
+        assert progress(page) == (1, len(owner))
+
+        other = context.new_page()
+        other_errors = watch(other)
+        open_link(other, url, second)
+        wait_trial(other)
+        assert progress(other) == (0, len(owner))
+        assert other.evaluate("document.querySelectorAll('button.score.chosen').length") == 0
+        stranger = context.new_page()
+        stranger.goto(f"{url}/?token=not-a-token")
+        stranger.wait_for_selector("#message", state="visible", timeout=TIMEOUT)
+        assert "unknown token" in stranger.inner_text("#message").lower()
+        assert stranger.locator(".item img").count() == 0
+        assert not stranger.is_visible("#study") and not stranger.is_visible("#finished")
+        assert errors == [] and other_errors == [], (errors, other_errors)
+        context.close()
+    ratings = stored(database)
+    assert ratings.rater.tolist() == ["rater-001"] and ratings.item_id.tolist() == [item]
+
+
+def test_odd_ids_load_and_a_broken_image_cannot_be_rated(browser, tmp_path):
+    study, owner = make_study(tmp_path / "study", odd=True)
+    database = tmp_path / "ratings.sqlite"
+    first, second = invite(database, 2)
+    with serving(study, database, training=False) as url:
         # Ids ending in '#1', '?x=2&y' and '\\3': every image is the right one, scored.
         context = browser.new_context()
         page = context.new_page()
         errors = watch(page)
-        page.goto(f"{url}/?token={first}")
-        _, items = shown_set(page, study, owner)
-        rate(page, items)
-        page.click("#submit")
-        wait_progress(page, len(items), len(owner))
-        _, items = shown_set(page, study, owner)
-        rate(page, items)
-        page.click("#submit")
-        page.wait_for_selector("#finished", state="visible", timeout=TIMEOUT)
+        open_link(page, url, first)
+
+        def right_images(page, url):
+            _, item = wait_trial(page)
+            owned = owner[item]
+            assert np.array_equal(check_native(page, url, ".item img.test"),
+                                  decoded((study / f"images/adv/{item}.png").read_bytes()))
+            assert np.array_equal(check_native(page, url, "#reference img"),
+                                  decoded((study / f"images/ref/{owned}.png").read_bytes()))
+
+        seen = session(page, url, check=right_images)
         assert errors == [], errors
-        ratings = stored(database)
-        assert dict(zip(ratings.item_id, ratings.score, strict=True)) == {
+        assert dict(zip(stored(database).item_id, stored(database).score, strict=True)) == {
             item: score_for(item) for item in owner}
+        assert sorted(key for _, key in seen) == sorted(owner)
         context.close()
 
-        # An AE of the second rater's first set goes missing after start-up.
-        shown = Study(study).sets(second)[0]
-        broken = shown[0]
+        # The second rater's first AE goes missing after start-up.
+        broken = order(study, "rater-002")[0]
         (study / f"images/adv/{broken}.png").unlink()
         context = browser.new_context()
         page = context.new_page()
-        page.goto(f"{url}/?token={second}")
+        open_link(page, url, second)
         page.wait_for_selector(".item[data-failed=true]", timeout=TIMEOUT)
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('.item:not([data-failed]) img,"
-            " #reference img')].every(i => i.complete && i.naturalWidth > 0)",
-            timeout=TIMEOUT)
+        assert page.get_attribute(".item", "data-item-id") == broken
         message = page.inner_text("#message")
-        assert "Image" in message and "could not be loaded" in message
-        radios = page.locator(f'input[name={css_string("score-" + broken)}]')
-        assert radios.count() == 5
-        assert all(radios.nth(index).is_disabled() for index in range(5))
-        for item in shown[1:]:
-            radio = f'input[name={css_string("score-" + item)}][value="2"]'
-            page.check(radio)
-            assert page.is_checked(radio)
-        assert page.is_disabled("#submit"), "a set with a missing image can be submitted"
-        assert page.locator(f'input[name={css_string("score-" + broken)}]:checked').count() == 0
+        assert "test image" in message and "could not be loaded" in message
+        assert all(page.locator("button.score").nth(i).is_disabled() for i in range(5))
+        page.keyboard.press("2")
+        page.wait_for_timeout(200)
+        assert page.get_attribute(".item", "data-item-id") == broken
         context.close()
     assert set(stored(database).rater) == {"rater-001"}  # nothing stored for the second
+
+
+def test_images_too_wide_side_by_side_are_stacked_not_scaled(browser, tmp_path):
+    """Two 900 px wide images do not fit side by side at 1366×768: the test image goes
+    under the reference, both still whole, in view and unscaled; no warning."""
+    study, _ = make_study(tmp_path / "study", sets={"wide": ((900, 200), (20,))})
+    database = tmp_path / "ratings.sqlite"
+    (token,) = invite(database)
+    with serving(study, database, training=False) as url:
+        context = browser.new_context(viewport={"width": 1366, "height": 768})
+        page = context.new_page()
+        errors = watch(page)
+        open_link(page, url, token)
+        wait_trial(page)
+        assert page.get_attribute("#stage", "class") == "stacked"
+        assert page.is_hidden("#fit-warning")
+        reference, test = (page.locator(selector).bounding_box() for selector in SHOWN)
+        assert reference["y"] + reference["height"] <= test["y"]
+        for selector in SHOWN:
+            box = page.locator(selector).bounding_box()
+            assert box["y"] + box["height"] <= 768 and box["x"] + box["width"] <= 1366
+            check_native(page, url, selector)
+        page.screenshot(path=str(ARTIFACTS / "stacked-1366x768.png"))
+        assert errors == [], errors
+        context.close()

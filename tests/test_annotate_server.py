@@ -182,15 +182,32 @@ def test_a_rater_goes_through_every_set(client, database):
     assert body == {"items": [], "done": total, "total": total}
 
 
-def test_order_is_per_rater_and_deterministic(study, database):
+def served_order(client, token) -> list[list[str]]:
+    """The sets ``GET /api/next`` gives a rater who rates each one, in order."""
+    sets = []
+    while (body := client.get("/api/next", headers=auth(token)).json())["items"]:
+        sets.append([item["item_id"] for item in body["items"]])
+        rate_set(client, token, body)
+    return sets
+
+
+def test_order_is_per_rater_and_deterministic(study, database, tmp_path):
+    """The order is seeded by the rater's name: the same for a name in any database
+    (and on every visit), different between raters, and recomputable from an export."""
     first, second = tokens(database, 2)
     with http_client(create_app(study, database)) as client:
-        app = client.app
-        assert app.state.study.sets(first) == app.state.study.sets(first)
-        orders = {tuple(map(tuple, app.state.study.sets(t))) for t in tokens(database, 12)}
+        items = client.app.state.study
+        assert items.sets("rater-001") == items.sets("rater-001")
+        orders = {tuple(items.order(f"rater-{n:03d}")) for n in range(1, 13)}
         assert len(orders) > 1
-        flat = [item_id for ids in app.state.study.sets(second) for item_id in ids]
-        assert sorted(flat) == sorted(app.state.study.items)
+        assert sorted(items.order("rater-002")) == sorted(items.items)
+        served = served_order(client, first)
+        assert served == items.sets("rater-001")
+        assert served_order(client, second) == items.sets("rater-002") != served
+    other = tmp_path / "other.sqlite"
+    (again,) = tokens(other)  # rater-001 again, with another token
+    with http_client(create_app(study, other)) as client:
+        assert served_order(client, again) == served
 
 
 def test_rerating_updates_and_never_duplicates(client, database):
@@ -270,15 +287,17 @@ def test_page_and_static_files(client, database):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     html = page.text
-    for needle in ('id="reference"', 'id="submit"', 'id="progress"', 'id="finished"',
-                   "/static/app.js", "/static/style.css", "no visible difference",
-                   "obviously perturbed"):
+    for needle in ('id="reference"', 'class="score" data-score="1"', 'data-score="5"',
+                   'id="progress"', 'id="eta"', 'id="finished"', 'id="flicker"', 'id="break"',
+                   'id="interlude"', "/static/app.js", "/static/style.css",
+                   "no visible difference", "obviously perturbed"):
         assert needle in html
     assert "http" not in html.replace("http-equiv", "")  # no CDN, no external reference
     script = client.get("/static/app.js")
     style = client.get("/static/style.css")
     assert script.status_code == style.status_code == 200
-    assert "score-" in script.text and "max-width: none" in style.text
+    assert "/api/training" in script.text and "devicePixelRatio" in script.text
+    assert "max-width: none" in style.text and "image-rendering: pixelated" in style.text
     assert "http" not in script.text + style.text
     assert page.headers["referrer-policy"] == "no-referrer"
 
@@ -294,7 +313,10 @@ def test_resume_after_reconnect(study, database):
                     json={"item_id": second["items"][0]["item_id"], "score": 5})
     with http_client(create_app(study, database)) as client:
         again = client.get("/api/next", headers=auth(token)).json()
-        assert again["items"] == second["items"]
+        # The same set; the item rated before leaving is marked.
+        assert [{**item, "rated": False} for item in again["items"]] == second["items"]
+        assert [item["rated"] for item in again["items"]] == [True] + [False] * (
+            len(second["items"]) - 1)
         assert again["done"] == len(first["items"]) + 1
         rate_set(client, token, again)
         third = client.get("/api/next", headers=auth(token)).json()
@@ -308,8 +330,8 @@ def test_raters_never_see_each_others_scores(client, database):
     rate_set(client, first, body, score=5)
     other = client.get("/api/next", headers=auth(second))
     assert other.json()["done"] == 0 and "score" not in other.text
-    assert all(set(item) == {"item_id", "image_url", "width", "height"}
-               for item in other.json()["items"])
+    assert all(set(item) == {"item_id", "image_url", "width", "height", "rated"}
+               and item["rated"] is False for item in other.json()["items"])
 
 
 # -- CLI ------------------------------------------------------------------------------------
@@ -332,6 +354,23 @@ def test_cli_invite_and_serve_guard(database, study, capsys):
     loopback = annotate_cli.is_loopback
     assert loopback("127.0.0.1") and loopback("::1") and loopback("localhost")
     assert not loopback("0.0.0.0") and not loopback("192.168.1.2") and not loopback("::")
+
+
+def test_a_busy_or_bad_port_is_a_clear_error_not_a_traceback(study, tmp_path):
+    """uvicorn would fail with a traceback; the command says what to do instead."""
+    top = argparse.ArgumentParser()
+    annotate_cli.register(top.add_subparsers())
+    common = ["annotate", "serve", str(study), "--db", str(tmp_path / "r.sqlite")]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        arguments = top.parse_args([*common, "--port", str(busy)])
+        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{busy}.*--port"):
+            arguments.handler(arguments)
+    arguments = top.parse_args([*common, "--port", "70000"])
+    with pytest.raises(CommandError, match="1–65535"):
+        arguments.handler(arguments)
 
 
 # -- durability: kill -9 mid-load -----------------------------------------------------------
@@ -570,8 +609,10 @@ def test_http_details(client, database, study):
     (token,) = tokens(database)
     image = "/images/adversarial/ref_a__fgsm-linf-eps0"
     for method, url, allow in (("POST", "/api/next", "GET, HEAD"),
+                               ("POST", "/api/session", "GET, HEAD"),
                                ("DELETE", image, "GET, HEAD"),
                                ("GET", "/api/ratings", "POST"),
+                               ("GET", "/api/training", "POST"),
                                ("POST", "/", "GET, HEAD"),
                                ("PUT", "/static/app.js", "GET, HEAD")):
         response = client.request(method, url, headers=auth(token))
@@ -579,8 +620,8 @@ def test_http_details(client, database, study):
         # Starlette lists the methods in set order, which varies between runs.
         allowed = set(response.headers.get("allow", "").split(", "))
         assert allowed == set(allow.split(", ")), (method, url, response.headers)
-    for url in ("/", "/api/next", image, "/images/reference/ref_a__fgsm-linf-eps0",
-                "/static/app.js"):
+    for url in ("/", "/api/next", "/api/session", image,
+                "/images/reference/ref_a__fgsm-linf-eps0", "/static/app.js"):
         head, get = (client.request(method, url, headers=auth(token))
                      for method in ("HEAD", "GET"))
         assert head.status_code == get.status_code == 200, url
@@ -709,3 +750,231 @@ def test_redaction_filter_and_allowed_hosts():
     assert record.getMessage() == '127.0.0.1:5 - "GET /?token=[redacted]&x=2 HTTP/1.1" 303'
     assert allowed_hosts_for("::1", 9000, ["r.example.org"]) == [
         "127.0.0.1:9000", "localhost:9000", "[::1]:9000", "r.example.org"]
+
+
+# -- the redesigned page's API (issue 16, section 2) -----------------------------------------
+
+def with_strength(study: Path) -> Path:
+    """Give the fake study's AEs a strength: eps index / 255 (ref_b's eps6 is the top)."""
+    manifest = pd.read_parquet(study / "manifest.parquet")
+    manifest["strength"] = [int(i.rsplit("eps", 1)[1]) / 255 for i in manifest.id]
+    manifest.to_parquet(study / "manifest.parquet", index=False)
+    return study
+
+
+def test_session_describes_the_rater_settings_and_training(tmp_path):
+    study = with_strength(make_study(tmp_path / "study"))
+    database = tmp_path / "ratings.sqlite"
+    first, second = tokens(database, 2)
+    app = create_app(study, database, break_minutes=12.5)
+    with http_client(app) as client:
+        body = client.get("/api/session", headers=auth(first)).json()
+        assert body["rater"] == "rater-001"
+        assert (body["done"], body["total"]) == (0, sum(AES.values()))
+        assert body["settings"] == {"break_minutes": 12.5, "training": True, "flicker": True}
+        trials = body["training"]
+        assert [t["anchor"] for t in trials] == ["identical", "strongest", "practice"]
+        assert [t["expected"] for t in trials] == [1, 5, None]
+        assert not any(t["done"] for t in trials)
+        # The identical pair is the strongest AE's reference beside itself; the strongest
+        # AE is the one of the highest strength; item ids are not sent.
+        top = "ref_b__fgsm-linf-eps6"
+        assert trials[0]["image_url"] == trials[0]["reference"]["image_url"] == \
+            f"/images/reference/{top}"
+        assert (trials[0]["width"], trials[0]["height"]) == (9, 6)
+        assert trials[1]["image_url"] == f"/images/adversarial/{top}"
+        assert trials[1]["reference"] == trials[0]["reference"]
+        assert (trials[1]["width"], trials[1]["height"]) == (11, 7)
+        assert "item_id" not in json.dumps(trials)
+        for trial in trials:
+            for url in (trial["image_url"], trial["reference"]["image_url"]):
+                assert client.get(url).status_code == 200
+        # Scoring an anchor marks it done for this rater only.
+        response = client.post("/api/training", headers=auth(first),
+                               json={"anchor": "identical", "score": 1})
+        assert response.status_code == 201
+        assert response.json() == {"stored": True, "training": True}
+        done = {t["anchor"]: t["done"] for t in
+                client.get("/api/session", headers=auth(first)).json()["training"]}
+        assert done == {"identical": True, "strongest": False, "practice": False}
+        assert not any(t["done"] for t in
+                       client.get("/api/session", headers=auth(second)).json()["training"])
+    assert "ranked by strength" in app_settings_line(app)
+
+
+def app_settings_line(app) -> str:
+    from advqa.annotate.app import describe_settings
+
+    return describe_settings(app)
+
+
+def test_training_scores_are_kept_apart_and_never_exported(tmp_path):
+    from advqa.annotate.export import export_mos
+
+    study = with_strength(make_study(tmp_path / "study"))
+    database = tmp_path / "ratings.sqlite"
+    (token,) = tokens(database)
+    with http_client(create_app(study, database)) as client:
+        for anchor, score in (("identical", 2), ("strongest", 5), ("practice", 3),
+                              ("strongest", 4)):  # again: replaces
+            response = client.post("/api/training", headers=auth(token),
+                                   json={"anchor": anchor, "score": score})
+            assert response.status_code == 201, response.text
+        body = client.get("/api/next", headers=auth(token)).json()
+        assert body["done"] == 0  # training is not progress
+        rate_set(client, token, body, score=1)
+        cases = [({"anchor": "nothing", "score": 3}, 404),
+                 ({"anchor": "identical", "score": 6}, 422),
+                 ({"anchor": "identical", "score": True}, 422),
+                 ({"anchor": 1, "score": 3}, 422),
+                 ({"score": 3}, 422),
+                 ({"anchor": "identical", "score": 3, "token": token}, 422),
+                 (["identical"], 422)]
+        for payload, status in cases:
+            response = client.post("/api/training", headers=auth(token), json=payload)
+            assert response.status_code == status, (payload, response.text)
+            assert response.json()["detail"]
+        assert "anchors: identical, strongest, practice" in client.post(
+            "/api/training", headers=auth(token),
+            json={"anchor": "nothing", "score": 3}).json()["detail"]
+    with RatingStore(database) as store:
+        training = store.training_ratings()
+        ratings = store.ratings()
+    assert list(training.columns) == ["rater", "anchor", "item_id", "score", "updated"]
+    assert training.set_index("anchor").score.to_dict() == {
+        "identical": 2, "practice": 3, "strongest": 4}
+    assert training.set_index("anchor").at["strongest", "item_id"] == "ref_b__fgsm-linf-eps6"
+    # The ratings table, and so every export, holds the study's scores only.
+    assert sorted(ratings.item_id) == sorted(item["item_id"] for item in body["items"])
+    assert set(ratings.score) == {1}
+    mos = export_mos(database, tmp_path / "mos.csv", screen=False).table
+    assert set(mos.item_id) == set(ratings.item_id) and set(mos.mos) == {1.0}
+
+
+def test_without_training_no_anchor_is_offered_or_stored(study, database):
+    (token,) = tokens(database)
+    app = create_app(study, database, training=False, flicker=False, break_minutes=0)
+    with http_client(app) as client:
+        body = client.get("/api/session", headers=auth(token)).json()
+        assert body["training"] == []
+        assert body["settings"] == {"break_minutes": 0.0, "training": False, "flicker": False}
+        response = client.post("/api/training", headers=auth(token),
+                               json={"anchor": "identical", "score": 1})
+        assert response.status_code == 404
+        assert "training is off" in response.json()["detail"]
+    assert app_settings_line(app) == ("training: off; break reminder: off; "
+                                      "flicker view: off")
+
+
+def test_anchors_by_score_strength_or_neither(tmp_path):
+    from advqa.annotate.app import Anchor, Study, pick_anchors
+
+    study = make_study(tmp_path / "study")
+    # No strength, no scores: the identical pair and a practice AE, nothing called strong.
+    plain = Study(study)
+    assert plain.ranked_by is None
+    assert [(a.kind, a.expected) for a in plain.anchors] == [("identical", 1),
+                                                              ("practice", None)]
+    assert plain.anchors[0].item_id == plain.anchors[1].item_id
+    # The manifest's strength: the highest is the most visible.
+    with_strength(study)
+    ranked = Study(study)
+    assert ranked.ranked_by == "strength"
+    assert ranked.anchor("strongest") == Anchor("strongest", "ref_b__fgsm-linf-eps6", 5)
+    # Scores beat strength: the lowest AdvDSS (then SSIM) is the most visible.
+    ids = sorted(pd.read_parquet(study / "manifest.parquet").id)
+    scores = pd.DataFrame({"id": ids, "ssim": [0.5] * len(ids),
+                           "advdss": [0.9 - 0.01 * n for n in range(len(ids))]})
+    scores.loc[3, "ssim"] = 0.1
+    scores.to_parquet(study / "scores.parquet", index=False)
+    by_advdss = Study(study)
+    assert by_advdss.ranked_by == "advdss"
+    assert by_advdss.anchor("strongest").item_id == ids[-1]
+    assert by_advdss.anchor("practice").item_id == ids[(len(ids) - 1) // 2]
+    scores.drop(columns="advdss").to_parquet(study / "scores.parquet", index=False)
+    by_ssim = Study(study)
+    assert by_ssim.ranked_by == "ssim" and by_ssim.anchor("strongest").item_id == ids[3]
+    # Degenerate rankings.
+    assert pick_anchors([], ranked=True) == []
+    assert [a.kind for a in pick_anchors(["x"], ranked=True)] == ["identical", "strongest"]
+
+
+def test_rating_context_is_stored_with_the_score_and_checked(client, database):
+    (token,) = tokens(database)
+    ids = [item["item_id"] for item in
+           client.get("/api/next", headers=auth(token)).json()["items"]]
+    for payload in ({"item_id": ids[0], "score": 2, "flicker": True, "response_ms": 1500},
+                    {"item_id": ids[1], "score": 3, "flicker": False, "response_ms": None},
+                    {"item_id": ids[0], "score": 4, "flicker": False, "response_ms": 900}):
+        response = client.post("/api/ratings", headers=auth(token), json=payload)
+        assert response.status_code == 201 and response.json() == {"stored": True}
+    for payload in ({"flicker": "yes"}, {"flicker": 1}, {"response_ms": -1},
+                    {"response_ms": 2.5}, {"response_ms": True},
+                    {"response_ms": 24 * 3600 * 1000 + 1}):
+        response = client.post("/api/ratings", headers=auth(token),
+                               json={"item_id": ids[1], "score": 5, **payload})
+        assert response.status_code == 422, payload
+        assert response.json()["detail"]
+    with RatingStore(database) as store:
+        context = store.rating_context().set_index("item_id")
+        assert context.flicker.to_dict() == {ids[0]: False, ids[1]: False}
+        assert context.response_ms.to_dict()[ids[0]] == 900
+        assert pd.isna(context.response_ms[ids[1]])
+        assert store.ratings().set_index("item_id").score.to_dict() == {ids[0]: 4, ids[1]: 3}
+    # Rating again without context drops the old context: it described another score.
+    client.post("/api/ratings", headers=auth(token), json={"item_id": ids[0], "score": 1})
+    with RatingStore(database) as store:
+        assert list(store.rating_context().item_id) == [ids[1]]
+        assert list(store.ratings().columns) == ["rater", "item_id", "score", "updated"]
+
+
+def test_new_endpoints_refuse_bad_tokens_clearly(client, database):
+    (token,) = tokens(database)
+    for headers in ({}, auth(""), auth("not-a-token"), auth("a" * 32)):
+        for response in (client.get("/api/session", headers=headers),
+                         client.post("/api/training", headers=headers,
+                                     json={"anchor": "identical", "score": 1})):
+            assert response.status_code == 403, headers
+            detail = response.json()["detail"]
+            assert detail.startswith(("missing token", "unknown token")), detail
+            assert "link" in detail
+    for method, url in (("GET", f"/api/session?token={token}"),
+                        ("POST", f"/api/training?token={token}")):
+        response = client.request(method, url, headers=auth(token), json={})
+        assert response.status_code == 400 and "never in a URL" in response.json()["detail"]
+
+
+def test_break_minutes_are_checked_and_reach_the_page(study, database, monkeypatch, capsys):
+    for bad in (-1, float("nan"), float("inf"), 1441, "soon", None):
+        with pytest.raises(ValueError, match="break minutes"):
+            create_app(study, database, break_minutes=bad)
+    monkeypatch.setenv("ADVQA_STUDY", str(study))
+    monkeypatch.setenv("ADVQA_DB", str(database))
+    monkeypatch.setenv("ADVQA_BREAK_MINUTES", "0.5")
+    from advqa.annotate.app import app_from_environment
+
+    assert app_from_environment().state.settings["break_minutes"] == 0.5
+    # `serve --break-minutes --no-training --no-flicker` reach the app; a bad value is a
+    # plain error.
+    ran = []
+    monkeypatch.setattr("advqa.annotate.app.serve", lambda app, **where: ran.append(app))
+    top = argparse.ArgumentParser()
+    annotate_cli.register(top.add_subparsers())
+    common = ["annotate", "serve", "--study", str(study), "--db", str(database)]
+    arguments = top.parse_args([*common, "--break-minutes", "7", "--no-training",
+                                "--no-flicker"])
+    assert arguments.handler(arguments) == 0
+    assert ran[0].state.settings == {"break_minutes": 7.0, "training": False,
+                                     "flicker": False}
+    assert "training: off; break reminder every 7 min; flicker view: off" in \
+        capsys.readouterr().err
+    arguments = top.parse_args(common)
+    assert arguments.handler(arguments) == 0
+    assert ran[1].state.settings == {"break_minutes": 20.0, "training": True,
+                                     "flicker": True}
+    assert "training: 2 anchors before a rater's first item (identical, practice; no " \
+        "ranking found); break reminder every 20 min; flicker view: on" in \
+        capsys.readouterr().err
+    arguments = top.parse_args([*common, "--break-minutes", "-3"])
+    with pytest.raises(CommandError, match="break minutes is from 0"):
+        arguments.handler(arguments)

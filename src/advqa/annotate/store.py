@@ -8,6 +8,17 @@ again updates the stored score and its time.
 
 Raters are identified by private, random link tokens (``secrets``); the
 ratings table holds the rater's *name*, so an export never reveals a token.
+
+Two more tables sit beside ``ratings`` and never change it (an export reads
+``ratings`` alone, so neither reaches a MOS):
+
+* ``training_ratings``: the scores a rater gave the training anchors shown before
+  the study (one per rater and anchor), kept to check that the rater understood
+  the scale;
+* ``rating_context``: how a stored score was given, when the client says so:
+  whether the flicker view was used and the time from both images on screen to
+  the score (one row per rating, replaced with it, removed when a client rates
+  again without saying).
 """
 
 from __future__ import annotations
@@ -35,11 +46,41 @@ SCHEMA = (
         score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
         updated TEXT NOT NULL,
         UNIQUE (rater, item_id))""",
+    """CREATE TABLE IF NOT EXISTS training_ratings (
+        rater TEXT NOT NULL REFERENCES raters(name),
+        anchor TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+        updated TEXT NOT NULL,
+        UNIQUE (rater, anchor))""",
+    """CREATE TABLE IF NOT EXISTS rating_context (
+        rater TEXT NOT NULL REFERENCES raters(name),
+        item_id TEXT NOT NULL,
+        flicker INTEGER,
+        response_ms INTEGER,
+        updated TEXT NOT NULL,
+        UNIQUE (rater, item_id))""",
 )
 
 UPSERT = """INSERT INTO ratings (rater, item_id, score, updated)
     SELECT name, ?, ?, ? FROM raters WHERE token = ?
     ON CONFLICT (rater, item_id) DO UPDATE SET score = excluded.score, updated = excluded.updated"""
+
+UPSERT_TRAINING = """INSERT INTO training_ratings (rater, anchor, item_id, score, updated)
+    SELECT name, ?, ?, ?, ? FROM raters WHERE token = ?
+    ON CONFLICT (rater, anchor) DO UPDATE SET item_id = excluded.item_id,
+        score = excluded.score, updated = excluded.updated"""
+
+UPSERT_CONTEXT = """INSERT INTO rating_context (rater, item_id, flicker, response_ms, updated)
+    SELECT name, ?, ?, ?, ? FROM raters WHERE token = ?
+    ON CONFLICT (rater, item_id) DO UPDATE SET flicker = excluded.flicker,
+        response_ms = excluded.response_ms, updated = excluded.updated"""
+
+DELETE_CONTEXT = """DELETE FROM rating_context WHERE item_id = ?
+    AND rater = (SELECT name FROM raters WHERE token = ?)"""
+
+#: Longest response time stored (a day, in ms); anything longer is not a response time.
+MAX_RESPONSE_MS = 24 * 3600 * 1000
 
 
 class UnknownTokenError(LookupError):
@@ -53,6 +94,11 @@ def now() -> str:
 def valid_score(score) -> bool:
     """An integer from 1 to 5; booleans, floats and strings are not scores."""
     return type(score) is int and 1 <= score <= 5
+
+
+def valid_response_ms(value) -> bool:
+    """None, or an integer number of milliseconds from 0 to :data:`MAX_RESPONSE_MS`."""
+    return value is None or (type(value) is int and 0 <= value <= MAX_RESPONSE_MS)
 
 
 class RatingStore:
@@ -165,16 +211,76 @@ class RatingStore:
 
     # -- ratings -----------------------------------------------------------
 
-    def rate(self, token: str, item_id: str, score: int) -> None:
-        """Store (or update) a score, committed when this returns."""
+    def rate(self, token: str, item_id: str, score: int, *, flicker: bool | None = None,
+             response_ms: int | None = None) -> None:
+        """Store (or update) a score, committed when this returns.
+
+        ``flicker`` (whether the rater used the flicker view on this item) and
+        ``response_ms`` (time from both images on screen to the score) go to
+        ``rating_context`` in the same transaction; when both are None, a context
+        row of an earlier score of this item is removed, so it never describes
+        another score.
+        """
         if not valid_score(score):
             raise ValueError(f"a score is an integer from 1 to 5, not {score!r}")
         if not isinstance(item_id, str) or not item_id:
             raise ValueError(f"an item id is a non-empty string, not {item_id!r}")
+        if flicker is not None and type(flicker) is not bool:
+            raise ValueError(f"flicker is True, False or None, not {flicker!r}")
+        if not valid_response_ms(response_ms):
+            raise ValueError(f"response_ms is None or an integer from 0 to {MAX_RESPONSE_MS}, "
+                             f"not {response_ms!r}")
+        stamp = now()
         with self._transaction() as cursor:
-            cursor.execute(self._sql(UPSERT), (item_id, score, now(), token))
+            cursor.execute(self._sql(UPSERT), (item_id, score, stamp, token))
             if cursor.rowcount != 1:
                 raise UnknownTokenError("unknown rater token")
+            if flicker is None and response_ms is None:
+                cursor.execute(self._sql(DELETE_CONTEXT), (item_id, token))
+            else:
+                cursor.execute(self._sql(UPSERT_CONTEXT), (
+                    item_id, None if flicker is None else int(flicker), response_ms, stamp,
+                    token))
+
+    def rate_training(self, token: str, anchor: str, item_id: str, score: int) -> None:
+        """Store (or update) a training score: never in ``ratings``, never exported."""
+        if not valid_score(score):
+            raise ValueError(f"a score is an integer from 1 to 5, not {score!r}")
+        for name, value in (("anchor", anchor), ("item id", item_id)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"an {name} is a non-empty string, not {value!r}")
+        with self._transaction() as cursor:
+            cursor.execute(self._sql(UPSERT_TRAINING), (anchor, item_id, score, now(), token))
+            if cursor.rowcount != 1:
+                raise UnknownTokenError("unknown rater token")
+
+    def trained_anchors(self, token: str) -> set[str]:
+        """Training anchors this rater has scored."""
+        rows = self._query(
+            "SELECT t.anchor FROM training_ratings t JOIN raters p ON p.name = t.rater "
+            "WHERE p.token = ?", (token,))
+        return {row[0] for row in rows}
+
+    def training_ratings(self) -> pd.DataFrame:
+        """Training scores: ``rater, anchor, item_id, score, updated`` (not study data)."""
+        rows = self._query("SELECT rater, anchor, item_id, score, updated FROM "
+                           "training_ratings ORDER BY rater, anchor")
+        table = pd.DataFrame(rows, columns=["rater", "anchor", "item_id", "score", "updated"])
+        return table.astype({"rater": str, "anchor": str, "item_id": str, "score": "int64",
+                             "updated": str})
+
+    def rating_context(self) -> pd.DataFrame:
+        """How scores were given: ``rater, item_id, flicker, response_ms, updated``.
+
+        ``flicker`` is a nullable boolean and ``response_ms`` a nullable integer (pandas
+        ``boolean`` and ``Int64``); items rated without context have no row.
+        """
+        rows = self._query("SELECT rater, item_id, flicker, response_ms, updated FROM "
+                           "rating_context ORDER BY rater, item_id")
+        table = pd.DataFrame(rows, columns=["rater", "item_id", "flicker", "response_ms",
+                                            "updated"])
+        return table.astype({"rater": str, "item_id": str, "flicker": "boolean",
+                             "response_ms": "Int64", "updated": str})
 
     def rated_items(self, token: str) -> set[str]:
         """Item ids this rater has scored."""

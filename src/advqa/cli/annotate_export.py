@@ -23,8 +23,10 @@ def add_commands(annotate_subparsers) -> None:
     parser.add_argument("--db", required=True,
                         help="rating database (SQLite file or PostgreSQL URL)")
     parser.add_argument("--out", required=True, type=Path, help="MOS CSV to write")
+    parser.add_argument("--study", type=Path, default=None,
+                        help="the study whose MOS to fill (its manifest.parquet)")
     parser.add_argument("--manifest", type=Path,
-                        help="a study's manifest.parquet whose MOS to fill")
+                        help="a study's manifest.parquet whose MOS to fill (as --study)")
     parser.add_argument("--no-screening", dest="screen", action="store_false",
                         help="keep every rater (skip BT.500 screening)")
     parser.add_argument("--keep-outliers", dest="remove_outliers", action="store_false",
@@ -40,7 +42,7 @@ def run_export(arguments) -> int:
     from advqa.evaluate.mos import MosSourceError
 
     try:
-        result = export_mos(arguments.db, arguments.out, manifest=arguments.manifest,
+        result = export_mos(arguments.db, arguments.out, manifest=manifest_of(arguments),
                             screen=arguments.screen,
                             remove_outliers=arguments.remove_outliers,
                             replace_source=arguments.replace_source)
@@ -48,6 +50,18 @@ def run_export(arguments) -> int:
         raise CommandError(str(error)) from error
     print_export(result, remove_outliers=arguments.remove_outliers)
     return 0
+
+
+def manifest_of(arguments) -> Path | None:
+    if arguments.study is None:
+        return arguments.manifest
+    from advqa.study.layout import StudyDir
+
+    manifest = StudyDir(arguments.study).manifest_path
+    if arguments.manifest is not None and arguments.manifest != manifest:
+        raise CommandError(f"two studies given: --study {arguments.study} and --manifest "
+                           f"{arguments.manifest}")
+    return manifest
 
 
 def print_export(result, *, remove_outliers: bool) -> None:

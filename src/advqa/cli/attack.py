@@ -68,5 +68,5 @@ def run(arguments) -> int:
     if summary.budget:
         print(summary.budget)
     print(f"{summary.fooled}/{summary.attacked} images fooled, {len(summary.failures)} "
-          f"unreadable (listed in {summary.output / 'failures.csv'}); wrote {summary.output}")
+          f"unreadable (listed in {summary.failures_path}); wrote {summary.output}")
     return exit_code(summary.attacked, len(summary.failures))

@@ -33,7 +33,6 @@ def _add_generation_options(parser) -> None:
                         help="sample set name or image folder (labels used when present); "
                         "default: %(default)s (20 labelled ImageNet photos: tiny)")
     add_model_options(parser)
-    add_progress_option(parser)
     parser.add_argument("--quality", default="dtniq",
                         help="no-reference metric of the quality feature: dtniq (the paper's "
                         "DTNIQ-f design; the shipped model is a VIF-trained proxy), brisque, "
@@ -76,6 +75,7 @@ def add_commands(detect_subparsers) -> None:
         "+ normalised NR quality), calibrate feature squeezing, and write the gate as JSON "
         "plus a .npz of arrays (no pickle).")
     _add_generation_options(fit)
+    add_progress_option(fit)
     fit.add_argument("--ws", action="store_true",
                      help="also calibrate the WS steganalysis detector, if available")
     fit.add_argument("--out", type=Path, default=Path("gate.json"),
@@ -115,6 +115,7 @@ def add_eval_command(detect_subparsers) -> None:
         "clean, UAP, EV, GD), table3_confidence.csv (top-1 probability per group), "
         "figure4_tsne.png (t-SNE of the 6-D gate features) and summary.json.")
     _add_generation_options(evaluate)
+    add_progress_option(evaluate)
     evaluate.add_argument("--distortions", type=name_list, default=list(DISTORTIONS),
                           help="comma-separated distortion types of the distorted group "
                           f"(default: {','.join(DISTORTIONS)}); JPEG2000 refuses images as "

@@ -52,6 +52,10 @@ def add_training_options(parser) -> None:
                         help="train on the first N training images only (quick runs)")
     parser.add_argument("--eval-steps", type=int, default=10,
                         help="steps of the test-set PGD (ε=0.1 and the training ε; default: 10)")
+    add_plateau_options(parser)
+
+
+def add_plateau_options(parser) -> None:
     parser.add_argument("--until-plateau", action="store_true",
                         help="adversarial training until held-out PGD accuracy stops rising "
                         "(constant rate; --epochs is then the most, default 30)")

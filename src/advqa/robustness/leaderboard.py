@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from advqa.plotting import figure_png, legend, new_figure, subplots
+from advqa.plotting import figure_png, new_figure, subplots
 from advqa.robustness.amifgsm import ball_never_binds
 from advqa.robustness.benchmark import step_label
 from advqa.robustness.mifgsm import MIFGSM_FORMS
@@ -90,6 +90,11 @@ td.failed b{font-weight:600}
 td.best{font-weight:600}
 td.text{text-align:left;min-width:12em}
 td.note{text-align:left;min-width:36em}
+td.num{white-space:nowrap}
+.label{text-align:left;white-space:nowrap}
+table.scores .small{font-size:.78em}
+tr.note-row td{border-top:none;font-size:.9em;color:#444;min-width:0}
+tr.note-row td.note{text-align:left}
 th.text,th.note{text-align:left}
 .small{font-size:.8em;color:#555}
 img{max-width:100%;height:auto}
@@ -414,30 +419,105 @@ def score_columns() -> list[str]:
 def leaderboard_html(scores: pd.DataFrame, board: pd.DataFrame, *, n_failed: int,
                      confidence: float, r_score: str = "paper",
                      settings: Mapping | None = None) -> str:
-    """One HTML page without external references: inline style, plots as base64 PNG."""
-    # The run-wide columns are in the settings box; the rank and the failures come first.
-    first = ["metric", "mean_rank", "n_attacks", "failed_attacks", "failed"]
-    shown = board[first + [column for column in board.columns if column not in first and
-                           column not in ("r_score_variant", "mifgsm_form", "step_sizes")]]
+    """One HTML page without external references: inline style, plots as base64 PNG.
+
+    Tables stay about a page wide (each also scrolls in its own box): the leaderboard
+    shows each score beside its rank, the full score table folds each interval under its
+    score and leaves the run-wide columns to the settings box. Failed attacks are marked
+    in every table and as red crosses in the gain-against-visibility plot, whose points
+    are labelled with their attack.
+    """
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>Metric robustness leaderboard</title>", f"<style>{STYLE}</style></head><body>",
         "<h1>Robustness of quality metrics to adversarial attacks</h1>",
         f'<p class="note">{escape(method_note(n_failed, confidence))}</p>',
         "<h2>Settings</h2>", settings_html(scores, r_score, settings or {}),
-        "<h2>Leaderboard</h2>", table_html(shown), legend_html(scores),
+        "<h2>Leaderboard</h2>", board_html(board), legend_html(scores),
         "<h2>Absolute gain per metric and attack</h2>", gain_matrix_html(scores, board),
         "<h2>Scores by metric</h2>", image_tag(score_bars(board), "scores by metric"),
         "<h2>Gain against visibility</h2>",
-        image_tag(gain_scatter(scores), "absolute gain against mean PSNR"),
+        image_tag(gain_scatter(scores), "absolute gain against mean PSNR, one panel per "
+                  "metric, points labelled with their attack, failed attacks as red crosses"),
+        '<p class="note">One panel per metric; each point is one attack (a UAP per amplitude, '
+        "an iterative attack per step), labelled. Red ✗ below the line: a failed attack "
+        "(negative mean gain), not counted in the leaderboard.</p>",
         "<h2>Scores per metric and attack</h2>",
-        '<p class="note">Every row, every step and amplitude; rows marked failed have a '
-        "negative mean gain. ranked = the row that enters the leaderboard.</p>",
-        table_html(scores, row_classes=[FAILED if status == FAILED else ""
-                                        for status in scores["status"]]),
+        f'<p class="note">Every row, every step and amplitude; rows marked failed have a '
+        f"negative mean gain. ranked = the row that enters the leaderboard. Under each score, "
+        f"its {confidence:.0%} interval. The run-wide columns (R-score variant, MI-FGSM "
+        "form) are in the settings above and in scores.csv.</p>",
+        scores_html(scores),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def board_html(board: pd.DataFrame) -> str:
+    """The leaderboard: each score with its rank beside it, failed attacks marked."""
+    header = ["metric", "mean rank", "attacks averaged", "failed attacks",
+              *[score.replace("_", " ") + " (rank)" for score in SCORES]]
+    lines = []
+    for row in board.to_dict("records"):
+        failed = int(row["failed_attacks"])
+        cells = [f"<th class=\"label\">{escape(str(row['metric']))}</th>",
+                 f"<td>{escape(cell_text(row['mean_rank']))}</td>",
+                 f"<td>{int(row['n_attacks'])}</td>",
+                 (f'<td class="failed text"><b>{failed} failed</b>: '
+                  f"{escape(str(row['failed']))}</td>" if failed else
+                  '<td class="text">none</td>')]
+        for score in SCORES:
+            rank = row[f"{score}_rank"]
+            rank_text = "" if rank is None or pd.isna(rank) else f" (#{int(rank)})"
+            cells.append(f'<td class="num">{escape(cell_text(row[score]))}'
+                         f'<span class="small">{rank_text}</span></td>')
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    head = "".join(f'<th class="{"label" if name in ("metric", "failed attacks") else ""}">'
+                   f"{escape(name)}</th>" for name in header)
+    return (f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>'
+            f'{"".join(lines)}</tbody></table></div>')
+
+
+def scores_html(scores: pd.DataFrame) -> str:
+    """Every row of the score table, about a page wide: intervals under their score, the
+    amplitude or step in one column, a row's note on a line of its own under it, failed
+    rows marked."""
+    header = ["metric", "attack", "amplitude / step", "status", "ranked", "n",
+              "dropped / failed", *[score.replace("_", " ") for score in SCORES],
+              *[f"mean {name.upper()}" for name in VISIBILITY]]
+    lines = []
+    for row in scores.to_dict("records"):
+        failed = row["status"] == FAILED
+        status = f"<b>{FAILED}</b>" if failed else escape(str(row["status"]))
+        setting = row["amplitude"] if row["amplitude"] is not None and not pd.isna(
+            row["amplitude"]) else row["step"]
+        cells = [f'<td class="label">{escape(str(row["metric"]))}</td>',
+                 f'<td class="label">{escape(str(row["attack"]))}</td>',
+                 f'<td class="num">{escape(cell_text(setting))}</td>',
+                 f'<td class="label">{status}</td>',
+                 f"<td>{'✓' if row['ranked'] else ''}</td>",
+                 f'<td class="num">{escape(cell_text(row["n"]))}</td>',
+                 f'<td class="num">{escape(cell_text(row["n_dropped"]))} / '
+                 f"{escape(cell_text(row['n_failed']))}</td>"]
+        for score in SCORES:
+            low, high = row[f"{score}_low"], row[f"{score}_high"]
+            interval = ("" if pd.isna(low) or pd.isna(high) else
+                        f'<br><span class="small">[{low:.3g}, {high:.3g}]</span>')
+            cells.append(f'<td class="num">{escape(cell_text(row[score]))}{interval}</td>')
+        cells += [f'<td class="num">{escape(cell_text(row[f"mean_{name}"]))}</td>'
+                  for name in VISIBILITY]
+        opening = f'<tr class="{FAILED}">' if failed else "<tr>"
+        lines.append(opening + "".join(cells) + "</tr>")
+        note = row["note"] if isinstance(row["note"], str) else ""
+        if note:
+            lines.append(f'<tr class="{"note-row " + FAILED if failed else "note-row"}">'
+                         f'<td></td><td class="note" colspan="{len(header) - 1}">'
+                         f"{escape(note)}</td></tr>")
+    head = "".join(f'<th class="{"label" if name in ("metric", "attack", "status") else ""}">'
+                   f"{escape(name)}</th>" for name in header)
+    return (f'<div class="wide"><table class="scores"><thead><tr>{head}</tr></thead><tbody>'
+            f'{"".join(lines)}</tbody></table></div>')
 
 
 def method_note(n_failed: int, confidence: float) -> str:
@@ -601,17 +681,88 @@ def score_bars(board: pd.DataFrame) -> bytes:
 
 
 def gain_scatter(scores: pd.DataFrame) -> bytes:
+    """The PNG of :func:`gain_scatter_figure`."""
+    return figure_png(gain_scatter_figure(scores))
+
+
+def gain_scatter_figure(scores: pd.DataFrame):
+    """Absolute gain against the attacked images' mean PSNR: one panel per metric, each
+    point labelled with its attack (and amplitude or step), failed attacks (negative gain)
+    as red crosses over a shaded band below 0. Labels are moved up or down a line where
+    they would overlap, with a thin leader to their point."""
     # Per-amplitude rows rather than the averaged ones: each is one visibility level.
     points = scores[scores["amplitude"] != MEAN_AMPLITUDE]
-    figure = new_figure(6.4, 4.2)
-    axes = subplots(figure)[0][0]
-    for metric, rows in points.groupby("metric", sort=True):
-        axes.scatter(rows["mean_psnr"], rows["abs_gain"], label=str(metric), s=18)
-    axes.axhline(0, color="black", linewidth=0.6)
-    axes.set_xlabel("mean PSNR of attacked images (dB; lower = more visible)")
-    axes.set_ylabel("absolute gain (below 0: attack failed)")
-    legend(axes)
-    return figure_png(figure)
+    metrics = sorted(points["metric"].astype(str).unique())
+    columns = min(4, max(len(metrics), 1))
+    rows = max(1, math.ceil(len(metrics) / columns))
+    figure = new_figure(3.0 * columns, 2.6 * rows + 0.4)
+    axes = subplots(figure, rows, columns, sharex=True, sharey=True).ravel()
+    gains = points["abs_gain"].to_numpy(float)
+    low = min(0.0, float(np.nanmin(gains))) if np.isfinite(gains).any() else 0.0
+    labelled = []
+    for ax, metric in zip(axes, metrics, strict=False):
+        marks = []
+        for row in points[points["metric"].astype(str) == metric].to_dict("records"):
+            gain, psnr = row["abs_gain"], row["mean_psnr"]
+            if not (np.isfinite(gain) and np.isfinite(psnr)):
+                continue
+            failed = row["status"] == FAILED if "status" in row else gain < 0
+            ax.plot(psnr, gain, linestyle="none", marker="x" if failed else "o",
+                    markersize=6 if failed else 4.5, color="#c00000" if failed else "#1f5fa8",
+                    markeredgewidth=1.6 if failed else 1.0)
+            marks.append((psnr, gain, point_label(row) + (" ✗" if failed else ""), failed))
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.axhspan(min(low * 1.15, -0.02), 0, color="#fde4e4", zorder=0)
+        ax.set_title(metric, fontsize=9)
+        ax.tick_params(labelsize=7)
+        labelled.append((ax, marks))
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    for ax, marks in labelled:  # after every panel is drawn: the shared limits are final
+        place_labels(ax, marks)
+    figure.supxlabel("mean PSNR of attacked images (dB; lower = more visible)", fontsize=8)
+    figure.supylabel("absolute gain (red band: below 0, attack failed)", fontsize=8)
+    return figure
+
+
+def place_labels(ax, marks: list[tuple[float, float, str, bool]]) -> None:
+    """Annotate each (x, y, text, failed) point, moving a label by whole lines where it
+    would overlap one already placed (a greedy pass, top to bottom)."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    box = ax.get_position()
+    width = box.width * ax.figure.get_figwidth() * 72  # points
+    height = box.height * ax.figure.get_figheight() * 72
+    line, char = 7.0, 3.2  # points per text line and per character at font size 6
+    placed: list[tuple[float, float, float, float]] = []
+    for x, y, text, failed in sorted(marks, key=lambda mark: -mark[1]):
+        px = (x - x0) / (x1 - x0) * width if x1 > x0 else 0.0
+        py = (y - y0) / (y1 - y0) * height if y1 > y0 else 0.0
+        span = char * len(text)
+        left = px + 4 + span > width  # a label past the right edge goes on the left
+        start = px - 4 - span if left else px + 4
+        shift = 0
+        for shift in (0, -1, 1, -2, 2, -3, 3, -4, 4):
+            candidate = (start, start + span, py + 1 + shift * line,
+                         py + 1 + (shift + 1) * line)
+            if not any(candidate[0] < b[1] and b[0] < candidate[1] and candidate[2] < b[3]
+                       and b[2] < candidate[3] for b in placed):
+                break
+        placed.append(candidate)
+        ax.annotate(text, (x, y), xytext=(-4 if left else 4, 1 + shift * line),
+                    textcoords="offset points", ha="right" if left else "left",
+                    fontsize=6, color="#8a1010" if failed else "#222", va="bottom",
+                    arrowprops={"arrowstyle": "-", "linewidth": 0.4, "color": "#999"}
+                    if shift else None)
+
+
+def point_label(row: dict) -> str:
+    """A point's attack, with its amplitude or step when it has one."""
+    label = str(row.get("attack", ""))
+    for key in ("amplitude", "step"):
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            label += f" {value}"
+    return label
 
 
 def image_tag(png: bytes, alt: str) -> str:

@@ -25,6 +25,7 @@ __all__ = ["FolderAttackSummary", "attack_folder"]
 
 #: Sub-folder of an ``attack_folder`` output holding the references the AEs were made from.
 REFERENCES = "references"
+FAILURES = "failures.csv"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class FolderAttackSummary:
     fooled: int
     failures: list[LoadFailure]
     budget: str = ""
+
+    @property
+    def failures_path(self) -> Path:
+        """The CSV listing the skipped files (``path, reason``), written on every run."""
+        return self.output / FAILURES
 
 
 def attack_folder(attack, model, samples: SampleSet, output: str | Path, *,
@@ -114,7 +120,7 @@ def attack_folder(attack, model, samples: SampleSet, output: str | Path, *,
     write_table(pd.DataFrame(records), output / "results")
     table = pd.DataFrame([{"path": f.path, "reason": f.reason} for f in failures],
                          columns=["path", "reason"])
-    atomic_write_bytes(output / "failures.csv", table.to_csv(index=False).encode())
+    atomic_write_bytes(output / FAILURES, table.to_csv(index=False).encode())
     return FolderAttackSummary(output, len(records),
                                sum(record["success"] for record in records), failures, budget)
 

@@ -1,0 +1,225 @@
+"""Which attack is least visible at equal success: the numbers of the report's first section.
+
+Everything here is a grouping of what the study holds, nothing is scored:
+
+- :func:`cell_table` — one row per grid cell (attack, norm, strength): images tried,
+  correctly classified and fooled, the success rate (the build's success table), the
+  number of kept AEs that fooled the model and the mean of every score column over them
+  (the scored manifest).
+- :func:`equal_success` — per (attack, norm) and target success rate: where its
+  success-against-strength curve first reaches the rate, and the mean scores of its AEs
+  there. The strength is interpolated linearly between the last strength tried below the
+  rate and the first at or above it (``bound = "≈"``); when the first strength tried
+  already reaches it, that strength is an upper bound (``bound = "≤"``), the curve below
+  it was never measured. The scores are the means at the first tried strength at or above
+  the rate (``scored_strength``): AEs exist only at strengths that were run, so they are
+  taken there rather than interpolated. An attack that never reaches the rate is a row
+  with ``reached = False``, its highest rate and strongest strength, never dropped.
+  Rows are sorted least visible first: by mean AdvDSS, descending (higher AdvDSS = closer
+  to the reference), then the rows that did not reach the rate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+CELL = ["attack", "norm", "strength"]
+PAIR = ["attack", "norm"]
+RATES = (0.5, 0.9)
+# The scores of the ranking, in this order; the first one scored sorts it.
+VISIBILITY_METRICS = ("advdss", "aeqa", "psnr", "ssim")
+SORT_ORDER = ("advdss", "ssim", "psnr")
+# Manifest columns that are not quality scores.
+MANIFEST_COLUMNS = {
+    "id", "reference_path", "adversarial_path", "image", "attack", "norm", "strength_name",
+    "strength", "parameters", "label", "clean_prediction", "adversarial_prediction",
+    "clean_class", "adversarial_class", "clean_correct", "success", "steps",
+}
+DISTANCES = ("l0", "l1", "l2", "linf")
+# Two strengths closer than this are the same grid value (float round trips).
+SAME = 1e-9
+
+
+def metric_columns(scored: pd.DataFrame) -> list[str]:
+    """Score columns: numeric columns that are not manifest bookkeeping, distances last."""
+    columns = [c for c in scored.columns if c not in MANIFEST_COLUMNS and c not in DISTANCES
+               and pd.api.types.is_numeric_dtype(scored[c])
+               and not pd.api.types.is_bool_dtype(scored[c])]
+    return columns + [c for c in DISTANCES if c in scored.columns]
+
+
+def fooled_aes(table: pd.DataFrame) -> pd.DataFrame:
+    """The AEs that fooled the model (a study built with ``--keep-failed`` also holds the
+    others, flagged ``success = False``)."""
+    if "success" not in table.columns:
+        return table
+    return table[table["success"].fillna(False).astype(bool)]
+
+
+def derive_success(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The success table from the manifest alone, when the build's is absent (a study
+    built from Python rather than ``advqa build``). Without the build's counts of images
+    tried, the manifest knows only the AEs it kept."""
+    correct = manifest["clean_correct"].fillna(True).astype(bool)
+    rows = manifest.assign(correct=correct,
+                           fooled=manifest["success"].fillna(False).astype(bool) & correct)
+    table = rows.groupby(CELL).agg(tried=("id", "size"), correct=("correct", "sum"),
+                                   fooled=("fooled", "sum")).reset_index()
+    table["success_rate"] = table["fooled"] / table["correct"].clip(lower=1)
+    return table
+
+
+def strength_names(manifest: pd.DataFrame, pairs) -> dict[tuple[str, str], str]:
+    """(attack, norm) → the name of its strength (eps, overshoot, kappa…): from the
+    manifest, else from the attack's class for a pair without a kept AE."""
+    names = {}
+    if "strength_name" in manifest.columns and len(manifest):
+        first = manifest.groupby(PAIR)["strength_name"].first()
+        names = {(str(a), str(n)): str(v) for (a, n), v in first.items()}
+    for attack, norm in pairs:
+        if (attack, norm) not in names:
+            names[(attack, norm)] = attack_strength_name(attack)
+    return names
+
+
+def attack_strength_name(attack: str) -> str:
+    try:
+        from advqa.attacks import attack_class
+
+        return attack_class(attack).strength
+    except Exception:  # an attack this version does not know: the column's own name
+        return "strength"
+
+
+def cell_table(success: pd.DataFrame, scores: pd.DataFrame,
+               strength_name: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
+    """One row per grid cell: the success table's counts and rate, ``aes`` (kept AEs that
+    fooled the model) and the mean of every score column over them.
+
+    Parameters
+    ----------
+    success : DataFrame
+        ``attack, norm, strength, tried, correct, fooled, success_rate`` (more columns
+        are kept).
+    scores : DataFrame
+        The scored manifest (or the manifest, for an unscored study).
+    strength_name : dict, optional
+        (attack, norm) → strength name; the ``strength_name`` column.
+    """
+    aes = fooled_aes(scores)
+    columns = metric_columns(scores)
+    grouped = aes.groupby(CELL)
+    means = grouped[columns].mean() if columns else pd.DataFrame(index=grouped.size().index)
+    means.insert(0, "aes", grouped.size())
+    means = means.reset_index()
+    cells = success.copy()
+    cells["_key"] = cells["strength"].round(9)
+    means["_key"] = means["strength"].round(9)
+    table = cells.merge(means.drop(columns=["strength"]), on=["attack", "norm", "_key"],
+                        how="outer", suffixes=("", "_means"))
+    # A cell with AEs but no success-table row (a hand-made study): take its strength.
+    missing = table["strength"].isna()
+    table.loc[missing, "strength"] = table.loc[missing, "_key"]
+    table["aes"] = table["aes"].fillna(0).astype(int)
+    names = strength_name or {}
+    table.insert(2, "strength_name", [names.get((a, n), "strength")
+                                      for a, n in zip(table["attack"], table["norm"],
+                                                      strict=True)])
+    table = table.drop(columns=["_key"]).sort_values(CELL, kind="stable")
+    return table.reset_index(drop=True)
+
+
+def equal_success(cells: pd.DataFrame, rates=RATES) -> pd.DataFrame:
+    """Per target rate and (attack, norm): where success first reaches the rate and the
+    mean scores there, sorted least visible first (see the module docstring).
+
+    Returns
+    -------
+    DataFrame
+        ``rate, attack, norm, strength_name, reached, bound, strength, scored_strength,
+        scored_rate, aes, max_rate, rank`` and the mean of each of
+        :data:`VISIBILITY_METRICS` that ``cells`` holds. ``strength`` is the interpolated
+        (``bound = "≈"``) or bounding (``"≤"``) strength; for a row that did not reach
+        the rate, ``strength`` is NaN and ``scored_strength`` the strongest strength
+        tried. ``rank`` is 1 for the least visible; NaN where not reached.
+    """
+    metrics = [m for m in VISIBILITY_METRICS if m in cells.columns]
+    rows = []
+    for rate in rates:
+        block = []
+        for (attack, norm), curve in cells.groupby(PAIR, sort=True):
+            curve = curve.sort_values("strength").reset_index(drop=True)
+            block.append({"rate": rate, "attack": attack, "norm": norm,
+                          "strength_name": curve["strength_name"].iloc[0],
+                          **crossing(curve, rate, metrics)})
+        rows += sort_block(block, metrics)
+    columns = ["rate", "attack", "norm", "strength_name", "reached", "bound", "strength",
+               "scored_strength", "scored_rate", "aes", "max_rate", "rank", *metrics]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def crossing(curve: pd.DataFrame, rate: float, metrics: list[str]) -> dict:
+    """Where one success curve (sorted by strength) first reaches ``rate``."""
+    rates = curve["success_rate"].to_numpy(float)
+    strengths = curve["strength"].to_numpy(float)
+    # NaN rates (a cell without a correctly classified image) never count as reached.
+    above = np.flatnonzero(np.nan_to_num(rates, nan=-1.0) >= rate - 1e-12)
+    max_rate = float(np.nanmax(rates)) if np.isfinite(rates).any() else math.nan
+    if not len(above):
+        last = curve.iloc[-1]
+        return {"reached": False, "bound": None, "strength": math.nan,
+                "scored_strength": float(last["strength"]), "scored_rate": float(rates[-1]),
+                "aes": int(last["aes"]), "max_rate": max_rate,
+                **{m: math.nan for m in metrics}}
+    index = int(above[0])
+    if index == 0:
+        bound, strength = "≤", float(strengths[0])
+    else:
+        low, high = rates[index - 1], rates[index]
+        share = (rate - low) / (high - low) if high > low else 1.0
+        strength = float(strengths[index - 1] + share * (strengths[index] - strengths[index - 1]))
+        bound = "≈"
+    row = curve.iloc[index]
+    return {"reached": True, "bound": bound, "strength": strength,
+            "scored_strength": float(strengths[index]), "scored_rate": float(rates[index]),
+            "aes": int(row["aes"]), "max_rate": max_rate,
+            **{m: float(row[m]) for m in metrics}}
+
+
+def sort_block(block: list[dict], metrics: list[str]) -> list[dict]:
+    """Reached rows least visible first (by the first of :data:`SORT_ORDER` scored,
+    descending: each is higher for an AE closer to its reference; ties by attack and
+    norm), then the rows that did not reach the rate, by attack and norm."""
+    key = next((m for m in SORT_ORDER if m in metrics), None)
+    reached = [row for row in block if row["reached"]]
+    others = [row for row in block if not row["reached"]]
+
+    def order(row):
+        value = row[key] if key else math.nan
+        if value is None or not math.isfinite(value):
+            return (1, 0.0, row["attack"], row["norm"])
+        return (0, -value, row["attack"], row["norm"])
+
+    reached.sort(key=order)
+    for rank, row in enumerate(reached, start=1):
+        row["rank"] = rank
+    for row in others:
+        row["rank"] = math.nan
+    return reached + sorted(others, key=lambda row: (row["attack"], row["norm"]))
+
+
+def sort_metric(frame: pd.DataFrame) -> str | None:
+    """The score the ranking is sorted by: the first of :data:`SORT_ORDER` present."""
+    return next((m for m in SORT_ORDER if m in frame.columns), None)
+
+
+def same_strength(a: float, b: float) -> bool:
+    return abs(float(a) - float(b)) <= SAME * max(1.0, abs(float(a)))
+
+
+def same_strength_mask(strengths: pd.Series, value: float) -> pd.Series:
+    """Which of ``strengths`` are the grid value ``value`` (float round trips aside)."""
+    return (strengths.astype(float) - float(value)).abs() <= SAME * max(1.0, abs(float(value)))

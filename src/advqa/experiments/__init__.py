@@ -14,6 +14,7 @@ REPRODUCTIONS = {
     "advdss": "advqa.experiments.adversarial_quality:reproduce_adversarial_quality",
     "gate": "advqa.experiments.robust_classification:reproduce_robust_classification",
     "stego": "advqa.experiments.steganalysis:reproduce_steganalysis",
+    "msu": "advqa.experiments.metric_robustness:reproduce_metric_robustness",
 }
 
 

@@ -18,18 +18,20 @@ from advqa.attacks.cw import CarliniWagner
 from advqa.attacks.deepfool import DeepFool
 from advqa.attacks.fgsm import FGSM
 from advqa.attacks.korhonen import Korhonen
+from advqa.attacks.lagrangian import Lagrangian
 from advqa.attacks.lbfgs import LBFGS
 from advqa.attacks.madc import MADC
 from advqa.attacks.mim import MIM
 from advqa.attacks.objectives import ClassifierObjective, Evaluation, Objective
+from advqa.attacks.perceptual import BudgetError, MetricBudget, budget_metrics, parse_budget
 from advqa.attacks.pgd import PGD
 
 ATTACKS: dict[str, type[Attack]] = {
     "fgsm": FGSM, "bim": BIM, "pgd": PGD, "mim": MIM, "deepfool": DeepFool, "cw": CarliniWagner,
-    "lbfgs": LBFGS, "korhonen": Korhonen, "madc": MADC,
+    "lbfgs": LBFGS, "korhonen": Korhonen, "madc": MADC, "alma": Lagrangian,
 }
 ALIASES = {"i-fgsm": "bim", "ifgsm": "bim", "mi-fgsm": "mim", "mifgsm": "mim",
-           "cw-l2": "cw", "carlini-wagner": "cw", "c&w": "cw"}
+           "cw-l2": "cw", "carlini-wagner": "cw", "c&w": "cw", "lagrangian": "alma"}
 
 
 class UnknownAttackError(KeyError):
@@ -64,6 +66,13 @@ def get_attack(name: str, **parameters) -> Attack:
     """
     cls = attack_class(name)
     accepted = inspect.signature(cls.__init__).parameters
+    if "budget" in parameters and "budget" not in accepted:
+        takers = ", ".join(n for n, c in ATTACKS.items()
+                           if "budget" in inspect.signature(c.__init__).parameters)
+        raise ValueError(
+            f"{cls.name} does not take a perceptual budget: budget= bounds the projected-"
+            f"gradient attacks ({takers}); for the least visible AE under a metric use "
+            "'alma' with metric=")
     unknown = sorted(set(parameters) - set(accepted))
     if unknown:
         valid = ", ".join(p for p in accepted if p != "self")
@@ -84,19 +93,24 @@ __all__ = [
     "Attack",
     "AttackResult",
     "Budget",
+    "BudgetError",
     "CarliniWagner",
     "ClassifierObjective",
     "DeepFool",
     "Evaluation",
     "GradientAttack",
     "Korhonen",
+    "Lagrangian",
+    "MetricBudget",
     "Objective",
     "UnknownAttackError",
     "attack_class",
+    "budget_metrics",
     "check_images",
     "distances",
     "get_attack",
     "list_attacks",
     "make_budget",
+    "parse_budget",
     "scale_note",
 ]

@@ -3,7 +3,10 @@
 Every gradient attack is ``x_{t+1} = Π_B(x_t + α · s(∇J(x_t)))`` with an
 objective ``J`` (:mod:`advqa.attacks.objectives`), a budget ``B`` and its
 projection ``Π_B`` (:mod:`advqa.attacks.budgets`), and a step rule ``s`` that
-each attack file states in a few lines.
+each attack file states in a few lines. An optional perceptual budget
+(``budget="advdss>=0.99"``, :mod:`advqa.attacks.perceptual`) adds a metric bound
+inside ``B``: it is enforced after every projection and, with the 8-bit
+quantisation checked too, once more on the result.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from torch import nn
 
 from advqa.attacks.budgets import Budget, distances, make_budget
 from advqa.attacks.objectives import ClassifierObjective, Objective
+from advqa.attacks.perceptual import MetricBudget, parse_budget
 
 
 def check_images(images: torch.Tensor, *, where: str = "images") -> None:
@@ -166,6 +170,10 @@ class GradientAttack(Attack):
         Freeze a sample as soon as the objective reports success.
     seed : int
         Seeds the random start.
+    budget : str or MetricBudget, optional
+        A perceptual budget such as ``"advdss>=0.99"`` (:mod:`advqa.attacks.perceptual`),
+        kept inside the Lp ball: every iterate, and the result after 8-bit
+        quantisation, meets it.
     """
 
     step_factor = 1.0
@@ -180,9 +188,11 @@ class GradientAttack(Attack):
         random_start: bool = False,
         early_stop: bool = False,
         seed: int = 0,
+        budget: str | MetricBudget | None = None,
     ):
         super().__init__(seed=seed)
         self.budget: Budget = make_budget(norm, eps)
+        self.perceptual: MetricBudget | None = parse_budget(budget)
         if self.budget.name not in self.norms:
             raise ValueError(f"{self.name} supports norms {self.norms}, not {norm!r}")
         if not (isinstance(steps, int) and steps >= 1):
@@ -201,6 +211,8 @@ class GradientAttack(Attack):
         return self.step_factor * scale / self.steps
 
     def parameters(self) -> dict:
+        # "budget" appears only when set, so unbudgeted cells keep their keys.
+        perceptual = {} if self.perceptual is None else {"budget": str(self.perceptual)}
         return {
             "attack": self.name,
             "norm": self.budget.name,
@@ -208,6 +220,7 @@ class GradientAttack(Attack):
             "steps": self.steps,
             "step_size": self.step_size,
             "random_start": self.random_start,
+            **perceptual,
         }
 
     def setup(self, images: torch.Tensor) -> dict:
@@ -231,15 +244,17 @@ class GradientAttack(Attack):
         return self.budget.project(adversarial, state["images"])
 
     def start(self, images: torch.Tensor) -> torch.Tensor:
-        if self.random_start:
-            return self.budget.random_start(images, self.generator(images.device))
-        return images.clone()
+        if not self.random_start:
+            return images.clone()
+        start = self.budget.random_start(images, self.generator(images.device))
+        return start if self.perceptual is None else self.perceptual.project(start, images)
 
     def perturb(self, objective: Objective, images: torch.Tensor):
         adversarial = self.start(images)
         active = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
         steps_used = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
         state = self.setup(images)
+        memory: dict = {}  # the perceptual projection's, for this call only
         for _ in range(self.steps):
             gradient, success = input_gradient(objective, adversarial)
             if self.early_stop and success is not None:
@@ -248,8 +263,12 @@ class GradientAttack(Attack):
                     break
             update = adversarial.detach() + state["step_size"] * self.ascent(gradient, state)
             update = self.project(update, state)
+            if self.perceptual is not None:
+                update = self.perceptual.project(update, images, memory)
             if self.early_stop:
                 update = torch.where(active.view(-1, 1, 1, 1), update, adversarial)
             adversarial = update
             steps_used += active
+        if self.perceptual is not None:
+            adversarial = self.perceptual.finalise(adversarial, images)
         return adversarial.detach(), steps_used

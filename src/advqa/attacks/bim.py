@@ -21,9 +21,9 @@ class BIM(GradientAttack):
     step_factor = 1.25
 
     def __init__(self, *, norm="linf", eps=8 / 255, steps=10, step_size=None,
-                 early_stop=False, seed=0):
+                 early_stop=False, seed=0, budget=None):
         super().__init__(norm=norm, eps=eps, steps=steps, step_size=step_size,
-                         random_start=False, early_stop=early_stop, seed=seed)
+                         random_start=False, early_stop=early_stop, seed=seed, budget=budget)
 
     def project(self, adversarial, state):
         if self.budget.name != "linf":

@@ -17,13 +17,17 @@ class FGSM(GradientAttack):
         Budget radius; for ``l0`` the fraction of pixels that may change.
     step_size : float, optional
         Defaults to ``eps``; for ``l0`` to 1 (the box width), so chosen pixels saturate.
+    budget : str, optional
+        A perceptual budget, e.g. ``"advdss>=0.99"``: the step is shortened to meet it.
     """
 
     name = "fgsm"
 
-    def __init__(self, *, norm="linf", eps=8 / 255, step_size=None, seed=0):
-        super().__init__(norm=norm, eps=eps, steps=1, step_size=step_size, seed=seed)
+    def __init__(self, *, norm="linf", eps=8 / 255, step_size=None, seed=0, budget=None):
+        super().__init__(norm=norm, eps=eps, steps=1, step_size=step_size, seed=seed,
+                         budget=budget)
 
     def parameters(self):
-        return {"attack": self.name, "norm": self.budget.name, "eps": self.budget.eps,
-                "step_size": self.step_size}
+        parameters = super().parameters()
+        del parameters["steps"], parameters["random_start"]  # fixed: one step from x
+        return parameters

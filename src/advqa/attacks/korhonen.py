@@ -85,6 +85,8 @@ class Korhonen(GradientAttack):
         α, the step at the most active pixel; default 1/255.
     seed : int
         Unused (the attack is deterministic); kept for a uniform interface.
+    budget : str, optional
+        A perceptual budget, e.g. ``"advdss>=0.99"`` (:mod:`advqa.attacks.perceptual`).
 
     References
     ----------
@@ -98,9 +100,9 @@ class Korhonen(GradientAttack):
     norms = ("linf",)
 
     def __init__(self, *, norm="linf", eps=10 / 255, steps=10, step_size=1 / 255,
-                 early_stop=False, seed=0):
+                 early_stop=False, seed=0, budget=None):
         super().__init__(norm=norm, eps=eps, steps=steps, step_size=step_size,
-                         random_start=False, early_stop=early_stop, seed=seed)
+                         random_start=False, early_stop=early_stop, seed=seed, budget=budget)
 
     def setup(self, images):
         # The map is fixed from the clean image, once per call; ascent() reads it.

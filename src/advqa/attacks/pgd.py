@@ -15,6 +15,7 @@ class PGD(GradientAttack):
     step_factor = 2.5
 
     def __init__(self, *, norm="linf", eps=8 / 255, steps=10, step_size=None,
-                 random_start=True, early_stop=False, seed=0):
+                 random_start=True, early_stop=False, seed=0, budget=None):
         super().__init__(norm=norm, eps=eps, steps=steps, step_size=step_size,
-                         random_start=random_start, early_stop=early_stop, seed=seed)
+                         random_start=random_start, early_stop=early_stop, seed=seed,
+                         budget=budget)

@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument("--step-size", type=number, default=None)
     parser.add_argument("--overshoot", type=number, default=None, help="DeepFool overshoot")
     parser.add_argument("--kappa", type=number, default=None, help="C&W confidence")
+    parser.add_argument("--budget", default=None,
+                        help="perceptual budget inside the Lp one, e.g. \"advdss>=0.99\"")
     parser.add_argument("--labels", type=Path, default=None,
                         help="CSV with filename,label; images without one use the clean prediction")
     parser.add_argument("--batch-size", type=positive_int, default=8)
@@ -45,7 +47,7 @@ def register(subparsers) -> None:
 def attack_parameters(arguments) -> dict:
     names = {"norm": arguments.norm, "eps": arguments.eps, "steps": arguments.steps,
              "step_size": arguments.step_size, "overshoot": arguments.overshoot,
-             "kappa": arguments.kappa}
+             "kappa": arguments.kappa, "budget": arguments.budget}
     return {key: value for key, value in names.items() if value is not None}
 
 

@@ -60,6 +60,9 @@ def register(subparsers) -> None:
                       help="eps / overshoot / kappa values, e.g. 1/255,4/255")
     grid.add_argument("--steps", type=positive_int, default=10,
                       help="iterations of iterative attacks (with --attacks)")
+    grid.add_argument("--budget", default=None,
+                      help="perceptual budget for every projected-gradient cell, e.g. "
+                      "\"advdss>=0.99\" (other cells are left out)")
     parser.set_defaults(handler=run)
 
 
@@ -95,7 +98,7 @@ def run(arguments) -> int:
 
     grid = choose_grid(config=arguments.config, attacks=arguments.attacks,
                        norms=arguments.norms, strengths=arguments.strengths,
-                       steps=arguments.steps, named=arguments.grid)
+                       steps=arguments.steps, named=arguments.grid, budget=arguments.budget)
     with make_engine(arguments) as executor:
         summary = build_study(arguments.out, grid, executor=executor,
                               **build_options(arguments))

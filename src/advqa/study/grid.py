@@ -10,6 +10,12 @@ L2 and L∞ only.
 A cell's identity (:meth:`AttackSpec.key`) hashes every setting that changes
 its pixels, defaults included, so two cells that differ only in ``steps`` or
 ``step_size`` never share an AE id, and a grid may not hold the same cell twice.
+
+A perceptual budget (``budget = "advdss>=0.99"``, :mod:`advqa.attacks.perceptual`)
+is one more setting of a projected-gradient cell: grid files take it per
+``[[attack]]`` and ``advqa build --budget`` adds it to every cell that can take it
+(:func:`with_budget`). It enters the cell's key and, filename-safe
+(``advdss-ge0.99``), its label.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from advqa.attacks import NORMS, GradientAttack, attack_class, get_attack
+from advqa.attacks import NORMS, GradientAttack, attack_class, get_attack, parse_budget
 
 # Table 2 of the AdvDSS/AEQA paper: attack → strength values.
 TABLE2 = {
@@ -58,6 +64,7 @@ class AttackSpec:
 
     def __post_init__(self):
         cls = attack_class(self.attack)
+        check_grid_attack(cls)
         if self.norm not in NORMS:
             raise GridError(f"unknown norm {self.norm!r}; valid norms: {', '.join(NORMS)}")
         if self.norm not in cls.norms:
@@ -79,7 +86,12 @@ class AttackSpec:
         return get_attack(self.attack, seed=seed, **self.parameters())
 
     def label(self) -> str:
-        return f"{self.attack}-{self.norm}-{self.strength_name}{self.strength:g}"
+        label = f"{self.attack}-{self.norm}-{self.strength_name}{self.strength:g}"
+        if self.settings.get("budget") is None:
+            return label
+        budget = parse_budget(self.settings["budget"])
+        comparison = "ge" if budget.operator == ">=" else "le"
+        return f"{label}-{budget.info.name}-{comparison}{budget.threshold:g}"
 
     def describe(self) -> dict:
         """Every setting of the attack as it runs, defaults included."""
@@ -93,6 +105,48 @@ class AttackSpec:
     def identifier(self) -> str:
         """The readable label plus the key, e.g. ``pgd-linf-eps0.03-1a2b3c4d``."""
         return f"{self.label()}-{self.key()}"
+
+
+def check_grid_attack(cls) -> None:
+    """Refuse an attack that has no norm to sweep (ALMA): it is no grid cell."""
+    if not cls.norms:
+        raise GridError(f"{cls.name} has no norm and no strength to sweep, so it is no grid "
+                        "cell; run it with `advqa attack` or get_attack()")
+
+
+def takes_budget(attack: str) -> bool:
+    """Whether the attack takes a perceptual budget (the projected-gradient attacks)."""
+    return "budget" in inspect.signature(attack_class(attack)).parameters
+
+
+def with_budget(grid: list[AttackSpec], budget: str) -> list[AttackSpec]:
+    """Every cell that can take a perceptual budget, with ``budget`` added.
+
+    Cells of attacks without one (DeepFool, C&W) are left out with a warning: a
+    budgeted grid promises that each of its AEs meets the budget.
+
+    Raises
+    ------
+    GridError
+        For a bad budget, a cell that already has one, or a grid with no cell that
+        takes a budget.
+    """
+    try:
+        text = str(parse_budget(budget))
+    except ValueError as error:
+        raise GridError(f"--budget: {error}") from error
+    kept = [spec for spec in grid if takes_budget(spec.attack)]
+    if not kept:
+        raise GridError(f"--budget {text}: no attack of the grid takes a perceptual budget "
+                        "(only the projected-gradient attacks fgsm, bim, pgd, mim, korhonen do)")
+    dropped = sorted({spec.attack for spec in grid} - {spec.attack for spec in kept})
+    if dropped:
+        warnings.warn(f"--budget {text}: {', '.join(dropped)} take no perceptual budget; "
+                      "their cells are left out", stacklevel=2)
+    if any("budget" in spec.settings for spec in kept):
+        raise GridError("--budget: a cell of the grid already has a budget")
+    return [AttackSpec(spec.attack, spec.norm, spec.strength, {**spec.settings, "budget": text})
+            for spec in kept]
 
 
 def check_unique(grid: list[AttackSpec], where: list[str] | None = None,
@@ -170,6 +224,7 @@ def grid_from_options(attacks, norms, strengths, **settings) -> list[AttackSpec]
     grid = []
     for attack in attacks:
         cls = attack_class(attack)
+        check_grid_attack(cls)
         usable = [norm for norm in norms if norm in cls.norms]
         skipped = [norm for norm in norms if norm not in cls.norms]
         if skipped and usable:
@@ -195,19 +250,27 @@ NAMED_GRIDS = ("demo", "table2", "full")
 
 
 def choose_grid(*, config: str | Path | None = None, attacks=None, norms=("linf",),
-                strengths=None, steps: int = 10, named: str = "table2") -> list[AttackSpec]:
+                strengths=None, steps: int = 10, named: str = "table2",
+                budget: str | None = None) -> list[AttackSpec]:
     """The grid of ``advqa build``: a grid file, else the product of ``attacks`` ×
-    ``norms`` × ``strengths`` (``steps`` for the iterative attacks), else a named grid."""
+    ``norms`` × ``strengths`` (``steps`` for the iterative attacks), else a named grid;
+    ``budget`` (e.g. ``"advdss>=0.99"``) goes to every cell that takes one
+    (:func:`with_budget`). A grid file sets its budgets itself."""
     if config is not None:
+        if budget is not None:
+            raise GridError("--budget does not apply to a grid file; write "
+                            f"budget = \"{budget}\" in its [[attack]] tables instead")
         return load_grid(config)
     if attacks:
         if not strengths:
             raise GridError("--attacks needs --strengths (the ε, overshoot or κ values)")
-        return options_grid(attacks, norms, strengths, steps=steps)
-    grids = {"demo": demo_grid, "table2": table2_grid, "full": full_grid}
-    if named not in grids:
-        raise GridError(f"unknown grid {named!r}; valid: {', '.join(grids)}")
-    return grids[named]()
+        grid = options_grid(attacks, norms, strengths, steps=steps)
+    else:
+        grids = {"demo": demo_grid, "table2": table2_grid, "full": full_grid}
+        if named not in grids:
+            raise GridError(f"unknown grid {named!r}; valid: {', '.join(grids)}")
+        grid = grids[named]()
+    return grid if budget is None else with_budget(grid, budget)
 
 
 def load_grid(path: str | Path) -> list[AttackSpec]:
@@ -270,6 +333,10 @@ def entry_cells(entry, place: str) -> list[AttackSpec]:
     if "name" not in entry or not isinstance(entry["name"], str):
         raise GridError(f"{place}: needs a name, e.g. name = \"pgd\"")
     cls = attack_class(entry["name"])
+    try:
+        check_grid_attack(cls)
+    except GridError as error:
+        raise GridError(f"{place}: {error}") from None
     accepted = set(inspect.signature(cls).parameters) - {"norm", "seed", cls.strength}
     valid = ["name", "norms", cls.strength, *sorted(accepted)]
     unknown = sorted(set(entry) - set(valid))

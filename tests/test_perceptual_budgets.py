@@ -269,3 +269,21 @@ def test_build_grids_take_a_budget(tmp_path):
                       'budget = "ssim>=0.9"\n')
     with pytest.raises(GridError, match="unknown key"):
         choose_grid(config=config)
+
+
+def test_the_docs_example_runs_and_keeps_its_budget(capsys):
+    """docs/perceptual-budgets.md's first Python block, run as written."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "perceptual-budgets.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.DOTALL).group(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        exec(compile(code, "perceptual-budgets.md", "exec"), {})
+    finally:
+        torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.strip().splitlines()
+    scores = [float(value) for value in lines[-1].strip("[]").split(",")]
+    assert len(scores) == 4 and min(scores) >= 0.99

@@ -27,6 +27,13 @@ read_image, read_image_header, save_png, quantize
 resize_center_crop, preprocess, preprocess_batch
     Classifier-ready square batches; ``preprocess_batch`` skips files whose
     pixels fail to decode.
+
+Video
+-----
+read_video, load_videos, vimeo_triplets
+    Clips as float ``(T, 3, H, W)`` tensors from Y4M files, other video files
+    (through PyAV), frame folders and Vimeo-90k triplet trees; see
+    :mod:`advqa.data.video` for the Y4M colour conventions.
 """
 
 from advqa.data.folder import find_images, is_nips2017_layout, load_folder, load_nips2017
@@ -69,22 +76,33 @@ from advqa.data.transforms import (
     preprocess_batch,
     resize_center_crop,
 )
+from advqa.data.video import (
+    VIDEO_SUFFIXES,
+    LoadedVideos,
+    VideoReadError,
+    load_videos,
+    read_video,
+    vimeo_triplets,
+)
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS",
     "FASHION_MNIST_DIRECTORY",
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS_VARIABLE",
+    "VIDEO_SUFFIXES",
     "IdxFormatError",
     "ImageHeader",
     "ImageLoadWarning",
     "ImageReadError",
     "LoadFailure",
+    "LoadedVideos",
     "PreparedBatch",
     "Sample",
     "SampleSet",
     "SmallImageWarning",
     "UnknownSampleSetError",
+    "VideoReadError",
     "atomic_write_bytes",
     "codec_roundtrip",
     "encode_png",
@@ -99,6 +117,7 @@ __all__ = [
     "load_nips2017",
     "load_samples",
     "load_source",
+    "load_videos",
     "max_image_pixels",
     "preprocess",
     "preprocess_batch",
@@ -106,7 +125,9 @@ __all__ = [
     "read_idx",
     "read_image",
     "read_image_header",
+    "read_video",
     "remove_stale_temporaries",
     "resize_center_crop",
     "save_png",
+    "vimeo_triplets",
 ]

@@ -145,18 +145,32 @@ def best_settings(scored: pd.DataFrame) -> pd.DataFrame:
 
 
 def aeqa_curves(scored: pd.DataFrame, path: str | Path) -> Path:
-    """Figure 7: mean AEQA against strength per attack (log x), peaks marked; PNG or SVG."""
+    """Figure 7: mean AEQA against strength per attack, peaks marked; PNG or SVG.
+
+    One panel per norm for ε and DeepFool's overshoot (log axis, as the paper plots
+    them), and C&W's κ on a panel of its own with a linear axis: κ = 0 has no place on
+    a log axis, and κ is not a distance.
+    """
     curves, peaks = aeqa_by_strength(scored), best_settings(scored)
-    norms = sorted(curves.norm.unique())
-    figure = new_figure(5 * len(norms), 4)
-    for axis, norm in zip(subplots(figure, 1, len(norms))[0], norms, strict=True):
-        for attack, curve in curves[curves.norm == norm].groupby("attack"):
-            line, = axis.plot(curve.strength, curve.mean_aeqa, marker="o", label=attack)
+    kind = scored.drop_duplicates(["attack", "norm", "strength"]).set_index(
+        ["attack", "norm", "strength"])["strength_name"]
+    curves["kappa"] = [kind.get((row.attack, row.norm, row.strength)) == "kappa"
+                       for row in curves.itertuples()]
+    panels = [(norm, curves[(curves.norm == norm) & ~curves.kappa], "log",
+               "strength (ε or overshoot)") for norm in sorted(curves.norm.unique())
+              if (~curves.kappa[curves.norm == norm]).any()]
+    if curves.kappa.any():
+        panels.append(("C&W κ", curves[curves.kappa], "linear", "confidence margin κ"))
+    figure = new_figure(5 * len(panels), 4)
+    for axis, (title, part, scale, label) in zip(subplots(figure, 1, len(panels))[0], panels,
+                                                 strict=True):
+        for (attack, norm), curve in part.groupby(["attack", "norm"]):
+            line, = axis.plot(curve.strength, curve.mean_aeqa, marker="o",
+                              label=attack if scale == "log" else f"{attack} {norm}")
             peak = peaks[(peaks.attack == attack) & (peaks.norm == norm)]
             axis.scatter(peak.best_strength, peak.peak_mean_aeqa, s=160, marker="*",
                          color=line.get_color(), zorder=3)
-        axis.set(xscale="log", xlabel="strength (ε or overshoot)", ylabel="mean AEQA",
-                 title=f"{norm}")
+        axis.set(xscale=scale, xlabel=label, ylabel="mean AEQA", title=title)
         legend(axis)
     return save_figure(figure, path)
 

@@ -100,6 +100,7 @@ PAPER_KEPT = 18346 / (1500 * 75)
 #: §5.4.1: mean AEQA of BIM minus that of PGD at L2 ε = 0.03.
 PAPER_BIM_MINUS_PGD = 0.02
 TABLE6_BUDGET = ("l2", 0.03)
+NORM_NAMES = {"linf": "L∞", "l2": "L2", "l1": "L1", "l0": "L0"}
 
 
 def _variant_name(kind: str, value) -> str:
@@ -234,8 +235,9 @@ def table6_cells(comparison: pd.DataFrame, dataset: str) -> list[Cell]:
     """Table 6: per attack at one budget, AEQA, JS, AdvDSS and success with intervals."""
     cells = []
     norm, strength = comparison.norm.iloc[0], float(comparison.strength.iloc[0])
-    table = (f"Table 6 ({norm.upper()}, ε = {strength:g})" if (norm, strength) == TABLE6_BUDGET
-             else f"Table 6 at the budget most attacks share ({norm.upper()}, ε = {strength:g})")
+    shown = NORM_NAMES.get(norm, norm)
+    table = (f"Table 6 ({shown}, ε = {strength:g})" if (norm, strength) == TABLE6_BUDGET
+             else f"Table 6 at the budget most attacks share ({shown}, ε = {strength:g})")
     for row in comparison.sort_values("mean_aeqa", ascending=False).to_dict("records"):
         for column, label in (("aeqa", "AEQA"), ("js", "JS"), ("advdss", "AdvDSS")):
             cells.append(Cell(table, dataset, f"{row['attack']}: {label}",

@@ -63,6 +63,13 @@ def register(subparsers) -> None:
     grid.add_argument("--budget", default=None,
                       help="perceptual budget for every projected-gradient cell, e.g. "
                       "\"advdss>=0.99\" (other cells are left out)")
+    minimal = parser.add_argument_group("least visible AE per image")
+    minimal.add_argument("--search", choices=("minimal",), default=None,
+                         help="minimal: per image and cell, bisect the strength in "
+                         "[strength/256, strength] for the smallest that fools; rows get "
+                         "search=minimal and bisection_calls")
+    minimal.add_argument("--rounds", type=int, default=8,
+                         help="bisection rounds of --search minimal (default 8)")
     parser.set_defaults(handler=run)
 
 
@@ -99,8 +106,13 @@ def run(arguments) -> int:
     grid = choose_grid(config=arguments.config, attacks=arguments.attacks,
                        norms=arguments.norms, strengths=arguments.strengths,
                        steps=arguments.steps, named=arguments.grid, budget=arguments.budget)
+    search = {}
+    if arguments.search is not None:
+        if arguments.rounds < 0:
+            raise ValueError(f"--rounds must be >= 0, got {arguments.rounds}")
+        search = {"search": arguments.search, "rounds": arguments.rounds}
     with make_engine(arguments) as executor:
         summary = build_study(arguments.out, grid, executor=executor,
-                              **build_options(arguments))
+                              **build_options(arguments), **search)
     print_summary(summary)
     return exit_code(len(summary.attempts), len(summary.failures))

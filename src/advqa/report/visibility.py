@@ -17,6 +17,12 @@ Everything here is a grouping of what the study holds, nothing is scored:
   with ``reached = False``, its highest rate and strongest strength, never dropped.
   Rows are sorted least visible first: by mean AdvDSS, descending (higher AdvDSS = closer
   to the reference), then the rows that did not reach the rate.
+- :func:`minimal_visibility` — per (attack, norm), over the AEs of a minimal-strength
+  search (``advqa build --search minimal``, rows ``search = "minimal"``): the
+  distribution of the per-image least visible AE's score (AdvDSS by default), its median
+  with a bootstrap 95 % interval and n. The per-image form of the AEQA paper's "best
+  setting" (Figure 7). Those rows are no grid cell: :func:`cell_table` and
+  :func:`derive_success` leave them out.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ MANIFEST_COLUMNS = {
     "id", "reference_path", "adversarial_path", "image", "attack", "norm", "strength_name",
     "strength", "parameters", "label", "clean_prediction", "adversarial_prediction",
     "clean_class", "adversarial_class", "clean_correct", "success", "steps",
+    "search", "bisection_calls",
 }
 DISTANCES = ("l0", "l1", "l2", "linf")
 # Two strengths closer than this are the same grid value (float round trips).
@@ -59,10 +66,68 @@ def fooled_aes(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["success"].fillna(False).astype(bool)]
 
 
+def grid_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of grid cells: without those of a minimal-strength search (no ``search``
+    column, or a missing value, means grid)."""
+    if "search" not in table.columns:
+        return table
+    return table[table["search"].fillna("grid") != "minimal"]
+
+
+def minimal_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a minimal-strength search (none when the study ran no search)."""
+    if "search" not in table.columns:
+        return table.iloc[0:0]
+    return table[table["search"].fillna("grid") == "minimal"]
+
+
+def bootstrap_median(values: np.ndarray, *, draws: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """The median of ``values`` and a percentile-bootstrap ``level`` interval for it."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return math.nan, math.nan, math.nan
+    generator = np.random.default_rng(seed)
+    medians = np.median(generator.choice(values, size=(draws, len(values))), axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return float(np.median(values)), float(low), float(high)
+
+
+def minimal_visibility(scores: pd.DataFrame, metric: str = "advdss") -> pd.DataFrame:
+    """Per (attack, norm): the per-image minimal AEs' ``metric`` -- its median with a
+    bootstrap 95 % interval, n (images with a fooling AE), the images searched and the
+    median strength found. Sorted least visible first (median ``metric`` descending, for
+    the scores where higher is closer to the reference). Empty when the study holds no
+    minimal rows or they are not scored with ``metric``.
+    """
+    columns = ["attack", "norm", "strength_name", "n", "searched", "median_strength",
+               f"median_{metric}", "low", "high"]
+    rows = minimal_rows(scores)
+    if not len(rows) or metric not in rows.columns:
+        return pd.DataFrame(columns=columns)
+    out = []
+    for (attack, norm), group in rows.groupby(PAIR, sort=True):
+        aes = fooled_aes(group)
+        median, low, high = bootstrap_median(aes[metric].to_numpy(float))
+        name = (str(group["strength_name"].iloc[0]) if "strength_name" in group.columns
+                else attack_strength_name(attack))
+        out.append({"attack": attack, "norm": norm, "strength_name": name,
+                    "n": int(aes[metric].notna().sum()), "searched": len(group),
+                    "median_strength": float(aes["strength"].median()) if len(aes)
+                    else math.nan, f"median_{metric}": median, "low": low, "high": high})
+    table = pd.DataFrame(out, columns=columns)
+    table = table.sort_values(f"median_{metric}", ascending=False, na_position="last",
+                              kind="stable")
+    return table.reset_index(drop=True)
+
+
 def derive_success(manifest: pd.DataFrame) -> pd.DataFrame:
     """The success table from the manifest alone, when the build's is absent (a study
     built from Python rather than ``advqa build``). Without the build's counts of images
     tried, the manifest knows only the AEs it kept."""
+    manifest = grid_rows(manifest)
     correct = manifest["clean_correct"].fillna(True).astype(bool)
     rows = manifest.assign(correct=correct,
                            fooled=manifest["success"].fillna(False).astype(bool) & correct)
@@ -109,7 +174,8 @@ def cell_table(success: pd.DataFrame, scores: pd.DataFrame,
     strength_name : dict, optional
         (attack, norm) → strength name; the ``strength_name`` column.
     """
-    aes = fooled_aes(scores)
+    aes = fooled_aes(grid_rows(scores))
+    success = grid_rows(success).drop(columns=["search"], errors="ignore")
     columns = metric_columns(scores)
     grouped = aes.groupby(CELL)
     means = grouped[columns].mean() if columns else pd.DataFrame(index=grouped.size().index)

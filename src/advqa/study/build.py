@@ -10,6 +10,14 @@ already misclassifies give no successful AEs.
 Work unit = (grid cell, fixed chunk of references). Chunks never change
 between runs, so a resumed build computes every unit exactly as an
 uninterrupted one would.
+
+``search="minimal"`` (:mod:`advqa.study.minimal`) runs, per grid cell, a per-image
+bisection on the cell's strength instead: upper end = the cell's strength, lower end =
+upper / 256, ``rounds`` halvings in log space. Each found AE becomes a manifest row with
+``search = "minimal"``, ``strength`` = the strength found and ``bisection_calls``; an
+image not fooled even at the upper end gives a row (kept only with ``keep_failed``) with
+``success = False`` and ``strength`` = the upper end. Those two columns appear only in a
+manifest that holds such rows; there, other rows have ``search = "grid"``.
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ MANIFEST_COLUMNS = [
     "clean_class", "adversarial_class", "clean_correct", "success", "l0", "l1", "l2", "linf",
     "steps", "reference_sha256", "adversarial_sha256",
 ]
+#: Columns a manifest gains when it holds rows of a minimal-strength search.
+SEARCH_COLUMNS = ["search", "bisection_calls"]
+SEARCHES = ("minimal",)
 
 
 @dataclass
@@ -71,15 +82,31 @@ class BuildSummary:
         """Per grid cell: AEs tried, references correct, fooled, median distances of those kept."""
         keys = ["attack", "norm", "strength"]
         attempts = self.attempts.assign(correct=self.attempts.clean_correct.fillna(True))
+        manifest = self.manifest
+        if "search" in attempts.columns:
+            # A minimal search's rows are grouped by their cell (its upper end), not by
+            # each image's own strength.
+            attempts, manifest = searched_by_cell(attempts), searched_by_cell(manifest)
+            keys = ["search", *keys]
         tried = attempts.groupby(keys).agg(
             tried=("id", "size"), correct=("correct", "sum"), fooled=("success", "sum"))
-        kept = self.manifest.groupby(keys).agg(
+        kept = manifest.groupby(keys).agg(
             median_l2=("l2", "median"), median_linf=("linf", "median"))
         table = tried.join(kept).reset_index()
         # The success rate counts only references the model classified correctly.
         table["success_rate"] = table.fooled / table.correct.clip(lower=1)
         columns = ["tried", "correct", "fooled", "success_rate", "median_l2", "median_linf"]
         return table[[*keys, *columns]]
+
+
+def searched_by_cell(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each minimal-search row's ``strength`` set to its cell's (the upper
+    end, in ``parameters``), so that rows group by cell."""
+    if not len(table):
+        return table
+    minimal = table["search"] == "minimal"
+    upper = table.loc[minimal, "parameters"].map(lambda text: json.loads(text)["upper"])
+    return table.assign(strength=table["strength"].where(~minimal, upper))
 
 
 def build_key(spec: AttackSpec, names: list[str], model_name: str, seed: int) -> str:
@@ -203,7 +230,11 @@ def unit_rows(references: References, model, spec, chunk, outcome, parameters) -
 
 
 def manifest_frame(rows: list[dict], keep_failed: bool) -> pd.DataFrame:
-    table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    searched = any("search" in row for row in rows)
+    table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS + (SEARCH_COLUMNS if searched else []))
+    if searched:
+        table["search"] = table["search"].fillna("grid")
+        table["bisection_calls"] = table["bisection_calls"].astype("Int64")
     if not keep_failed:
         table = table[table["success"].astype(bool)]
     table = table.astype({"label": "Int64", "clean_correct": "boolean", "l0": "int64"})
@@ -233,7 +264,7 @@ def warn_about_budgets(grid: list[AttackSpec], shape: tuple[int, ...]) -> None:
 
 def study_document(output: Path, model, grid, *, seed: int, batch_size: int,
                    keep_failed: bool, sources: list[str], append: bool,
-                   resuming: bool) -> tuple[dict, list[str]]:
+                   resuming: bool, search: dict | None = None) -> tuple[dict, list[str]]:
     """``study.json`` for this run, checked against the study being resumed.
 
     A resumed study must keep the model, weights, seed, batch size (it fixes the
@@ -249,9 +280,15 @@ def study_document(output: Path, model, grid, *, seed: int, batch_size: int,
         "weights": model.info.weights, "seed": seed, "batch_size": batch_size,
         "keep_failed": keep_failed, "sources": sorted(sources), "grid": cells, "grids": [cells],
     }
+    if search is not None:
+        document["searches"] = [search]
     if not resuming or not StudyDir(output).settings_path.exists():
         return document, []
     previous = StudyDir(output).settings()
+    if "searches" in previous:  # every search run into the study, once each
+        earlier = previous["searches"]
+        document["searches"] = earlier + [s for s in document.get("searches", [])
+                                          if s not in earlier]
     if previous.get("layout") != LAYOUT:
         raise ValueError(f"{output} was built by an older advqa whose AE ids leave out "
                          "settings such as steps; build into a new --out")
@@ -306,6 +343,8 @@ def build_dataset(
     append: bool = False,
     executor=None,
     progress: bool = True,
+    search: str | None = None,
+    rounds: int = 8,
 ) -> BuildSummary:
     """Attack every sample with every grid cell and write an AdvDB-style study directory.
 
@@ -334,6 +373,13 @@ def build_dataset(
         Where the units run (:func:`advqa.jobs.make_executor`): here by default. Every
         unit's pixels are the same on any executor with the same thread count (see
         :mod:`advqa.jobs.executors`); PNGs, rows and the manifest are written here.
+    search : {None, "minimal"}
+        None (default): attack at every cell's strength. ``"minimal"``: per cell and
+        image, the smallest fooling strength in ``[strength / 256, strength]`` by
+        ``rounds`` rounds of bisection (:func:`advqa.study.minimal.minimal_strength`);
+        rows get ``search = "minimal"`` and ``bisection_calls``.
+    rounds : int
+        Bisection rounds of ``search="minimal"``.
 
     Raises
     ------
@@ -357,6 +403,13 @@ def build_dataset(
                                                                         "reason"]))
         return BuildSummary(output, pd.DataFrame(), pd.DataFrame(), 0, 0, failures,
                             time.perf_counter() - started, ["no readable image: nothing built"])
+    if search is not None and search not in SEARCHES:
+        raise ValueError(f"unknown search {search!r}; valid: {', '.join(SEARCHES)}")
+    if search is not None and not (isinstance(rounds, int) and rounds >= 0):
+        raise ValueError(f"rounds must be an integer >= 0, got {rounds!r}")
+    if search is not None and any(spec.strength <= 0 for spec in grid):
+        raise ValueError("a minimal search bisects in log space: every cell needs a "
+                         "strength > 0 (its upper end)")
     check_unique(grid)
     check_labels(samples, model)
     warn_about_budgets(grid, (3, model.info.input_size, model.info.input_size))
@@ -364,12 +417,13 @@ def build_dataset(
         document, notes = study_document(
             output, model, grid, seed=seed, batch_size=batch_size, keep_failed=keep_failed,
             sources=sorted({s.source for s in samples}), append=append,
-            resuming=bool(ledger.finished()))
+            resuming=bool(ledger.finished()), search=search_settings(search, rounds))
         StudyDir(output).write_settings(document)
         remove_stale_temporaries(output)
         summary = attack_units(samples, model, grid, output, ledger, batch_size=batch_size,
                             keep_failed=keep_failed, seed=seed,
-                            executor=executor or LocalExecutor(), progress=progress)
+                            executor=executor or LocalExecutor(), progress=progress,
+                            search=search_settings(search, rounds))
     summary.notes = notes
     summary.seconds = time.perf_counter() - started
     return summary
@@ -392,21 +446,75 @@ def build_unit(spec: AttackSpec, chunk: list[int], seed: int, *, references: tor
             "steps": steps.cpu()}
 
 
+def search_settings(search: str | None, rounds: int) -> dict | None:
+    """What a search run is, for its units' keys and ``study.json``; None for a grid."""
+    if search is None:
+        return None
+    from advqa.study.minimal import LOWER_RATIO
+
+    return {"search": search, "rounds": rounds, "lower": f"upper/{LOWER_RATIO:g}"}
+
+
+def minimal_unit(spec: AttackSpec, chunk: list[int], seed: int, rounds: int, *,
+                 references: torch.Tensor, labels: torch.Tensor, model) -> dict:
+    """One unit of a minimal search: per reference of ``chunk``, the smallest fooling
+    strength of the cell ``spec`` in ``[strength / 256, strength]``, and its 8-bit AE."""
+    from advqa.models.registry import on_worker
+    from advqa.study.minimal import LOWER_RATIO, minimal_strength
+
+    model = on_worker(model)
+    device = next(model.parameters()).device
+    images = (references[chunk].to(torch.float32) / 255).to(device)
+    result = minimal_strength(model, images, labels[chunk].to(device), spec,
+                              lower=spec.strength / LOWER_RATIO, upper=spec.strength,
+                              rounds=rounds, seed=seed)
+    measured = distances(images, result.adversarial)
+    return {"adversarial": (result.adversarial * 255).round().to(torch.uint8).cpu(),
+            "prediction": result.prediction.cpu(),
+            "distances": {k: v.cpu() for k, v in measured.items()},
+            "steps": result.steps.cpu(), "strength": result.strength, "found": result.found,
+            "calls": result.calls}
+
+
 def plan_units(grid, samples: SampleSet, model_name: str, seed: int,
-               batch_size: int) -> list[Unit]:
-    """One unit per (grid cell, fixed chunk of ``batch_size`` references)."""
+               batch_size: int, search: dict | None = None) -> list[Unit]:
+    """One unit per (grid cell, fixed chunk of ``batch_size`` references); a search's
+    units carry its settings in their key and spec."""
     units = []
     for spec in grid:
         for chunk in torch.arange(len(samples)).split(batch_size):
             names = [samples[i].name for i in chunk.tolist()]
-            key = build_key(spec, names, model_name, seed)
-            units.append(Unit(key, spec.describe(), (spec, chunk.tolist(),
-                                                     unit_seed(seed, key))))
+            if search is None:
+                key = build_key(spec, names, model_name, seed)
+                described = spec.describe()
+            else:
+                key = unit_key(spec.describe(), names, model_name, seed, search)
+                described = {**spec.describe(), **search}
+            units.append(Unit(key, described, (spec, chunk.tolist(), unit_seed(seed, key))))
     return units
 
 
+def minimal_rows(rows: list[dict], spec: AttackSpec, result: dict, search: dict) -> list[dict]:
+    """Grid-style ``rows`` of a minimal unit turned into minimal rows: their own id and
+    path, the strength found (the upper end where none fooled), the search's columns."""
+    from advqa.study.minimal import LOWER_RATIO, with_strength
+
+    for position, row in enumerate(rows):
+        found = bool(result["found"][position])
+        strength = float(result["strength"][position]) if found else spec.strength
+        identifier = f"{row['image']}__{spec.identifier()}-minimal-r{search['rounds']}"
+        parameters = {**with_strength(spec, strength).build().parameters(),
+                      "search": "minimal", "upper": spec.strength,
+                      "lower": spec.strength / LOWER_RATIO, "rounds": search["rounds"]}
+        row.update({"id": identifier, "adversarial_path": StudyDir.adversarial_path(identifier),
+                    "strength": strength, "parameters": json.dumps(parameters, sort_keys=True),
+                    "search": "minimal", "bisection_calls": int(result["calls"][position])})
+    return rows
+
+
 def attack_units(samples, model, grid, output: Path, ledger: Ledger, *, batch_size: int,
-              keep_failed: bool, seed: int, executor, progress: bool) -> BuildSummary:
+              keep_failed: bool, seed: int, executor, progress: bool,
+              search: dict | None = None) -> BuildSummary:
     """Attack every (cell, chunk) unit not yet finished, on ``executor``; here, write each
     unit's PNGs, commit its rows, and rewrite the manifest."""
     study = StudyDir(output)
@@ -420,10 +528,12 @@ def attack_units(samples, model, grid, output: Path, ledger: Ledger, *, batch_si
     recorded = {row["id"]: row for row in ledger.rows()}
 
     def save(unit, result):
-        spec, chunk, seed_of_unit = unit.args
+        spec, chunk, seed_of_unit, *_ = unit.args
         outcome = (None, result["prediction"], result["distances"], result["steps"])
         rows = unit_rows(references, model, spec, torch.tensor(chunk), outcome,
                          spec.build(seed=seed_of_unit).parameters())
+        if search is not None:
+            rows = minimal_rows(rows, spec, result, search)
         for row, levels in zip(rows, result["adversarial"], strict=True):
             if row["success"] or keep_failed:
                 write_adversarial(row, levels.to(torch.float32) / 255, output)
@@ -433,16 +543,20 @@ def attack_units(samples, model, grid, output: Path, ledger: Ledger, *, batch_si
         recorded.update((row["id"], row) for row in rows)
         study.write_manifest(manifest_frame(list(recorded.values()), keep_failed))
 
-    units = plan_units(grid, samples, model.info.name, seed, batch_size)
+    units = plan_units(grid, samples, model.info.name, seed, batch_size, search)
     from advqa.models.registry import shippable
 
     shared = {"references": (references.images.cpu() * 255).round().to(torch.uint8),
               "labels": references.labels.cpu(), "model": shippable(model, executor)}
-    report = run_units(ledger, units, build_unit, executor=executor, shared=shared,
+    work = build_unit
+    if search is not None:
+        units = [Unit(u.key, u.spec, (*u.args, search["rounds"])) for u in units]
+        work = minimal_unit
+    report = run_units(ledger, units, work, executor=executor, shared=shared,
                           on_result=save, on_commit=commit, progress=progress,
                           description="build")
     for failure in report.failures:
-        spec, chunk, _ = next(u.args for u in units if u.key == failure.key)
+        spec, chunk, *_ = next(u.args for u in units if u.key == failure.key)
         failures += [{"path": samples[i].name, "unit": spec.label(), "reason": failure.error}
                      for i in chunk]
     rows = list(recorded.values())

@@ -36,11 +36,14 @@ def build_study(out: str | Path, grid, *, source: str = "imagenet",
                 labels: str | Path | None = None, limit: int | None = None,
                 model: str = "efficientnet-lite0", weights: str | None = "default",
                 device: str | None = None, batch_size: int = 8, keep_failed: bool = False,
-                seed: int = 0, append: bool = False, executor=None, progress: bool = True):
+                seed: int = 0, append: bool = False, executor=None, progress: bool = True,
+                search: str | None = None, rounds: int = 8):
     """``advqa build``: attack ``source`` with every cell of ``grid`` into the study ``out``.
 
     Returns the :class:`advqa.study.BuildSummary`; see :func:`advqa.study.build_dataset`
-    for the study it writes and what a resumed build requires.
+    for the study it writes and what a resumed build requires. ``search="minimal"``
+    finds, per image and cell, the smallest fooling strength up to the cell's
+    (``rounds`` bisection rounds, :mod:`advqa.study.minimal`).
     """
     from advqa.models import load_classifier
     from advqa.study import build_dataset
@@ -50,7 +53,8 @@ def build_study(out: str | Path, grid, *, source: str = "imagenet",
                               num_classes=victim.info.num_classes)
     return build_dataset(samples, victim, grid, out, batch_size=batch_size,
                          keep_failed=keep_failed, seed=seed, append=append,
-                         executor=executor, progress=progress)
+                         executor=executor, progress=progress,
+                         **({} if search is None else {"search": search, "rounds": rounds}))
 
 
 @dataclass

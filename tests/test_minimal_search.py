@@ -1,0 +1,169 @@
+"""Minimal-strength search (issue 17 §2): bisection on an attack's strength per image."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from advqa.study.grid import AttackSpec
+from advqa.study.minimal import minimal_strength
+
+# Per image, the smallest L∞ ε that flips the linear model below (see linear_case).
+THRESHOLDS = [0.004, 0.011, 0.03, 0.07, 0.15]
+
+
+class Linear(nn.Module):
+    """Two classes, logits (-z/2, z/2) with z = w·x + b."""
+
+    def __init__(self, weight: torch.Tensor, bias: float):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = bias
+
+    def forward(self, images):
+        z = images.flatten(1) @ self.weight.flatten() + self.bias
+        return torch.stack([-z / 2, z / 2], dim=1)
+
+
+def linear_case(seed: int = 0):
+    """Images x_i = 0.5 + s_i·sign(w), b = -0.5·Σw: z_i = s_i·‖w‖₁, so FGSM with L∞ ε
+    (δ = -ε·sign(w)) flips the prediction exactly when ε > s_i. Pixels stay within
+    [0.35, 0.65] and ε <= 0.3, so the [0, 1] box never binds."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(3, 8, 8, generator=generator, dtype=torch.float64).float()
+    sign = weight.sign()
+    images = torch.stack([0.5 + s * sign for s in THRESHOLDS])
+    model = Linear(weight, -0.5 * float(weight.sum()))
+    return model, images, torch.ones(len(THRESHOLDS), dtype=torch.long)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_found_strength_is_within_one_bisection_step(attack):
+    model, images, labels = linear_case()
+    settings = {"steps": 1, "step_size": None} if attack == "pgd" else {}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    spec = AttackSpec(attack, "linf", 0.3, settings)
+    result = minimal_strength(model, images, labels, spec, lower=0.3 / 256, upper=0.3,
+                              rounds=8, quantise=False)
+    assert result.found.all()
+    step = math.log(result.step)
+    for found, true in zip(result.strength.tolist(), THRESHOLDS, strict=True):
+        assert true <= found * (1 + 1e-6)  # the found strength fools: at least the true one
+        assert math.log(found) - math.log(true) <= step + 1e-9
+    with torch.no_grad():
+        assert (model(result.adversarial).argmax(1) != labels).all()
+    assert (result.calls <= 8 + 1).all() and (result.calls == 9).all()
+
+
+def test_upper_too_small_is_not_found():
+    model, images, labels = linear_case()
+    spec = AttackSpec("fgsm", "linf", 0.02)
+    result = minimal_strength(model, images, labels, spec, lower=0.001, upper=0.02, rounds=6,
+                              quantise=False)
+    assert result.found.tolist() == [True, True, False, False, False]
+    assert result.strength[2:].isnan().all()
+    assert result.calls.tolist() == [7, 7, 1, 1, 1]
+    assert all(0.004 <= s <= 0.02 for s in result.strength[:1].tolist())
+
+
+def test_misclassified_reference_is_not_attacked_and_quantised_aes_fool():
+    model, images, labels = linear_case()
+    labels[0] = 0  # the model says 1: already wrong, nothing to fool
+    spec = AttackSpec("fgsm", "linf", 0.3)
+    result = minimal_strength(model, images, labels, spec, lower=0.3 / 256, upper=0.3,
+                              rounds=5)
+    assert not result.found[0] and result.calls[0] == 0
+    assert result.found[1:].all()
+    found = result.adversarial[1:]
+    assert torch.equal(found, (found * 255).round() / 255)
+    with torch.no_grad():
+        assert (model(result.adversarial[1:]).argmax(1) != labels[1:]).all()
+
+
+def test_bad_bracket_is_refused():
+    model, images, labels = linear_case()
+    with pytest.raises(ValueError, match="lower < upper"):
+        minimal_strength(model, images, labels, AttackSpec("fgsm", "linf", 0.1), lower=0,
+                         upper=0.1)
+
+
+def test_build_with_minimal_search_writes_minimal_rows(tmp_path, default_model):
+    from advqa.data import load_samples, read_image
+    from advqa.study import build_dataset, grid_from_options
+    from advqa.study.build import MANIFEST_COLUMNS, SEARCH_COLUMNS
+
+    samples = load_samples("imagenet")[:2]
+    grid = grid_from_options(["fgsm"], ["linf"], [16 / 255])
+    plain = build_dataset(samples, default_model, grid, tmp_path / "grid", keep_failed=True,
+                          progress=False)
+    assert list(plain.manifest.columns) == MANIFEST_COLUMNS  # nothing changes without it
+    summary = build_dataset(samples, default_model, grid, tmp_path / "minimal",
+                            keep_failed=True, progress=False, search="minimal", rounds=3)
+    manifest = pd.read_parquet(tmp_path / "minimal" / "manifest.parquet")
+    assert list(manifest.columns) == MANIFEST_COLUMNS + SEARCH_COLUMNS
+    assert len(manifest) == 2 and (manifest.search == "minimal").all()
+    assert (manifest.bisection_calls <= 3 + 1).all()
+    found = manifest[manifest.success]
+    assert len(found) >= 1
+    assert ((found.strength >= 16 / 255 / 256) & (found.strength <= 16 / 255 + 1e-12)).all()
+    for row in found.itertuples():
+        adversarial = read_image(tmp_path / "minimal" / row.adversarial_path)
+        with torch.no_grad():
+            assert default_model(adversarial[None]).argmax(1).item() == row.adversarial_prediction
+        assert row.adversarial_prediction != row.label
+        assert row.linf <= row.strength + 0.5 / 255 + 1e-6
+        assert json.loads(row.parameters)["upper"] == pytest.approx(16 / 255)
+    table = summary.success_table()
+    assert table.search.tolist() == ["minimal"] and table.tried.tolist() == [2]
+    assert json.loads((tmp_path / "minimal" / "study.json").read_text())["searches"] == [
+        {"search": "minimal", "rounds": 3, "lower": "upper/256"}]
+    # Resumed: every unit is skipped and the same rows come back.
+    again = build_dataset(samples, default_model, grid, tmp_path / "minimal",
+                          keep_failed=True, progress=False, search="minimal", rounds=3)
+    assert again.skipped_units == again.attempted == 1
+
+
+def test_cli_search_option(tmp_path):
+    from advqa.cli.main import parser
+
+    arguments = parser().parse_args(["build", "--out", str(tmp_path), "--search", "minimal",
+                                     "--rounds", "5"])
+    assert (arguments.search, arguments.rounds) == ("minimal", 5)
+    assert parser().parse_args(["build", "--out", str(tmp_path)]).search is None
+
+
+def scored_manifest() -> pd.DataFrame:
+    grid = [{"id": f"g{i}", "attack": "pgd", "norm": "linf", "strength": 0.03,
+             "strength_name": "eps", "success": True, "clean_correct": True,
+             "search": "grid", "bisection_calls": pd.NA, "advdss": 0.9, "l2": 1.0}
+            for i in range(3)]
+    minimal = [{"id": f"m{attack}{i}", "attack": attack, "norm": "linf",
+                "strength": 0.001 * (i + 1), "strength_name": "eps", "success": i < 9,
+                "clean_correct": True, "search": "minimal", "bisection_calls": 9,
+                "advdss": value + 0.001 * i, "l2": 0.1}
+               for attack, value in (("pgd", 0.99), ("fgsm", 0.95)) for i in range(10)]
+    return pd.DataFrame(grid + minimal)
+
+
+def test_report_ranks_the_per_image_minimal_aes():
+    from advqa.report.visibility import cell_table, derive_success, minimal_visibility
+
+    scores = scored_manifest()
+    table = minimal_visibility(scores)
+    assert table.attack.tolist() == ["pgd", "fgsm"]  # least visible first
+    pgd = table.iloc[0]
+    assert pgd.n == 9 and pgd.searched == 10  # the image not fooled is no minimal AE
+    assert pgd.median_advdss == pytest.approx(0.994)
+    assert pgd.low <= pgd.median_advdss <= pgd.high
+    assert pgd.low >= 0.99 and pgd.high <= 0.998
+    assert minimal_visibility(scores.drop(columns=["advdss"])).empty
+    assert minimal_visibility(scores[scores.search == "grid"]).empty
+    # The grid's ranking ignores the minimal rows: one cell, its own AEs only.
+    cells = cell_table(derive_success(scores), scores)
+    assert len(cells) == 1 and cells.aes.tolist() == [3]
+    assert "bisection_calls" not in cells.columns

@@ -167,3 +167,26 @@ def test_report_ranks_the_per_image_minimal_aes():
     cells = cell_table(derive_success(scores), scores)
     assert len(cells) == 1 and cells.aes.tolist() == [3]
     assert "bisection_calls" not in cells.columns
+
+
+def test_the_report_shows_the_per_image_minimal_table(tmp_path, default_model):
+    """A searched and scored study's report carries the per-image table beside the
+    equal-success ranking, with the numbers minimal_visibility computes."""
+    from advqa.data import load_samples
+    from advqa.quality.scoring import score_study
+    from advqa.report import render_report
+    from advqa.report.visibility import minimal_visibility
+    from advqa.study import build_dataset, grid_from_options
+    from advqa.study.layout import StudyDir
+
+    study = tmp_path / "study"
+    grid = grid_from_options(["fgsm"], ["linf"], [16 / 255])
+    build_dataset(load_samples("imagenet")[:3], default_model, grid, study, progress=False,
+                  search="minimal", rounds=3)
+    score_study(study, ["advdss"], progress=False)
+    html = render_report(study)
+    assert 'id="minimal"' in html and "Least visible AE per image" in html
+    table = minimal_visibility(StudyDir(study).scored_manifest())
+    assert len(table) == 1 and table.n.iloc[0] >= 1
+    section = html[html.index('id="minimal"'):]
+    assert f"{table.median_advdss.iloc[0]:.5f}"[:6] in section

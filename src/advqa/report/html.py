@@ -70,6 +70,7 @@ from advqa.report.visibility import (
     derive_success,
     equal_success,
     metric_columns,
+    minimal_visibility,
     sort_metric,
     strength_names,
 )
@@ -138,6 +139,7 @@ class Context:
         self.cells = cell_table(success, self.table, self.names)
         self.metrics = metric_columns(self.table) if self.scored is not None else []
         self.ranking = equal_success(self.cells)
+        self.minimal = minimal_visibility(self.table)  # `advqa build --search minimal` rows
         applications = study.applications
         self.comparison = applications.attack_comparison()
         self.best = applications.best_settings()
@@ -222,7 +224,35 @@ def visibility_section(context: Context) -> str:
     if context.scored is None:
         body += ('<p class="note">This study is not scored yet: score it with '
                  f"<code>advqa score --study {escape(context.study.path)}</code>.</p>")
+    if len(context.minimal):
+        body += minimal_table(context.minimal)
     return body
+
+
+def minimal_table(table: pd.DataFrame) -> str:
+    """The per-image form of the ranking: each image's least visible AE (the smallest
+    strength that fools it, from ``advqa build --search minimal``), its AdvDSS summarised
+    per attack; the AEQA paper's "best setting" (Figure 7) is the per-attack form."""
+    shown = table[["attack", "norm", "n", "searched", "median_strength", "median_advdss",
+                   "low", "high"]]
+    formats = {
+        "median_strength": lambda value, row: escape(
+            strength_text(value, row["strength_name"], row["norm"])),
+        **{name: lambda value, _row: escape(precise(value))
+           for name in ("median_advdss", "low", "high")},
+        "n": lambda value, _row: str(int(value)),
+        "searched": lambda value, _row: str(int(value)),
+    }
+    headers = {"n": "images fooled", "searched": "images searched",
+               "median_strength": "median minimal strength",
+               "median_advdss": "median AdvDSS", "low": "95% low", "high": "95% high"}
+    caption = ("<b>Least visible AE per image.</b> For each image, the smallest strength of "
+               "the attack that fools it (log-space bisection below the grid's strength, "
+               "<code>advqa build --search minimal</code>), and that AE's AdvDSS; per attack "
+               "the median over the images with a bootstrap 95% interval, least visible first. "
+               "The per-attack form of this question is Figure 7's best setting.")
+    return table_html(shown, caption, headers=headers, formats=formats, source=table,
+                      table_id="minimal", text_columns=("attack", "norm"))
 
 
 def answer(ranking: pd.DataFrame, rate: float, key: str | None) -> str:

@@ -190,3 +190,17 @@ def test_the_report_shows_the_per_image_minimal_table(tmp_path, default_model):
     assert len(table) == 1 and table.n.iloc[0] >= 1
     section = html[html.index('id="minimal"'):]
     assert f"{table.median_advdss.iloc[0]:.5f}"[:6] in section
+
+
+def test_table6_and_figure7_read_only_the_grid_rows():
+    """A minimal row's strength is its own: it must not become a point of Figure 7's
+    curves or an AE of Table 6's cell."""
+    from advqa.evaluate.applications import aeqa_by_strength, attack_comparison, best_settings
+
+    scores = scored_manifest().assign(aeqa=0.5)
+    curves = aeqa_by_strength(scores)
+    assert curves[["attack", "strength"]].values.tolist() == [["pgd", 0.03]]
+    assert best_settings(scores).best_strength.tolist() == [0.03]
+    table = attack_comparison(scores, None, norm="linf", strength=0.001)
+    assert table.empty or (table.aes == 0).all()
+    assert attack_comparison(scores, None, norm="linf", strength=0.03).aes.tolist() == [3]

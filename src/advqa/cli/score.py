@@ -81,7 +81,12 @@ def print_score_summary(study: Path, scores, metrics=None) -> None:
     layout = StudyDir(study)
     manifest = layout.scored_manifest(required=True)
     columns = [c for c in scores.columns if c != "id" and (metrics is None or c in metrics)]
-    table = manifest.groupby(["attack", "norm"])[columns].mean()
+    keys = ["attack", "norm"]
+    if "search" in manifest and (manifest["search"] == "minimal").any():
+        # Grid and --search minimal AEs answer different questions: summarised apart.
+        manifest = manifest.assign(search=manifest["search"].fillna("grid"))
+        keys = ["search", *keys]
+    table = manifest.groupby(keys)[columns].mean()
     print(f"\nmean scores per attack and norm ({len(manifest)} AEs; "
           f"{layout.scored_manifest_path})")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))

@@ -22,6 +22,7 @@ from advqa.attacks import Evaluation, Objective, get_attack
 from advqa.attacks.budgets import Linf
 from advqa.plotting import legend, new_figure, save_figure, subplots
 from advqa.quality.aeqa import aeqa_scores
+from advqa.study.build import grid_rows
 
 Z95 = 1.959963984540054
 
@@ -98,9 +99,11 @@ def attack_comparison(scored: pd.DataFrame, attempts: pd.DataFrame | None, *, no
     ``scored`` is a scored manifest (kept AEs); ``attempts`` the per-cell build summary
     (``tried``/``correct``/``fooled``), from which success rates come.
     """
+    scored = grid_rows(scored)  # a --search minimal row's strength is its own, not a cell's
     cell = scored[(scored.norm == norm) & np.isclose(scored.strength, strength)]
     attacks = set(cell.attack)
     if attempts is not None:
+        attempts = grid_rows(attempts)
         # An attack that made no AE at this budget is a row too (success 0, no scores).
         tried = attempts[(attempts.norm == norm) & np.isclose(attempts.strength, strength)]
         attacks |= set(tried.attack)
@@ -131,8 +134,8 @@ def success_columns(attempts, attack, norm, strength) -> dict:
 
 
 def aeqa_by_strength(scored: pd.DataFrame) -> pd.DataFrame:
-    """Mean AEQA per (attack, norm, strength)."""
-    return (scored.groupby(["attack", "norm", "strength"]).aeqa.mean()
+    """Mean AEQA per (attack, norm, strength) over the grid's AEs."""
+    return (grid_rows(scored).groupby(["attack", "norm", "strength"]).aeqa.mean()
             .rename("mean_aeqa").reset_index())
 
 
@@ -231,6 +234,7 @@ def lbfgs_table(study: str | Path, count: int | None = None, *, steps: int = 20,
 
 def common_budget(scored: pd.DataFrame) -> tuple[str, float]:
     """The (norm, strength) cell shared by the most ε-attacks; ties go to L∞, then smaller ε."""
+    scored = grid_rows(scored)
     eps_attacks = scored[scored.strength_name == "eps"]
     counts = eps_attacks.groupby(["norm", "strength"]).attack.nunique().reset_index()
     counts["linf_first"] = counts.norm != "linf"

@@ -74,6 +74,7 @@ from advqa.report.visibility import (
     sort_metric,
     strength_names,
 )
+from advqa.study.build import grid_rows
 from advqa.study.layout import StudyDir
 
 SECTION_IDS = ("visibility", "curves", "viewer", "study", "attack-comparison", "aeqa-curves",
@@ -402,8 +403,8 @@ def curves_section(context: Context) -> str:
 
 
 def viewer_section(context: Context, max_images: int) -> str:
-    return viewer_html(context.study, context.ranking, context.table, max_images=max_images,
-                       budget=BUDGET)
+    return viewer_html(context.study, context.ranking, grid_rows(context.table),
+                       max_images=max_images, budget=BUDGET)
 
 
 # --- the study's cells --------------------------------------------------------------------------

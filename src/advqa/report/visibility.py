@@ -32,6 +32,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from advqa.study.build import grid_rows, minimal_search_rows
+
 CELL = ["attack", "norm", "strength"]
 PAIR = ["attack", "norm"]
 RATES = (0.5, 0.9)
@@ -66,21 +68,6 @@ def fooled_aes(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["success"].fillna(False).astype(bool)]
 
 
-def grid_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of grid cells: without those of a minimal-strength search (no ``search``
-    column, or a missing value, means grid)."""
-    if "search" not in table.columns:
-        return table
-    return table[table["search"].fillna("grid") != "minimal"]
-
-
-def minimal_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a minimal-strength search (none when the study ran no search)."""
-    if "search" not in table.columns:
-        return table.iloc[0:0]
-    return table[table["search"].fillna("grid") == "minimal"]
-
-
 def bootstrap_median(values: np.ndarray, *, draws: int = 2000, level: float = 0.95,
                      seed: int = 0) -> tuple[float, float, float]:
     """The median of ``values`` and a percentile-bootstrap ``level`` interval for it."""
@@ -104,7 +91,7 @@ def minimal_visibility(scores: pd.DataFrame, metric: str = "advdss") -> pd.DataF
     """
     columns = ["attack", "norm", "strength_name", "n", "searched", "median_strength",
                f"median_{metric}", "low", "high"]
-    rows = minimal_rows(scores)
+    rows = minimal_search_rows(scores)
     if not len(rows) or metric not in rows.columns:
         return pd.DataFrame(columns=columns)
     out = []

@@ -62,6 +62,21 @@ MANIFEST_COLUMNS = [
 ]
 #: Columns a manifest gains when it holds rows of a minimal-strength search.
 SEARCH_COLUMNS = ["search", "bisection_calls"]
+
+
+def grid_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of grid cells: without those of a minimal-strength search (no ``search``
+    column, or a missing value, means grid)."""
+    if "search" not in table.columns:
+        return table
+    return table[table["search"].fillna("grid") != "minimal"]
+
+
+def minimal_search_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a minimal-strength search (none when the study ran no search)."""
+    if "search" not in table.columns:
+        return table.iloc[0:0]
+    return table[table["search"].fillna("grid") == "minimal"]
 SEARCHES = ("minimal",)
 
 

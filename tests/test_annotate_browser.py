@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from advqa.study.build import MANIFEST_COLUMNS
+from tests.conftest import forget_leaked_event_loop
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "annotate"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
@@ -49,6 +50,8 @@ def browser(chromium):
                     "pip install 'playwright>=1.40' (it is in advqa's `test` extra); "
                     "do not run `playwright install`, Debian's chromium is used")
     from playwright.sync_api import sync_playwright
+
+    forget_leaked_event_loop()
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=ARGS)

@@ -336,9 +336,12 @@ def test_signature_refuses_an_edited_threshold_with_a_recomputed_hash(tmp_path, 
     json_path, _ = gate.save(tmp_path / "gate.json", key=key)
     folder = tmp_path / "incoming"
     folder.mkdir()
-    # Untouched and the right key: loads (library and screen, which has no image to load).
+    # Untouched and the right key: loads (library and screen, which then stops at the empty
+    # folder: exit 2, "no image files", past the gate's checks).
     assert Gate.load(json_path, key=key).detectors == gate.detectors
-    assert screen(folder, json_path, "--key-file", str(key_file)) == 0
+    capsys.readouterr()
+    assert screen(folder, json_path, "--key-file", str(key_file)) == 2
+    assert "no image files" in capsys.readouterr().err
 
     # The attack: every detector made blind, hashes recomputed.
     def blind(document):
@@ -389,9 +392,12 @@ def test_wrong_key_and_unsigned_gates(tmp_path, synthetic_gate, capsys):
         assert Gate.load(unsigned, allow_unsigned=True).detectors == gate.detectors
     folder = tmp_path / "incoming"
     folder.mkdir()
+    capsys.readouterr()
     assert screen(folder, unsigned) == 2
-    assert screen(folder, unsigned, "--allow-unsigned") == 0
-    assert "corruption, not deliberate edits" in capsys.readouterr().err
+    assert "--allow-unsigned" in capsys.readouterr().err
+    assert screen(folder, unsigned, "--allow-unsigned") == 2  # loaded; the folder is empty
+    error = capsys.readouterr().err
+    assert "corruption, not deliberate edits" in error and "no image files" in error
 
 
 def test_gate_key_file(tmp_path, monkeypatch, capsys):

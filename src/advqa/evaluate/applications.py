@@ -147,6 +147,16 @@ def best_settings(scored: pd.DataFrame) -> pd.DataFrame:
                                  "mean_aeqa": "peak_mean_aeqa"}).reset_index(drop=True)
 
 
+def attack_strength(name: str) -> str:
+    """The name of an attack's strength parameter (``eps``, ``overshoot``, ``kappa``)."""
+    from advqa.attacks import attack_class
+
+    try:
+        return attack_class(name).strength
+    except KeyError:
+        return "strength"
+
+
 def aeqa_curves(scored: pd.DataFrame, path: str | Path) -> Path:
     """Figure 7: mean AEQA against strength per attack, peaks marked; PNG or SVG.
 
@@ -155,10 +165,13 @@ def aeqa_curves(scored: pd.DataFrame, path: str | Path) -> Path:
     a log axis, and κ is not a distance.
     """
     curves, peaks = aeqa_by_strength(scored), best_settings(scored)
-    kind = scored.drop_duplicates(["attack", "norm", "strength"]).set_index(
-        ["attack", "norm", "strength"])["strength_name"]
-    curves["kappa"] = [kind.get((row.attack, row.norm, row.strength)) == "kappa"
-                       for row in curves.itertuples()]
+    if "strength_name" in scored.columns:
+        kind = scored.drop_duplicates(["attack", "norm", "strength"]).set_index(
+            ["attack", "norm", "strength"])["strength_name"]
+        curves["kappa"] = [kind.get((row.attack, row.norm, row.strength)) == "kappa"
+                           for row in curves.itertuples()]
+    else:  # a table without the column: the attack decides (C&W's strength is κ)
+        curves["kappa"] = curves.attack.map(lambda name: attack_strength(name) == "kappa")
     panels = [(norm, curves[(curves.norm == norm) & ~curves.kappa], "log",
                "strength (ε or overshoot)") for norm in sorted(curves.norm.unique())
               if (~curves.kappa[curves.norm == norm]).any()]

@@ -84,20 +84,6 @@ def chromium():
     return CHROMIUM
 
 
-def forget_leaked_event_loop() -> None:
-    """Playwright's sync API refuses to start in a thread with a running asyncio loop. In
-    the whole suite an earlier test leaves one registered in the main thread (not
-    reproducible with any single module alone); no loop is actually running while a test
-    body runs, so the stale registration is dropped before a browser starts."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    asyncio.events._set_running_loop(None)
-
-
 PAGE_WIDTH = """
 import sys
 from playwright.sync_api import sync_playwright

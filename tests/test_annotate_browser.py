@@ -26,7 +26,6 @@ import pytest
 from PIL import Image
 
 from advqa.study.build import MANIFEST_COLUMNS
-from tests.conftest import forget_leaked_event_loop
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "annotate"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
@@ -43,15 +42,16 @@ SHOWN = ("#reference img", ".item img.test")
 VIEWPORTS = [(1366, 768, 1), (1920, 1080, 1), (1366, 768, 2)]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium):
+    # Module scope, not session: an open sync_playwright() registers its event loop as
+    # running in this thread, and every later module's sync_playwright() would refuse to
+    # start (the Chromium tests of the report and the leaderboard).
     if importlib.util.find_spec("playwright") is None:
         pytest.fail("the Playwright Python client is missing: "
                     "pip install 'playwright>=1.40' (it is in advqa's `test` extra); "
                     "do not run `playwright install`, Debian's chromium is used")
     from playwright.sync_api import sync_playwright
-
-    forget_leaked_event_loop()
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=ARGS)

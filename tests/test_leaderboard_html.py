@@ -21,7 +21,6 @@ from advqa.robustness.leaderboard import (
     gain_scatter_figure,
     write_leaderboard,
 )
-from tests.conftest import forget_leaked_event_loop
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "report"
 METRICS = ["psnr", "ssim", "gmsd", "niqe", "brisque", "piqe", "lpips", "dists"]
@@ -111,7 +110,6 @@ def test_no_table_is_much_wider_than_the_page(run, chromium):
     from playwright.sync_api import sync_playwright
 
     page_path = run[0]["html"]
-    forget_leaked_event_loop()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium),
                                              args=["--headless", "--no-sandbox",

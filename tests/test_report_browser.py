@@ -21,7 +21,6 @@ import pytest
 
 from advqa.report import SECTION_IDS, write_report
 from advqa.study import StudyDir
-from tests.conftest import forget_leaked_event_loop
 from tests.test_report import LBFGS, report_study  # noqa: F401  (the shared study fixture)
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "report"
@@ -38,7 +37,6 @@ def browser(chromium):
                     "do not run `playwright install`, Debian's chromium is used")
     from playwright.sync_api import sync_playwright
 
-    forget_leaked_event_loop()
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=ARGS)

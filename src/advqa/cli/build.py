@@ -63,14 +63,23 @@ def register(subparsers) -> None:
     grid.add_argument("--budget", default=None,
                       help="perceptual budget for every projected-gradient cell, e.g. "
                       "\"advdss>=0.99\" (other cells are left out)")
+    add_search_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_search_options(parser) -> None:
     minimal = parser.add_argument_group("least visible AE per image")
     minimal.add_argument("--search", choices=("minimal",), default=None,
-                         help="minimal: per image and cell, bisect the strength in "
-                         "[strength/256, strength] for the smallest that fools; rows get "
-                         "search=minimal and bisection_calls")
+                         help="minimal: per image and cell, bisect for the smallest "
+                         "strength that fools (eps/overshoot in [strength/256, strength], "
+                         "kappa in [0, kappa]) or, in a --budget cell, the tightest budget; "
+                         "rows get search=minimal, searched, searched_value, "
+                         "bisection_calls")
     minimal.add_argument("--rounds", type=int, default=8,
                          help="bisection rounds of --search minimal (default 8)")
-    parser.set_defaults(handler=run)
+    minimal.add_argument("--metric", default="advdss",
+                         help="full-reference metric the report ranks the per-image minimal "
+                         "AEs by (default advdss; score the study with it)")
 
 
 def build_options(arguments) -> dict:
@@ -81,6 +90,17 @@ def build_options(arguments) -> dict:
             "batch_size": arguments.batch_size, "keep_failed": arguments.keep_failed,
             "seed": arguments.seed, "append": arguments.append,
             "progress": not arguments.no_progress}
+
+
+def search_options(arguments) -> dict:
+    """``search``, ``rounds`` and ``metric`` of :func:`advqa.workflows.build_study`, when
+    ``--search`` is given."""
+    if arguments.search is None:
+        return {}
+    if arguments.rounds < 0:
+        raise ValueError(f"--rounds must be >= 0, got {arguments.rounds}")
+    return {"search": arguments.search, "rounds": arguments.rounds,
+            "metric": arguments.metric}
 
 
 def print_summary(summary) -> None:
@@ -106,13 +126,8 @@ def run(arguments) -> int:
     grid = choose_grid(config=arguments.config, attacks=arguments.attacks,
                        norms=arguments.norms, strengths=arguments.strengths,
                        steps=arguments.steps, named=arguments.grid, budget=arguments.budget)
-    search = {}
-    if arguments.search is not None:
-        if arguments.rounds < 0:
-            raise ValueError(f"--rounds must be >= 0, got {arguments.rounds}")
-        search = {"search": arguments.search, "rounds": arguments.rounds}
     with make_engine(arguments) as executor:
         summary = build_study(arguments.out, grid, executor=executor,
-                              **build_options(arguments), **search)
+                              **build_options(arguments), **search_options(arguments))
     print_summary(summary)
     return exit_code(len(summary.attempts), len(summary.failures))

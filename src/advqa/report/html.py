@@ -74,7 +74,7 @@ from advqa.report.visibility import (
     sort_metric,
     strength_names,
 )
-from advqa.study.build import grid_rows
+from advqa.study.build import grid_rows, minimal_search_rows
 from advqa.study.layout import StudyDir
 
 SECTION_IDS = ("visibility", "curves", "viewer", "study", "attack-comparison", "aeqa-curves",
@@ -140,7 +140,12 @@ class Context:
         self.cells = cell_table(success, self.table, self.names)
         self.metrics = metric_columns(self.table) if self.scored is not None else []
         self.ranking = equal_success(self.cells)
-        self.minimal = minimal_visibility(self.table)  # `advqa build --search minimal` rows
+        # `advqa build --search minimal` rows, ranked by the search's --metric (its last run).
+        searches = self.settings.get("searches") or [{}]
+        self.minimal_metric = searches[-1].get("metric", "advdss")
+        self.minimal = minimal_visibility(self.table, self.minimal_metric)
+        self.minimal_unscored = (len(minimal_search_rows(self.table)) > 0
+                                 and self.minimal_metric not in self.table.columns)
         applications = study.applications
         self.comparison = applications.attack_comparison()
         self.best = applications.best_settings()
@@ -226,34 +231,53 @@ def visibility_section(context: Context) -> str:
         body += ('<p class="note">This study is not scored yet: score it with '
                  f"<code>advqa score --study {escape(context.study.path)}</code>.</p>")
     if len(context.minimal):
-        body += minimal_table(context.minimal)
+        body += minimal_table(context.minimal, context.minimal_metric)
+    elif context.minimal_unscored:
+        metric = escape(context.minimal_metric)
+        body += ('<p class="note">This study holds per-image minimal AEs (<code>--search '
+                 f"minimal</code>) ranked by {metric}, which it is not scored with: run "
+                 f"<code>advqa score --study {escape(context.study.path)} --metrics "
+                 f"{metric}</code>.</p>")
     return body
 
 
-def minimal_table(table: pd.DataFrame) -> str:
+def minimal_table(table: pd.DataFrame, metric: str = "advdss") -> str:
     """The per-image form of the ranking: each image's least visible AE (the smallest
-    strength that fools it, from ``advqa build --search minimal``), its AdvDSS summarised
-    per attack; the AEQA paper's "best setting" (Figure 7) is the per-attack form."""
-    shown = table[["attack", "norm", "n", "searched", "median_strength", "median_advdss",
-                   "low", "high"]]
+    strength, or tightest budget, that fools it, from ``advqa build --search minimal``),
+    its ``metric`` summarised per attack; the AEQA paper's "best setting" (Figure 7) is
+    the per-attack form."""
+    from advqa.quality import list_metrics
+
+    budgeted = bool(table["budget"].astype(bool).any())
+    column = f"median_{metric}"
+    shown = table[["attack", "norm", *(["budget"] if budgeted else []), "strength_name", "n",
+                   "searched", "median_strength", column, "low", "high"]]
     formats = {
         "median_strength": lambda value, row: escape(
             strength_text(value, row["strength_name"], row["norm"])),
         **{name: lambda value, _row: escape(precise(value))
-           for name in ("median_advdss", "low", "high")},
+           for name in (column, "low", "high")},
         "n": lambda value, _row: str(int(value)),
         "searched": lambda value, _row: str(int(value)),
     }
-    headers = {"n": "images fooled", "searched": "images searched",
-               "median_strength": "median minimal strength",
-               "median_advdss": "median AdvDSS", "low": "95% low", "high": "95% high"}
-    caption = ("<b>Least visible AE per image.</b> For each image, the smallest strength of "
-               "the attack that fools it (log-space bisection below the grid's strength, "
-               "<code>advqa build --search minimal</code>), and that AE's AdvDSS; per attack "
-               "the median over the images with a bootstrap 95% interval, least visible first. "
-               "The per-attack form of this question is Figure 7's best setting.")
+    info = list_metrics().get(metric)
+    label = metric_label(metric)
+    direction = ("higher is closer to the reference" if info is None or info.higher_is_better
+                 else "lower is closer to the reference")
+    headers = {"budget": "cell budget", "strength_name": "searched", "n": "images fooled",
+               "searched": "images searched", "median_strength": "median value found",
+               column: f"median {label}", "low": "95% low", "high": "95% high"}
+    caption = ("<b>Least visible AE per image.</b> For each image, the smallest strength "
+               "(ε and overshoot by log-space bisection below the grid's value, κ linearly "
+               "from 0) or, in a budgeted cell, the tightest budget that fools it "
+               f"(<code>advqa build --search minimal</code>), and that AE's {escape(label)} "
+               f"({direction}); an image searched from several cells counts once, by its "
+               "least visible AE. Per attack: the median over the images with a bootstrap "
+               "95% interval, least visible first. The per-attack form of this question is "
+               "Figure 7's best setting.")
     return table_html(shown, caption, headers=headers, formats=formats, source=table,
-                      table_id="minimal", text_columns=("attack", "norm"))
+                      table_id="minimal", text_columns=("attack", "norm", "budget",
+                                                        "strength_name"))
 
 
 def answer(ranking: pd.DataFrame, rate: float, key: str | None) -> str:

@@ -17,16 +17,17 @@ Everything here is a grouping of what the study holds, nothing is scored:
   with ``reached = False``, its highest rate and strongest strength, never dropped.
   Rows are sorted least visible first: by mean AdvDSS, descending (higher AdvDSS = closer
   to the reference), then the rows that did not reach the rate.
-- :func:`minimal_visibility` — per (attack, norm), over the AEs of a minimal-strength
-  search (``advqa build --search minimal``, rows ``search = "minimal"``): the
-  distribution of the per-image least visible AE's score (AdvDSS by default), its median
-  with a bootstrap 95 % interval and n. The per-image form of the AEQA paper's "best
-  setting" (Figure 7). Those rows are no grid cell: :func:`cell_table` and
-  :func:`derive_success` leave them out.
+- :func:`minimal_visibility` — per (attack, norm, budget), over the AEs of a
+  minimal-strength search (``advqa build --search minimal``, rows ``search =
+  "minimal"``): the distribution of the per-image least visible AE's score (AdvDSS by
+  default, ``--metric`` otherwise), its median with a bootstrap 95 % interval and n. The
+  per-image form of the AEQA paper's "best setting" (Figure 7). Those rows are no grid
+  cell: :func:`cell_table` and :func:`derive_success` leave them out.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -45,7 +46,7 @@ MANIFEST_COLUMNS = {
     "id", "reference_path", "adversarial_path", "image", "attack", "norm", "strength_name",
     "strength", "parameters", "label", "clean_prediction", "adversarial_prediction",
     "clean_class", "adversarial_class", "clean_correct", "success", "steps",
-    "search", "bisection_calls",
+    "search", "searched", "searched_value", "bisection_calls",
 }
 DISTANCES = ("l0", "l1", "l2", "linf")
 # Two strengths closer than this are the same grid value (float round trips).
@@ -83,31 +84,69 @@ def bootstrap_median(values: np.ndarray, *, draws: int = 2000, level: float = 0.
 
 
 def minimal_visibility(scores: pd.DataFrame, metric: str = "advdss") -> pd.DataFrame:
-    """Per (attack, norm): the per-image minimal AEs' ``metric`` -- its median with a
-    bootstrap 95 % interval, n (images with a fooling AE), the images searched and the
-    median strength found. Sorted least visible first (median ``metric`` descending, for
-    the scores where higher is closer to the reference). Empty when the study holds no
+    """Per (attack, norm, budget): the per-image minimal AEs' ``metric`` -- its median
+    with a bootstrap 95 % interval, n (images with a fooling AE), the images searched,
+    what was searched and the median value found. Sorted least visible first (the median
+    ``metric`` at its better end first: descending for a higher-is-better metric).
+
+    An image searched from several cells of one attack (a grid with three ε for PGD)
+    counts once, by its least visible fooling AE under ``metric``: the per-image minimum
+    over every bracket searched. Rows of a budgeted cell are their own group (PGD with an
+    AdvDSS budget is another attack than plain PGD). Empty when the study holds no
     minimal rows or they are not scored with ``metric``.
     """
-    columns = ["attack", "norm", "strength_name", "n", "searched", "median_strength",
-               f"median_{metric}", "low", "high"]
+    columns = ["attack", "norm", "budget", "strength_name", "n", "searched",
+               "median_strength", f"median_{metric}", "low", "high"]
     rows = minimal_search_rows(scores)
     if not len(rows) or metric not in rows.columns:
         return pd.DataFrame(columns=columns)
+    better_high = higher_is_better(metric)
+    rows = rows.assign(budget=rows["parameters"].map(cell_budget)
+                       if "parameters" in rows.columns else "",
+                       _image=rows["image"] if "image" in rows.columns else rows["id"])
     out = []
-    for (attack, norm), group in rows.groupby(PAIR, sort=True):
-        aes = fooled_aes(group)
-        median, low, high = bootstrap_median(aes[metric].to_numpy(float))
-        name = (str(group["strength_name"].iloc[0]) if "strength_name" in group.columns
-                else attack_strength_name(attack))
-        out.append({"attack": attack, "norm": norm, "strength_name": name,
-                    "n": int(aes[metric].notna().sum()), "searched": len(group),
-                    "median_strength": float(aes["strength"].median()) if len(aes)
-                    else math.nan, f"median_{metric}": median, "low": low, "high": high})
+    for (attack, norm, budget), group in rows.groupby([*PAIR, "budget"], sort=True):
+        aes = fooled_aes(group).dropna(subset=[metric])
+        best = (aes.sort_values(metric, ascending=not better_high, kind="stable")
+                .drop_duplicates("_image"))
+        median, low, high = bootstrap_median(best[metric].to_numpy(float))
+        name = searched_name(group, attack)
+        found = (best["searched_value"] if "searched_value" in best.columns
+                 else best["strength"])
+        out.append({"attack": attack, "norm": norm, "budget": budget, "strength_name": name,
+                    "n": len(best), "searched": group["_image"].nunique(),
+                    "median_strength": float(found.median()) if len(best) else math.nan,
+                    f"median_{metric}": median, "low": low, "high": high})
     table = pd.DataFrame(out, columns=columns)
-    table = table.sort_values(f"median_{metric}", ascending=False, na_position="last",
-                              kind="stable")
+    table = table.sort_values(f"median_{metric}", ascending=not better_high,
+                              na_position="last", kind="stable")
     return table.reset_index(drop=True)
+
+
+def higher_is_better(metric: str) -> bool:
+    """The registry's direction of ``metric``; a column it does not know (a user's
+    plug-in scored elsewhere) is taken as higher-is-better, like AdvDSS."""
+    from advqa.quality import list_metrics
+
+    info = list_metrics().get(metric)
+    return True if info is None else bool(info.higher_is_better)
+
+
+def cell_budget(parameters) -> str:
+    """The perceptual budget of the cell a row was searched from ("" for none)."""
+    if not isinstance(parameters, str):
+        return ""
+    parameters = json.loads(parameters)
+    return str(parameters.get("cell_budget") or "")
+
+
+def searched_name(group: pd.DataFrame, attack: str) -> str:
+    """What a minimal search bisected: ``budget``, else the attack's strength name."""
+    if "searched" in group.columns and group["searched"].notna().any():
+        return str(group["searched"].dropna().iloc[0])
+    if "strength_name" in group.columns:
+        return str(group["strength_name"].iloc[0])
+    return attack_strength_name(attack)
 
 
 def derive_success(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -12,18 +12,23 @@ between runs, so a resumed build computes every unit exactly as an
 uninterrupted one would.
 
 ``search="minimal"`` (:mod:`advqa.study.minimal`) runs, per grid cell, a per-image
-bisection on the cell's strength instead: upper end = the cell's strength, lower end =
-upper / 256, ``rounds`` halvings in log space. Each found AE becomes a manifest row with
-``search = "minimal"``, ``strength`` = the strength found and ``bisection_calls``; an
-image not fooled even at the upper end gives a row (kept only with ``keep_failed``) with
-``success = False`` and ``strength`` = the upper end. Those two columns appear only in a
-manifest that holds such rows; there, other rows have ``search = "grid"``.
+bisection instead (:func:`advqa.study.minimal.search_axis`): on ε or overshoot in log
+space from the cell's strength down to 1/256 of it, on κ linearly from the cell's κ down
+to 0, on a budgeted cell's threshold (its slack from the metric's perfect score, in log
+space). Each found AE becomes a manifest row with ``search = "minimal"``, ``searched``
+(eps, overshoot, kappa or budget), ``searched_value`` (the strength found, or the
+tightest fooling threshold) and ``bisection_calls``; ``strength`` is the attack strength
+the AE ran at (the cell's ε for a budget search). An image not fooled even at the upper
+end gives a row (kept only with ``keep_failed``) with ``success = False``, the cell's
+``strength`` and no ``searched_value``. Those columns appear only in a manifest that
+holds such rows; there, other rows have ``search = "grid"``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import sys
 import time
@@ -61,7 +66,7 @@ MANIFEST_COLUMNS = [
     "steps", "reference_sha256", "adversarial_sha256",
 ]
 #: Columns a manifest gains when it holds rows of a minimal-strength search.
-SEARCH_COLUMNS = ["search", "bisection_calls"]
+SEARCH_COLUMNS = ["search", "searched", "searched_value", "bisection_calls"]
 
 
 def grid_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -120,8 +125,14 @@ def searched_by_cell(table: pd.DataFrame) -> pd.DataFrame:
     if not len(table):
         return table
     minimal = table["search"] == "minimal"
-    upper = table.loc[minimal, "parameters"].map(lambda text: json.loads(text)["upper"])
+    upper = table.loc[minimal, "parameters"].map(cell_strength)
     return table.assign(strength=table["strength"].where(~minimal, upper))
+
+
+def cell_strength(parameters: str) -> float:
+    """The strength of the grid cell a minimal row was searched from."""
+    parameters = json.loads(parameters)
+    return parameters.get("cell_strength", parameters["upper"])
 
 
 def build_key(spec: AttackSpec, names: list[str], model_name: str, seed: int) -> str:
@@ -360,6 +371,7 @@ def build_dataset(
     progress: bool = True,
     search: str | None = None,
     rounds: int = 8,
+    metric: str = "advdss",
 ) -> BuildSummary:
     """Attack every sample with every grid cell and write an AdvDB-style study directory.
 
@@ -390,11 +402,17 @@ def build_dataset(
         :mod:`advqa.jobs.executors`); PNGs, rows and the manifest are written here.
     search : {None, "minimal"}
         None (default): attack at every cell's strength. ``"minimal"``: per cell and
-        image, the smallest fooling strength in ``[strength / 256, strength]`` by
+        image, the smallest fooling strength (ε and overshoot in ``[strength / 256,
+        strength]``, κ in ``[0, κ]``) or the tightest fooling perceptual budget, by
         ``rounds`` rounds of bisection (:func:`advqa.study.minimal.minimal_strength`);
-        rows get ``search = "minimal"`` and ``bisection_calls``.
+        rows get ``search = "minimal"``, ``searched``, ``searched_value`` and
+        ``bisection_calls``.
     rounds : int
         Bisection rounds of ``search="minimal"``.
+    metric : str
+        The registered full-reference metric the report ranks the minimal AEs by
+        (recorded in ``study.json``'s ``searches``; it does not change the AEs, so it
+        is not part of a unit's key). Score the study with it.
 
     Raises
     ------
@@ -422,9 +440,12 @@ def build_dataset(
         raise ValueError(f"unknown search {search!r}; valid: {', '.join(SEARCHES)}")
     if search is not None and not (isinstance(rounds, int) and rounds >= 0):
         raise ValueError(f"rounds must be an integer >= 0, got {rounds!r}")
-    if search is not None and any(spec.strength <= 0 for spec in grid):
-        raise ValueError("a minimal search bisects in log space: every cell needs a "
-                         "strength > 0 (its upper end)")
+    if search is not None:
+        from advqa.study.minimal import search_axis
+
+        for spec in grid:
+            search_axis(spec)  # refuses a cell with nothing to bisect, before any work
+        check_ranking_metric(metric)
     check_unique(grid)
     check_labels(samples, model)
     warn_about_budgets(grid, (3, model.info.input_size, model.info.input_size))
@@ -432,7 +453,9 @@ def build_dataset(
         document, notes = study_document(
             output, model, grid, seed=seed, batch_size=batch_size, keep_failed=keep_failed,
             sources=sorted({s.source for s in samples}), append=append,
-            resuming=bool(ledger.finished()), search=search_settings(search, rounds))
+            resuming=bool(ledger.finished()),
+            search=None if search is None else {**search_settings(search, rounds),
+                                                "metric": metric})
         StudyDir(output).write_settings(document)
         remove_stale_temporaries(output)
         summary = attack_units(samples, model, grid, output, ledger, batch_size=batch_size,
@@ -467,7 +490,20 @@ def search_settings(search: str | None, rounds: int) -> dict | None:
         return None
     from advqa.study.minimal import LOWER_RATIO
 
-    return {"search": search, "rounds": rounds, "lower": f"upper/{LOWER_RATIO:g}"}
+    return {"search": search, "rounds": rounds, "lower": f"upper/{LOWER_RATIO:g}",
+            "kappa": "linear from 0", "budget": "threshold"}
+
+
+def check_ranking_metric(metric: str) -> None:
+    """Refuse a ranking metric that is not a registered full-reference one."""
+    from advqa.quality import list_metrics
+
+    metrics = list_metrics()
+    usable = sorted(name for name, info in metrics.items() if info.full_reference)
+    if metric not in metrics or not metrics[metric].full_reference:
+        what = "unknown" if metric not in metrics else "no-reference"
+        raise ValueError(f"--metric {metric!r} is {what}: the per-image ranking compares each "
+                         f"minimal AE with its reference; use one of {', '.join(usable)}")
 
 
 def minimal_unit(spec: AttackSpec, chunk: list[int], seed: int, rounds: int, *,
@@ -475,13 +511,12 @@ def minimal_unit(spec: AttackSpec, chunk: list[int], seed: int, rounds: int, *,
     """One unit of a minimal search: per reference of ``chunk``, the smallest fooling
     strength of the cell ``spec`` in ``[strength / 256, strength]``, and its 8-bit AE."""
     from advqa.models.registry import on_worker
-    from advqa.study.minimal import LOWER_RATIO, minimal_strength
+    from advqa.study.minimal import minimal_strength, search_axis
 
     model = on_worker(model)
     device = next(model.parameters()).device
     images = (references[chunk].to(torch.float32) / 255).to(device)
-    result = minimal_strength(model, images, labels[chunk].to(device), spec,
-                              lower=spec.strength / LOWER_RATIO, upper=spec.strength,
+    result = minimal_strength(model, images, labels[chunk].to(device), search_axis(spec),
                               rounds=rounds, seed=seed)
     measured = distances(images, result.adversarial)
     return {"adversarial": (result.adversarial * 255).round().to(torch.uint8).cpu(),
@@ -511,19 +546,24 @@ def plan_units(grid, samples: SampleSet, model_name: str, seed: int,
 
 def minimal_rows(rows: list[dict], spec: AttackSpec, result: dict, search: dict) -> list[dict]:
     """Grid-style ``rows`` of a minimal unit turned into minimal rows: their own id and
-    path, the strength found (the upper end where none fooled), the search's columns."""
-    from advqa.study.minimal import LOWER_RATIO, with_strength
+    path, the attack's strength and parameters as the returned AE ran (the cell's where
+    none fooled), what was searched and the value found, the search's columns."""
+    from advqa.study.minimal import search_axis
 
+    axis = search_axis(spec)
     for position, row in enumerate(rows):
         found = bool(result["found"][position])
-        strength = float(result["strength"][position]) if found else spec.strength
+        value = float(result["strength"][position]) if found else axis.upper
+        ran = axis.cell(value)
         identifier = f"{row['image']}__{spec.identifier()}-minimal-r{search['rounds']}"
-        parameters = {**with_strength(spec, strength).build().parameters(),
-                      "search": "minimal", "upper": spec.strength,
-                      "lower": spec.strength / LOWER_RATIO, "rounds": search["rounds"]}
+        parameters = {**ran.build().parameters(), "search": "minimal", **axis.describe(),
+                      "rounds": search["rounds"]}
         row.update({"id": identifier, "adversarial_path": StudyDir.adversarial_path(identifier),
-                    "strength": strength, "parameters": json.dumps(parameters, sort_keys=True),
-                    "search": "minimal", "bisection_calls": int(result["calls"][position])})
+                    "strength": ran.strength, "parameters": json.dumps(parameters,
+                                                                       sort_keys=True),
+                    "search": "minimal", "searched": axis.name,
+                    "searched_value": axis.recorded(value) if found else math.nan,
+                    "bisection_calls": int(result["calls"][position])})
     return rows
 
 

@@ -37,13 +37,14 @@ def build_study(out: str | Path, grid, *, source: str = "imagenet",
                 model: str = "efficientnet-lite0", weights: str | None = "default",
                 device: str | None = None, batch_size: int = 8, keep_failed: bool = False,
                 seed: int = 0, append: bool = False, executor=None, progress: bool = True,
-                search: str | None = None, rounds: int = 8):
+                search: str | None = None, rounds: int = 8, metric: str = "advdss"):
     """``advqa build``: attack ``source`` with every cell of ``grid`` into the study ``out``.
 
     Returns the :class:`advqa.study.BuildSummary`; see :func:`advqa.study.build_dataset`
     for the study it writes and what a resumed build requires. ``search="minimal"``
     finds, per image and cell, the smallest fooling strength up to the cell's
-    (``rounds`` bisection rounds, :mod:`advqa.study.minimal`).
+    (``rounds`` bisection rounds, :mod:`advqa.study.minimal`); the report ranks those
+    per-image AEs by ``metric``.
     """
     from advqa.models import load_classifier
     from advqa.study import build_dataset
@@ -54,7 +55,8 @@ def build_study(out: str | Path, grid, *, source: str = "imagenet",
     return build_dataset(samples, victim, grid, out, batch_size=batch_size,
                          keep_failed=keep_failed, seed=seed, append=append,
                          executor=executor, progress=progress,
-                         **({} if search is None else {"search": search, "rounds": rounds}))
+                         **({} if search is None else {"search": search, "rounds": rounds,
+                                                     "metric": metric}))
 
 
 @dataclass

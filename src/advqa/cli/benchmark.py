@@ -27,6 +27,7 @@ def register(subparsers) -> None:
         "and scored against the original. An attack whose mean gain is negative (it made the "
         "metric judge the images worse) is marked failed and left out of the ranks.")
     add_inputs(parser)
+    add_video_inputs(parser)
     add_attack_settings(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_engine_options(parser)
@@ -49,6 +50,27 @@ def add_inputs(parser) -> None:
                         help="images are resized and centre-cropped to SIZE² (default 256)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"),
                         help="output folder (default: %(default)s)")
+
+
+def add_video_inputs(parser) -> None:
+    video = parser.add_argument_group(
+        "video (the benchmark's Derf and Vimeo-90k side)",
+        "With --source, clips are attacked frame by frame and ranked per clip: OUT/items "
+        "has a row per frame, OUT/clips a row per clip, and the leaderboard ranks clips.")
+    video.add_argument("--source", default=None,
+                       help="a video (.y4m, .mp4, .mkv…), a folder of videos or of frame "
+                       "folders, or a Vimeo-90k triplet root (its test list is attacked, its "
+                       "train list trains; otherwise the clips are split by clip)")
+    video.add_argument("--max-frames", type=int, default=None,
+                       help="at most this many frames per clip (default all)")
+    video.add_argument("--pooling", choices=("mean", "harmonic", "percentile"),
+                       default="mean", help="how a clip's frame scores make its score "
+                       "(default mean; harmonic and percentile weight the worst frames)")
+    video.add_argument("--temporal", choices=("frame", "clip"), default="frame",
+                       help="frame: every frame attacked on its own, as the MSU benchmark "
+                       "(default); clip: one perturbation shared by a clip's frames")
+    video.add_argument("--clips-per-unit", type=int, default=1,
+                       help="whole clips per work unit (default 1)")
 
 
 def add_attack_settings(parser) -> None:
@@ -100,7 +122,7 @@ def make_settings(arguments):
             momentum=arguments.momentum, mifgsm_form=arguments.mifgsm_form,
             amplitudes=tuple(arguments.amplitudes), uap_eps=arguments.uap_eps,
             jpeg_quality=arguments.jpeg_quality, batch_size=arguments.batch_size,
-            seed=arguments.seed,
+            seed=arguments.seed, temporal=arguments.temporal,
             uap={} if arguments.uap_epochs is None else {"epochs": arguments.uap_epochs})
     except ValueError as error:
         raise CommandError(f"bad setting: {error}") from error
@@ -115,13 +137,29 @@ def run(arguments) -> int:
             arguments.out, settings, r_score=arguments.r_score, metrics=arguments.metrics,
             attacks=arguments.attacks, train_images=arguments.train_images,
             test_images=arguments.test_images, size=arguments.size, executor=executor,
-            progress=not arguments.no_progress)
+            progress=not arguments.no_progress, **video_options(arguments))
     print_summary(summary)
     if summary.all_failed:
         print("advqa benchmark: every unit failed: no attacked image was scored (errors "
               "above and in the items table)", file=sys.stderr)
         return 1
     return 1 if summary.failures or summary.failed_units else 0
+
+
+def video_options(arguments) -> dict:
+    """The video options of :func:`advqa.workflows.benchmark.benchmark_metrics`."""
+    if arguments.source is None:
+        given = [flag for flag, value, default in (
+            ("--max-frames", arguments.max_frames, None), ("--pooling", arguments.pooling, "mean"),
+            ("--temporal", arguments.temporal, "frame"),
+            ("--clips-per-unit", arguments.clips_per_unit, 1)) if value != default]
+        if given:
+            raise CommandError(f"{', '.join(given)} apply to video: give --source")
+        return {}
+    if arguments.max_frames is not None and arguments.max_frames < 1:
+        raise CommandError(f"--max-frames must be >= 1, got {arguments.max_frames}")
+    return {"source": arguments.source, "max_frames": arguments.max_frames,
+            "pooling": arguments.pooling, "clips_per_unit": arguments.clips_per_unit}
 
 
 def print_summary(summary) -> None:

@@ -52,6 +52,9 @@ PER_IMAGE_ATTACKS = ("fgsm", "ifgsm", "mifgsm", "amifgsm", "korhonen", "madc")
 ATTACK_NAMES = PER_IMAGE_ATTACKS + UAP_ATTACKS
 # The attacks that take the step size α: each runs once per step of the grid.
 STEPPED_ATTACKS = ("ifgsm", "mifgsm", "amifgsm", "korhonen")
+# Video: "frame" attacks every frame on its own (the MSU benchmark), "clip" gives each clip
+# one perturbation shared by all its frames (advqa.robustness.video).
+TEMPORAL_MODES = ("frame", "clip")
 ITEM_COLUMNS = ["image", "dataset", "attack", "amplitude", "step", "metric", "clean",
                 "attacked", "gain", "psnr", "ssim", "mse", "radius", "error"]
 
@@ -98,8 +101,12 @@ class Settings:
     batch_size: int = 8
     seed: int = 0
     uap: dict = field(default_factory=dict, hash=False)
+    temporal: str = "frame"
 
     def __post_init__(self):
+        if self.temporal not in TEMPORAL_MODES:
+            raise ValueError(f"temporal must be one of {', '.join(TEMPORAL_MODES)}, "
+                             f"got {self.temporal!r}")
         for name in ("eps", "uap_eps"):
             _check_number(name, getattr(self, name), low=0.0, strict=True)
         object.__setattr__(self, "step_sizes", check_step_sizes(self.step_sizes))
@@ -132,8 +139,11 @@ class Settings:
             _check_number("uap['lr']", self.uap["lr"], low=0.0, strict=True)
 
     def describe(self) -> dict:
-        return {**asdict(self), "amplitudes": list(self.amplitudes),
-                "step_sizes": list(self.step_sizes)}
+        described = {**asdict(self), "amplitudes": list(self.amplitudes),
+                     "step_sizes": list(self.step_sizes)}
+        if self.temporal == "frame":  # the image benchmark's settings stay as they were
+            del described["temporal"]
+        return described
 
 
 def step_label(step: float) -> str:
@@ -208,28 +218,37 @@ def _check_number(name: str, value, *, low: float, strict: bool = False) -> floa
 
 @dataclass(frozen=True)
 class ImageSet:
-    """A named batch of equally sized images: ``images`` is (N, C, H, W) in [0, 1]."""
+    """A named batch of equally sized images: ``images`` is (N, C, H, W) in [0, 1].
+
+    The frames of video clips are one too (:func:`advqa.robustness.video.load_clip_set`):
+    clip after clip, each frame named ``<clip>#f<index>``, and ``clips`` holds each clip's
+    ``(name, first, stop)`` range of rows; empty for images.
+    """
 
     dataset: str
     names: tuple[str, ...]
     images: torch.Tensor = field(hash=False, compare=False)
+    clips: tuple[tuple[str, int, int], ...] = field(default=(), hash=False, compare=False)
 
 
 @dataclass(frozen=True)
 class Unit:
     """One work unit: a metric, an attack and, for a UAP, its amplitude; for an
-    iterative attack (:data:`STEPPED_ATTACKS`), its step size."""
+    iterative attack (:data:`STEPPED_ATTACKS`), its step size; on video, the chunk of
+    whole clips it attacks (``frames``: its ``[first, stop)`` rows of the test frames)."""
 
     metric: str
     attack: str
     amplitude: float | None = None
     step: float | None = None
+    frames: tuple[int, int] | None = None
 
     @property
     def key(self) -> str:
         amplitude = "" if self.amplitude is None else f"@{self.amplitude:g}"
         step = "" if self.step is None else f"~{step_label(self.step)}"
-        return f"{self.metric}|{self.attack}{amplitude}{step}"
+        chunk = "" if self.frames is None else f"#frames{self.frames[0]}-{self.frames[1]}"
+        return f"{self.metric}|{self.attack}{amplitude}{step}{chunk}"
 
 
 @dataclass(frozen=True)
@@ -247,8 +266,10 @@ class MetricFacts:
         return self.high - self.low
 
 
-def plan_units(metrics, attacks, amplitudes, step_sizes=(1 / 255,)) -> list[Unit]:
-    """Every (metric, attack[, amplitude][, step]) unit, metrics outermost."""
+def plan_units(metrics, attacks, amplitudes, step_sizes=(1 / 255,), chunks=None) -> list[Unit]:
+    """Every (metric, attack[, amplitude][, step][, clip chunk]) unit, metrics outermost;
+    ``chunks``, the ``(first, stop)`` frame ranges of chunks of whole clips, splits each
+    unit of a video benchmark."""
     unknown = [name for name in attacks if name not in ATTACK_NAMES]
     if unknown:
         raise ValueError(f"unknown attack(s) {unknown}; valid names: {', '.join(ATTACK_NAMES)}")
@@ -261,6 +282,9 @@ def plan_units(metrics, attacks, amplitudes, step_sizes=(1 / 255,)) -> list[Unit
                 units += [Unit(metric, attack, step=float(step)) for step in step_sizes]
             else:
                 units.append(Unit(metric, attack))
+    if chunks:
+        units = [Unit(unit.metric, unit.attack, unit.amplitude, unit.step, tuple(chunk))
+                 for unit in units for chunk in chunks]
     return units
 
 
@@ -387,6 +411,10 @@ def attack_batch(unit: Unit, metric, facts: MetricFacts, start, pristine, settin
         from advqa.robustness.uap import apply_uap
 
         return apply_uap(start, uap, unit.amplitude), None
+    if settings.temporal == "clip":
+        from advqa.robustness.video import attack_clip
+
+        return attack_clip(unit, metric, facts, start, pristine, settings)
     radius = None
     if unit.attack == "amifgsm":
         from advqa.robustness.amifgsm import niqe_radius
@@ -417,10 +445,10 @@ def run_unit(unit: Unit, test: ImageSet, facts: MetricFacts, clean, settings: Se
     metric = cached_metric(unit.metric)
     direction = 1.0 if facts.higher_is_better else -1.0
     rows = []
-    for start in range(0, len(test.images), settings.batch_size):
-        pristine = test.images[start:start + settings.batch_size]
+    for start, stop in unit_batches(unit, test, settings):
+        pristine = test.images[start:stop]
         begin = start_images(facts, pristine, settings)
-        names = test.names[start:start + settings.batch_size]
+        names = test.names[start:stop]
         outcomes = attack_isolated(unit, metric, facts, begin, pristine, settings, uap)
         done = [index for index, (_, error, _) in enumerate(outcomes) if error is None]
         scores, seen = {}, {}
@@ -436,6 +464,17 @@ def run_unit(unit: Unit, test: ImageSet, facts: MetricFacts, clean, settings: Se
             rows.append(item_row(unit, test.dataset, name, clean[start + index], score,
                                  direction, seen.get(index), outcomes[index][2]))
     return rows
+
+
+def unit_batches(unit: Unit, test: ImageSet, settings: Settings) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` rows a unit attacks together: batches of
+    ``settings.batch_size`` images; on video, within the unit's chunk, and one clip per
+    batch when the clip shares one perturbation (``settings.temporal == "clip"``)."""
+    first, last = unit.frames if unit.frames is not None else (0, len(test.images))
+    if settings.temporal == "clip" and unit.attack in PER_IMAGE_ATTACKS:
+        return [(begin, stop) for _, begin, stop in test.clips if first <= begin < last]
+    return [(start, min(start + settings.batch_size, last))
+            for start in range(first, last, settings.batch_size)]
 
 
 def attack_isolated(unit, metric, facts, begin, pristine, settings, uap):
@@ -510,7 +549,8 @@ class BenchmarkSummary:
     """What a run produced: the per-item table, the metrics' facts and what failed.
 
     ``failures`` lists the metrics that could not be calibrated and the UAPs that
-    could not be trained; ``failed_units`` the units in which every image failed.
+    could not be trained; ``failed_units`` the units in which every image failed. On
+    video, ``items`` holds a row per frame and ``clips`` a row per clip.
     """
 
     out: Path
@@ -519,6 +559,7 @@ class BenchmarkSummary:
     failures: list[str]
     paths: dict[str, Path]
     failed_units: list[str] = field(default_factory=list)
+    clips: pd.DataFrame | None = None  # video: one row per (unit, clip), what is ranked
 
     @property
     def all_failed(self) -> bool:
@@ -585,7 +626,8 @@ def unit_task(unit: Unit, facts: MetricFacts, clean, uap, *, test: ImageSet,
 
 def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
                   settings: Settings | None = None, r_score: str = "paper", executor=None,
-                  progress: bool = True) -> BenchmarkSummary:
+                  progress: bool = True, pooling: str = "mean",
+                  clips_per_unit: int = 1) -> BenchmarkSummary:
     """Attack ``metrics`` with ``attacks`` on ``test`` (UAPs trained on ``train``).
 
     Parameters
@@ -607,6 +649,13 @@ def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
         same items without attacking again.
     executor : advqa.jobs.Executor, optional
         Where units run (:func:`advqa.jobs.make_executor`); in this process by default.
+    pooling : str
+        Video only (``test.clips``): how a clip's frame scores make its score
+        (:func:`advqa.quality.video.pool_frames`: ``mean``, ``harmonic``,
+        ``percentile``). The items table keeps a row per frame; ``clips.{parquet,csv}``
+        a row per clip, which the leaderboard ranks.
+    clips_per_unit : int
+        Video only: whole clips per work unit (units are (metric, attack, clip chunk)).
 
     Returns
     -------
@@ -624,22 +673,47 @@ def run_benchmark(metrics, attacks, train: ImageSet, test: ImageSet, out, *,
     executor = executor or LocalExecutor()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    units = plan_units(metrics, attacks, settings.amplitudes, settings.step_sizes)
+    video = bool(test.clips)
+    if not video and settings.temporal != "frame":
+        raise ValueError(f"temporal={settings.temporal!r} needs video clips (a test set "
+                         "with clips, advqa.robustness.video.load_clip_set)")
+    if video:
+        from advqa.robustness.video import check_video_run, clip_chunks
+
+        check_video_run(attacks, settings, pooling, clips_per_unit)
+    chunks = clip_chunks(test.clips, clips_per_unit) if video else None
+    units = plan_units(metrics, attacks, settings.amplitudes, settings.step_sizes, chunks)
     path = out / "benchmark.sqlite"
+    stored = {"settings": settings.describe(), "size": list(test.images.shape[1:]),
+              "train": fingerprint(train.images), "test": fingerprint(test.images)}
+    if video:  # what makes a video run's units and clip rows (images' keys unchanged)
+        stored.update(clips=[list(clip) for clip in test.clips], pooling=pooling,
+                      clips_per_unit=clips_per_unit)
     with Ledger(path, "benchmark") as ledger:
-        ledger.check_settings(
-            {"settings": settings.describe(), "size": list(test.images.shape[1:]),
-             "train": fingerprint(train.images), "test": fingerprint(test.images)},
-            hint="use another --out folder or the stored settings")
+        ledger.check_settings(stored, hint="use another --out folder or the stored settings")
         failures: list[str] = []
         jobs = {"executor": executor, "progress": progress}
         prepared = prepare_metrics(path, metrics, train, test, settings, failures, **jobs)
+        if video:
+            from advqa.robustness.video import check_pooling
+
+            check_pooling(pooling, prepared)  # before any attack, not after them all
         uaps = train_uaps(path, out, units, prepared, train, settings, failures, **jobs)
         attack_units(ledger, units, prepared, uaps, test, settings, failures, **jobs)
         items = export_items(ledger, out)
-        paths = write_outputs(items, prepared, out, settings, r_score)
+        ranked = items
+        if video:
+            from advqa.robustness.video import clip_items
+
+            ranked = clip_items(items, test, pooling, prepared)
+            write_table(ranked, out / "clips")
+        paths = write_outputs(ranked, prepared, out, settings, r_score,
+                              {"pooling": pooling} if video else None)
+        if video:
+            paths["clips"] = out / "clips.parquet"
     return BenchmarkSummary(out, items, {name: facts for name, (facts, _) in prepared.items()},
-                            failures, paths, failed_units(items))
+                            failures, paths, failed_units(items),
+                            clips=ranked if video else None)
 
 
 def prepare_metrics(path, metrics, train, test, settings, failures, *, executor,
@@ -723,7 +797,7 @@ def attack_units(ledger, units, prepared, uaps, test, settings, failures, *, exe
 
 
 def write_outputs(items: pd.DataFrame, prepared: dict, out: Path, settings: Settings,
-                  r_score: str = "paper") -> dict[str, Path]:
+                  r_score: str = "paper", extra: dict | None = None) -> dict[str, Path]:
     from advqa.robustness.leaderboard import write_leaderboard
 
     ranges = {name: (facts.low, facts.high, facts.higher_is_better)
@@ -731,6 +805,6 @@ def write_outputs(items: pd.DataFrame, prepared: dict, out: Path, settings: Sett
     paths = {"items": out / "items.parquet"}
     if len(items.dropna(subset=["attacked"])):
         written = write_leaderboard(items, ranges, out, r_score=r_score,
-                                    settings=settings.describe())
+                                    settings={**settings.describe(), **(extra or {})})
         paths.update(written if isinstance(written, dict) else {})
     return paths

@@ -230,3 +230,27 @@ def test_cli_video_benchmark_skips_a_bad_clip_and_goes_on(clip_folder, tmp_path,
     assert "broken" not in set(clips.image) and len(clips) >= 1
     assert main(["benchmark", "--temporal", "clip", "--out", str(tmp_path / "x")]) == 2
     assert "--source" in capsys.readouterr().err
+
+
+def test_advqa_score_takes_two_videos(clip_folder, tmp_path, capsys):
+    """`advqa score REF.y4m DIST.y4m` scores the pair with video metrics: identical clips
+    give ST-RRED 0 and SSIM 1 per frame; a noisy copy scores worse; clips of different
+    length are refused."""
+    from advqa.data import read_video
+
+    reference = clip_folder / "coffee.y4m"
+    frames = read_video(reference)
+    noisy = (frames + 0.05 * torch.randn(frames.shape, generator=torch.Generator()
+                                         .manual_seed(0))).clamp(0, 1)
+    distorted = write_y4m(tmp_path / "noisy.y4m", noisy)
+    metrics = "strred,ssim@mean,psnr@harmonic"
+    assert main(["score", str(reference), str(reference), "--metrics", metrics]) == 0
+    same = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert float(same["strred"]) == 0 and float(same["ssim@mean"]) == pytest.approx(1)
+    assert main(["score", str(reference), str(distorted), "--metrics", metrics]) == 0
+    worse = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert float(worse["strred"]) > 0 and float(worse["ssim@mean"]) < 0.99
+    assert float(worse["psnr@harmonic"]) < float(same["psnr@harmonic"])
+    short = write_y4m(tmp_path / "short.y4m", frames[:2])
+    assert main(["score", str(reference), str(short), "--metrics", "strred"]) == 2
+    assert "same length" in capsys.readouterr().err

@@ -21,7 +21,9 @@ def register(subparsers) -> None:
         "score", help="score a study's AEs (or one image pair) with quality metrics",
         description="With --study (or --manifest), add one score per metric to every AE "
         "and write scores.{parquet,csv} and scored_manifest.{parquet,csv}; re-running "
-        "resumes. With REFERENCE and DISTORTED, print the scores of that pair.")
+        "resumes. With REFERENCE and DISTORTED, print the scores of that pair; two videos "
+        "(.y4m, .mp4, .mkv…) are scored with the video metrics (strred, vsfa, any image "
+        "metric pooled over frames as ssim@mean; default: every one that runs here).")
     parser.add_argument("reference", nargs="?", type=Path, help="reference image")
     parser.add_argument("distorted", nargs="?", type=Path, help="distorted image")
     parser.add_argument("--study", type=Path, default=None, help="study directory")
@@ -41,15 +43,27 @@ def register(subparsers) -> None:
 
 
 def print_pair_scores(arguments) -> int:
+    from advqa.data import VIDEO_SUFFIXES
     from advqa.models import load_classifier
     from advqa.quality import score_pair
 
+    if {arguments.reference.suffix.lower(), arguments.distorted.suffix.lower()} & \
+            VIDEO_SUFFIXES:
+        from advqa.quality.video import score_video_pair
+
+        result = score_video_pair(arguments.reference, arguments.distorted, arguments.metrics)
+        return print_pair_result(result)
     model = (load_classifier(arguments.model, device=arguments.device) if arguments.model
              else None)
     result = score_pair(arguments.reference, arguments.distorted, arguments.metrics,
                         model=model)
+    return print_pair_result(result)
+
+
+def print_pair_result(result) -> int:
+    width = max((len(name) for name in result.scores), default=0)
     for name, value in result.scores.items():
-        print(f"{name:<9} {value:.6g}")
+        print(f"{name:<{max(width, 9)}} {value:.6g}")
     for name, reason in result.skipped.items():
         print(f"note: {name} skipped: {reason}")
     return 0

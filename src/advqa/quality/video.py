@@ -587,3 +587,63 @@ def is_video_metric_available(name: str) -> bool:
     from advqa.quality.registry import is_available
 
     return is_available(metric)
+
+
+# ------------------------------------------------------------------------ one pair of clips
+def default_video_metrics() -> list[str]:
+    """What ``advqa score REF.y4m DIST.y4m`` computes by default: every native video
+    metric that can run here, then the metrics an image pair gets by default
+    (:func:`advqa.quality.scoring.default_metrics`) that need no classifier, mean-pooled
+    over frames (``ssim@mean``…)."""
+    from advqa.quality.scoring import default_metrics
+
+    native = [name for name in list_video_metrics() if is_video_metric_available(name)]
+    registry = list_metrics()
+    pooled = [pooled_name(name, DEFAULT_POOLING) for name in default_metrics()
+              if not registry[name].needs_model]
+    return native + pooled
+
+
+def score_video_pair(reference, distorted, metrics=None, *, max_frames: int | None = None):
+    """Score one distorted clip against its reference with each video metric.
+
+    Parameters
+    ----------
+    reference, distorted : path or torch.Tensor
+        Anything :func:`advqa.data.read_video` reads (Y4M, MP4/MKV, a frame folder), or
+        ``(T, C, H, W)`` tensors in [0, 1]; both must have the same frame count and size.
+    metrics : sequence of str, optional
+        Video metric names (:func:`get_video_metric`); default
+        :func:`default_video_metrics`.
+    max_frames : int, optional
+        Read at most this many frames of each clip.
+
+    Returns
+    -------
+    advqa.quality.pair.PairScores
+        ``scores`` name → value; ``skipped`` name → why a metric could not score these
+        clips (too small frames for it, missing weights), so that one metric does not
+        stop the others.
+    """
+    from advqa.data import read_video
+    from advqa.models.registry import MissingWeightsError
+    from advqa.quality.pair import PairScores
+
+    clips = [read_video(clip, max_frames=max_frames) if not isinstance(clip, torch.Tensor)
+             else clip for clip in (reference, distorted)]
+    if clips[0].shape != clips[1].shape:
+        raise ValueError(f"the clips differ in shape (T, C, H, W): reference "
+                         f"{tuple(clips[0].shape)}, distorted {tuple(clips[1].shape)}; "
+                         "compare clips of the same length and size (see max_frames)")
+    result = PairScores()
+    for name in metrics or default_video_metrics():
+        try:
+            metric = get_video_metric(name)
+            with torch.no_grad():
+                value = (metric(clips[1][None], clips[0][None]) if metric.info.full_reference
+                         else metric(clips[1][None]))
+        except (ValueError, MissingWeightsError) as error:  # an unknown name is a KeyError
+            result.skipped[name] = str(error).splitlines()[0]
+            continue
+        result.scores[name] = float(value.item())
+    return result

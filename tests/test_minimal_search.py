@@ -328,6 +328,13 @@ def test_ranking_counts_each_image_once_and_follows_the_metric_direction():
     assert plain.median_lpips == pytest.approx(0.0115)  # per image the smallest lpips
     assert table.iloc[0].strength_name == "budget"
     assert table.iloc[0].median_strength == pytest.approx(0.999)
+    # Images searched but not fooled have no row without --keep-failed: the build's
+    # success table says how many were searched.
+    success = pd.DataFrame([{"search": "minimal", "attack": "pgd", "norm": "linf",
+                             "strength": 0.03, "correct": 6}])
+    counted = minimal_visibility(pd.DataFrame(rows), "lpips", success)
+    assert counted[counted.attack == "pgd"].searched.tolist() == [6, 6]
+    assert counted[counted.attack == "fgsm"].searched.tolist() == [4]
 
 
 def test_build_searches_kappa_and_budget_cells_and_ranks_by_the_chosen_metric(

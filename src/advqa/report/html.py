@@ -143,7 +143,7 @@ class Context:
         # `advqa build --search minimal` rows, ranked by the search's --metric (its last run).
         searches = self.settings.get("searches") or [{}]
         self.minimal_metric = searches[-1].get("metric", "advdss")
-        self.minimal = minimal_visibility(self.table, self.minimal_metric)
+        self.minimal = minimal_visibility(self.table, self.minimal_metric, success)
         self.minimal_unscored = (len(minimal_search_rows(self.table)) > 0
                                  and self.minimal_metric not in self.table.columns)
         applications = study.applications

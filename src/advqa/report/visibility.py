@@ -83,7 +83,8 @@ def bootstrap_median(values: np.ndarray, *, draws: int = 2000, level: float = 0.
     return float(np.median(values)), float(low), float(high)
 
 
-def minimal_visibility(scores: pd.DataFrame, metric: str = "advdss") -> pd.DataFrame:
+def minimal_visibility(scores: pd.DataFrame, metric: str = "advdss",
+                       success: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (attack, norm, budget): the per-image minimal AEs' ``metric`` -- its median
     with a bootstrap 95 % interval, n (images with a fooling AE), the images searched,
     what was searched and the median value found. Sorted least visible first (the median
@@ -94,6 +95,11 @@ def minimal_visibility(scores: pd.DataFrame, metric: str = "advdss") -> pd.DataF
     over every bracket searched. Rows of a budgeted cell are their own group (PGD with an
     AdvDSS budget is another attack than plain PGD). Empty when the study holds no
     minimal rows or they are not scored with ``metric``.
+
+    ``searched`` counts the images searched: the correctly classified references of the
+    build's success table (``success``, its ``search = "minimal"`` rows), since a study
+    built without ``--keep-failed`` holds no row for an image that was searched and not
+    fooled; without the table, the images that have a row.
     """
     columns = ["attack", "norm", "budget", "strength_name", "n", "searched",
                "median_strength", f"median_{metric}", "low", "high"]
@@ -114,13 +120,24 @@ def minimal_visibility(scores: pd.DataFrame, metric: str = "advdss") -> pd.DataF
         found = (best["searched_value"] if "searched_value" in best.columns
                  else best["strength"])
         out.append({"attack": attack, "norm": norm, "budget": budget, "strength_name": name,
-                    "n": len(best), "searched": group["_image"].nunique(),
+                    "n": len(best), "searched": searched_images(group, success, attack, norm),
                     "median_strength": float(found.median()) if len(best) else math.nan,
                     f"median_{metric}": median, "low": low, "high": high})
     table = pd.DataFrame(out, columns=columns)
     table = table.sort_values(f"median_{metric}", ascending=not better_high,
                               na_position="last", kind="stable")
     return table.reset_index(drop=True)
+
+
+def searched_images(group: pd.DataFrame, success: pd.DataFrame | None, attack: str,
+                    norm: str) -> int:
+    """The images a minimal search tried for (attack, norm): see :func:`minimal_visibility`."""
+    rows = 0 if success is None or "search" not in success.columns else success[
+        (success["search"] == "minimal") & (success["attack"] == attack)
+        & (success["norm"] == norm)]
+    if isinstance(rows, pd.DataFrame) and len(rows):
+        return max(int(rows["correct"].max()), group["_image"].nunique())
+    return int(group["_image"].nunique())
 
 
 def higher_is_better(metric: str) -> bool:

@@ -117,7 +117,8 @@ def test_one_row_per_frame_and_unit_and_one_per_clip(frame_run, clip_sets):
     assert len(on_disk) == len(clips)
     board = pd.read_csv(frame_run.out / "scores.csv")
     assert set(board.metric) == {"psnr", "gmsd"}
-    assert (frame_run.out / "leaderboard.html").is_file()
+    page = (frame_run.out / "leaderboard.html").read_text()
+    assert "each item is a clip" in page and "pooled by mean" in page
 
 
 def test_units_are_metric_attack_and_clip_chunk_and_a_rerun_does_nothing(frame_run,

@@ -551,6 +551,13 @@ def settings_html(scores: pd.DataFrame, r_score: str, settings: Mapping) -> str:
     ami = ami_summary(scores)
     if ami:
         rows.append(("AMI-FGSM", ami))
+    if "pooling" in settings:  # a video run (advqa.robustness.video): items are clips
+        temporal = settings.get("temporal", "frame")
+        rows.append(("Video", "each item is a clip: its frame scores pooled by "
+                     f"{settings['pooling']} (clips.parquet; a row per frame in items.parquet); "
+                     + ("one perturbation shared by all of a clip's frames"
+                        if temporal == "clip" else "every frame attacked on its own, as the "
+                        "benchmark does; UAPs added to every frame")))
     body = "".join(f"<tr><th>{escape(label)}</th><td>{escape(value)}</td></tr>"
                    for label, value in rows)
     return f'<div class="wide"><table class="settings"><tbody>{body}</tbody></table></div>'

@@ -134,8 +134,8 @@ def main() -> None:
         boards[temporal] = board.set_index("metric")
     columns = [column for column in ("mean_rank", "abs_gain", "robustness_score") if column in
                boards["frame"].columns]
-    table = boards["frame"][columns].join(boards["clip"][columns], lsuffix=" (frame)",
-                                          rsuffix=" (clip)")
+    table = boards["frame"][columns].add_suffix(" (frame)").join(
+        boards["clip"][columns].add_suffix(" (clip)"))
     print(table.sort_values(table.columns[0]).to_string(float_format=lambda v: f"{v:.3f}"))
 
 

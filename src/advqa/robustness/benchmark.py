@@ -72,7 +72,10 @@ class Settings:
     ``amplitudes`` scale the UAPs, ``uap_eps`` bounds a UAP before scaling,
     ``jpeg_quality`` makes the distorted start of a full-reference metric. ``uap``
     holds extra UAP training options (epochs, lr…). Step sizes are in [0, 1] pixel
-    units; :func:`parse_step_sizes` reads ``"0.25/255,0.5/255,1/255"``.
+    units; :func:`parse_step_sizes` reads ``"0.25/255,0.5/255,1/255"``. ``temporal``
+    (video only): ``"frame"`` attacks every frame on its own, ``"clip"`` gives each clip
+    one perturbation (:mod:`advqa.robustness.video`); it enters the stored settings only
+    when it is ``"clip"``, so image runs keep their keys.
 
     Raises
     ------

@@ -117,7 +117,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advqa.quality.matlab import matlab_round
-from advqa.quality.validate import ycbcr_luma
+from advqa.quality.validate import check_clips, ycbcr_luma
 
 # sp5Filters.m, shared with the VIF release's pyramid (same file, same numbers).
 from advqa.quality.vif import _BAND_0, _LO0_FILTER, _LO_FILTER_HALF
@@ -161,31 +161,9 @@ def check_videos(reference: torch.Tensor, distorted: torch.Tensor, *, data_range
     ValueError
         With what is wrong and what to do about it.
     """
-    checked = []
-    for name, clips in (("reference", reference), ("distorted", distorted)):
-        if not isinstance(clips, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape (N, T, C, H, W), got "
-                             f"{type(clips).__name__}")
-        shape = tuple(clips.shape)
-        if clips.dim() == 4:
-            clips = clips.unsqueeze(0)
-        if clips.dim() != 5 or clips.shape[2] not in (1, 3):
-            raise ValueError(f"{name} must be video clips (N, T, C, H, W) or one clip "
-                             f"(T, C, H, W) with C = 1 (luma) or 3 (RGB), got shape {shape}; "
-                             "for a batch of images use an image metric, or stack frames "
-                             "along dimension 1")
-        if not clips.is_floating_point():
-            raise ValueError(f"{name} must be floating point in [0, {data_range:g}], got "
-                             f"{clips.dtype}; divide 8-bit frames by 255")
-        checked.append(clips)
-    reference, distorted = checked
-    if reference.shape != distorted.shape:
-        raise ValueError(f"reference shape {tuple(reference.shape)} and distorted shape "
-                         f"{tuple(distorted.shape)} differ; ST-RRED compares clips of the same "
-                         "batch size, length, channels and frame size")
-    batch, frames, _, height, width = reference.shape
-    if batch == 0:
-        raise ValueError("empty batch: no clips to score (N = 0)")
+    distorted, reference = check_clips(distorted, reference, data_range=data_range,
+                                       clamp=clamp)
+    _, frames, _, height, width = reference.shape
     if frames < 2:
         raise ValueError(f"ST-RRED needs at least 2 frames per clip (it compares consecutive "
                          f"frames), got T = {frames}")
@@ -193,20 +171,7 @@ def check_videos(reference: torch.Tensor, distorted: torch.Tensor, *, data_range
         raise ValueError(f"frames are {height}×{width}, smaller than the {MIN_SIZE}×{MIN_SIZE} "
                          f"the 4-level steerable pyramid of ST-RRED needs; upscale the clips "
                          f"(e.g. torch.nn.functional.interpolate) or use a larger crop")
-    result = []
-    for name, clips in (("reference", reference), ("distorted", distorted)):
-        if torch.isnan(clips).any():
-            raise ValueError(f"{name} contains NaN")
-        if clamp:
-            clips = clips.clamp(0, data_range)
-        else:
-            low, high = clips.min().item(), clips.max().item()
-            if low < 0 or high > data_range:
-                raise ValueError(f"{name} must lie in [0, {data_range:g}], found "
-                                 f"[{low:.4g}, {high:.4g}]; pass clamp=True to clamp, or "
-                                 "data_range=255 for 0–255 values")
-        result.append(clips)
-    return result[0], result[1]
+    return reference, distorted
 
 
 def clip_luma(clips: torch.Tensor, data_range: float = 1.0, rounding: bool = True) -> torch.Tensor:

@@ -38,7 +38,7 @@ from advqa.quality.registry import (
     get_metric,
     list_metrics,
 )
-from advqa.quality.validate import check_images
+from advqa.quality.validate import check_clips
 
 POOLINGS = ("mean", "harmonic", "percentile")
 DEFAULT_POOLING = "mean"
@@ -185,73 +185,6 @@ def pool_frames(scores: torch.Tensor, pooling: str = DEFAULT_POOLING, *,
 
 
 # ------------------------------------------------------------------------ input validation
-def check_clips(distorted: torch.Tensor, reference: torch.Tensor | None = None, *,
-                data_range: float = 1.0, clamp: bool = False):
-    """Validate a distorted clip batch (and its reference) for a frame-pooled metric.
-
-    Parameters
-    ----------
-    distorted, reference : torch.Tensor
-        ``(N, T, C, H, W)`` float batches, or single ``(T, C, H, W)`` clips (N = 1), C ∈
-        {1, 3}, N, T ≥ 1, values in [0, data_range]; the reference (if given) of the same
-        shape.
-    data_range : float
-        The value of white.
-    clamp : bool
-        Clamp out-of-range values instead of raising (NaN always raises).
-
-    Returns
-    -------
-    tuple
-        ``(distorted, reference)`` as ``(N, T, C, H, W)`` (reference None if not given),
-        clamped if asked.
-
-    Raises
-    ------
-    ValueError
-        Saying what is wrong and what to do about it. Values are checked by
-        :func:`advqa.quality.validate.check_images` on the frames, as image metrics check
-        images; :func:`advqa.quality.strred.check_videos` is ST-RRED's stricter version
-        (T ≥ 2, frames ≥ 72 pixels).
-    """
-    clips = {"distorted": distorted, "reference": reference}
-    for name, value in clips.items():
-        if value is None:
-            continue
-        if not isinstance(value, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape (N, T, C, H, W), got "
-                             f"{type(value).__name__}")
-        shape = tuple(value.shape)
-        if value.dim() == 4:
-            value = value.unsqueeze(0)
-        if value.dim() != 5 or value.shape[2] not in (1, 3):
-            raise ValueError(f"{name} must be video clips (N, T, C, H, W) or one clip "
-                             f"(T, C, H, W) with C = 1 or 3, got shape {shape}; for a batch "
-                             "of images use the image metric (advqa.quality.get_metric)")
-        if value.shape[0] == 0 or value.shape[1] == 0:
-            raise ValueError(f"{name} has shape {tuple(value.shape)}: no clips or no frames to "
-                             "score (N and T must be at least 1)")
-        if not value.is_floating_point():
-            raise ValueError(f"{name} must be floating point in [0, {data_range:g}], got "
-                             f"{value.dtype}; divide 8-bit frames by 255")
-        clips[name] = value
-    distorted, reference = clips["distorted"], clips["reference"]
-    if reference is not None and reference.shape != distorted.shape:
-        raise ValueError(f"reference shape {tuple(reference.shape)} and distorted shape "
-                         f"{tuple(distorted.shape)} differ; a full-reference video metric "
-                         "compares clips of the same batch size, length, channels and frame "
-                         "size (trim or resize one of them)")
-    checked = []
-    for name, value in (("distorted", distorted), ("reference", reference)):
-        if value is None:
-            checked.append(None)
-            continue
-        frames = check_images(value.reshape(-1, *value.shape[2:]), data_range=data_range,
-                              name=f"{name} frames", clamp=clamp)
-        checked.append(frames.reshape(value.shape))
-    return checked[0], checked[1]
-
-
 # -------------------------------------------------------------------- frame-pooled metrics
 def pooled_name(metric: str, pooling: str, percent: float = DEFAULT_PERCENT) -> str:
     """The video-registry name: ``ssim@mean``; ``ssim@p5`` for a non-default percent."""

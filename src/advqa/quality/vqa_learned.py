@@ -92,7 +92,12 @@ from advqa.models.registry import (
     resolve_device,
     weight_directories,
 )
-from advqa.quality.learned import WeightFile, missing_weights_message, refuse_network
+from advqa.quality.learned import (
+    WeightFile,
+    local_weight_file,
+    missing_weights_message,
+    refuse_network,
+)
 from advqa.quality.registry import MetricInfo
 
 VQA_METRICS = ("vsfa", "mdtvsfa")
@@ -180,18 +185,18 @@ def _places() -> str:
 def _explicit(label: str, path: str | Path, official: tuple[WeightFile, ...]) -> Path:
     """A path given by the caller: the file itself, else a file of that name in a weight
     directory, else a :class:`MissingWeightsError` saying where it was looked for."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        return path.resolve()
-    for directory in weight_directories():
-        if (directory / path.name).is_file():
-            return directory / path.name
-    sources = "; ".join(f"{file.name!r} from {file.url}" for file in official)
-    raise MissingWeightsError(
-        f"{label}: weight file {str(path)!r} is not on this machine (looked at {path} and for "
-        f"{path.name!r} in {_places()}); advqa never downloads at run time. The official "
-        f"file: {sources}. On a machine with internet, download it and put it at {path}, or "
-        "in one of those folders (or point ADVQA_WEIGHTS_DIR at its folder).")
+    try:
+        return local_weight_file(label, path)
+    except MissingWeightsError:
+        path = Path(path).expanduser()
+        sources = "; ".join(f"{file.name!r} from {file.url}" for file in official)
+        # The image adapters' message, plus where the official file comes from.
+        raise MissingWeightsError(
+            f"{label}: weight file {str(path)!r} is not on this machine (looked at {path} and "
+            f"for {path.name!r} in {_places()}); advqa never downloads at run time. The "
+            f"official file: {sources}. On a machine with internet, download it and put it "
+            f"at {path}, or in one of those folders (or point ADVQA_WEIGHTS_DIR at its "
+            "folder).") from None
 
 
 def _head_path(name: str, weights: str | Path | None) -> Path:

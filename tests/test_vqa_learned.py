@@ -402,3 +402,27 @@ def test_a_2019_layout_backbone_without_batch_counters_loads(metrics, stand_ins,
     videos = _videos(count=1, frames=2)
     with torch.no_grad():
         assert torch.equal(metric(videos), metrics["vsfa"](videos))
+
+
+def test_a_vqa_metric_scores_images_as_one_frame_clips(stand_ins, offline):
+    """`advqa benchmark --metrics vsfa` attacks VSFA as the MSU benchmark does, each image
+    (or frame) a one-frame clip; ST-RRED, which compares frames, has no image form; without
+    weights the benchmark's loader raises the adapters' MissingWeightsError."""
+    from advqa.quality.plugins import load_metric
+    from advqa.quality.video import image_form
+    from advqa.robustness.objective import MetricObjective
+
+    metric = image_form("vsfa", weights=stand_ins / "VSFA.pt",
+                        backbone=stand_ins / "resnet50-random.pth", device="cpu")
+    images = _videos(count=2, frames=1, size=64)[:, 0]
+    with torch.no_grad():
+        assert torch.equal(metric(images), metric.metric(images[:, None]))
+    assert metric.info.name == "vsfa" and not metric.info.full_reference
+    objective = MetricObjective(metric, metric_range=1.0)
+    start = images.clone().requires_grad_(True)
+    objective.evaluate(start).loss.sum().backward()
+    assert torch.isfinite(start.grad).all() and start.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="no form for single images"):
+        load_metric("strred")
+    with pytest.raises(MissingWeightsError, match="VSFA.pt"):
+        load_metric("vsfa")

@@ -39,7 +39,9 @@ def plugin_names() -> list[str]:
 
 
 def load_metric(name: str, **options):
-    """A registry metric, a ``pyiqa:<name>`` adapter, an entry point or a ``module:attr``.
+    """A registry metric, a no-reference video metric on one-frame clips (``vsfa``,
+    :func:`advqa.quality.video.image_form`), a ``pyiqa:<name>`` adapter, an entry point or
+    a ``module:attr``.
 
     Raises
     ------
@@ -50,15 +52,22 @@ def load_metric(name: str, **options):
     """
     if name in list_metrics() or name.startswith(PYIQA_PREFIX):
         return get_metric(name, **options)
+    from advqa.quality.video import image_form, list_video_metrics
+
+    if name in list_video_metrics():  # a VQA metric on images: one-frame clips, as MSU does
+        return image_form(name, **options)
     points = [point for point in entry_points(group=ENTRY_POINT_GROUP) if point.name == name]
     if points:
         return checked(points[0].load()(**options), name)
     if ":" in name:
         return checked(import_attribute(name)(**options), name)
     known = ", ".join([*list_metrics(), *plugin_names()])
+    video = ", ".join(name for name, info in list_video_metrics().items()
+                      if not info.full_reference)
     raise UnknownMetricError(
-        f"unknown metric {name!r}; valid names: {known}, 'pyiqa:<name>', "
-        f"or a plug-in path 'package.module:Class'")
+        f"unknown metric {name!r}; valid names: {known}, the video metrics {video} "
+        f"(each image a one-frame clip), 'pyiqa:<name>', or a plug-in path "
+        f"'package.module:Class'")
 
 
 def import_attribute(path: str):

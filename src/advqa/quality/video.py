@@ -580,3 +580,46 @@ def score_video_pair(reference, distorted, metrics=None, *, max_frames: int | No
             continue
         result.scores[name] = float(value.item())
     return result
+
+
+# ------------------------------------------------------------ a video metric on images
+class OneFrameClips(nn.Module):
+    """A no-reference video metric that scores each image as a one-frame clip.
+
+    This is how the MSU benchmark attacks VQA metrics (VSFA, MDTVSFA…) on its images and
+    video frames: each is a clip of one frame. ``metric(images)`` with ``images``
+    ``(N, C, H, W)`` returns the video metric of ``images[:, None]``, differentiably, so
+    :func:`advqa.quality.plugins.load_metric` and ``advqa benchmark --metrics vsfa`` take
+    it like an image metric.
+    """
+
+    def __init__(self, metric: nn.Module):
+        super().__init__()
+        self.metric = metric
+        self.info = replace(metric.info, description=f"{metric.info.description}; each "
+                            "image scored as a one-frame clip")
+
+    def train(self, mode: bool = True) -> OneFrameClips:
+        """Kept in evaluation mode, as the wrapped metric."""
+        return self
+
+    def forward(self, distorted: torch.Tensor,
+                reference: torch.Tensor | None = None) -> torch.Tensor:
+        return self.metric(distorted[:, None])
+
+
+def image_form(name: str, **options) -> OneFrameClips:
+    """The native video metric ``name`` as an image metric (:class:`OneFrameClips`).
+
+    Raises
+    ------
+    ValueError
+        For a full-reference video metric (ST-RRED compares consecutive frames, so a
+        one-frame clip has nothing to compare).
+    """
+    info = list_video_metrics()[name]
+    if info.full_reference:
+        raise ValueError(f"{name} compares frames over time (it needs at least 2 frames), so "
+                         "it has no form for single images; on video use advqa score, or "
+                         "attack it through an image metric's frames")
+    return OneFrameClips(get_video_metric(name, **options))

@@ -424,5 +424,5 @@ def test_a_vqa_metric_scores_images_as_one_frame_clips(stand_ins, offline):
     assert torch.isfinite(start.grad).all() and start.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="no form for single images"):
         load_metric("strred")
-    with pytest.raises(MissingWeightsError, match="VSFA.pt"):
+    with pytest.raises(MissingWeightsError, match=r"VSFA\.pt"):
         load_metric("vsfa")

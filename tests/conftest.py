@@ -84,6 +84,33 @@ def chromium():
     return CHROMIUM
 
 
+#: How every browser test starts Debian's Chromium through Playwright.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """One headless Chromium per test module, driven by Playwright's sync API.
+
+    Module scope, not session: an open sync_playwright() registers its event loop as
+    running in this thread, and every later module's sync_playwright() would refuse to
+    start. Debian's chromium is used (``executable_path``); never `playwright install`.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("playwright") is None:
+        pytest.fail("the Playwright Python client is missing: "
+                    "pip install 'playwright>=1.40' (it is in advqa's `test` extra); "
+                    "do not run `playwright install`, Debian's chromium is used")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium),
+                                              args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
 PAGE_WIDTH = """
 import sys
 from playwright.sync_api import sync_playwright
@@ -111,3 +138,33 @@ def page_width(chromium):
         return int(result.stdout.split()[-1])
 
     return measure
+
+
+def network_used(*args, **kwargs):
+    raise AssertionError(f"network access attempted: {args!r}")
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """Empty weight folders (``ADVQA_WEIGHTS_DIR`` and torch hub's, under ``TORCH_HOME``)
+    and every download path booby-trapped; yields the weight folder."""
+    import socket
+    import urllib.request
+
+    import torch
+
+    from advqa.quality import learned
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setenv("ADVQA_WEIGHTS_DIR", str(weights))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # TORCH_HOME decides
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", network_used)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", network_used)
+    monkeypatch.setattr(torch.hub, "urlopen", network_used)
+    monkeypatch.setattr(urllib.request, "urlopen", network_used)
+    monkeypatch.setattr(socket.socket, "connect", network_used)
+    learned._CACHE.clear()
+    yield weights
+    learned._CACHE.clear()

@@ -12,7 +12,6 @@ Screenshots go to ``tests/artifacts/annotate/``.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import re
 import socket
@@ -28,7 +27,6 @@ from PIL import Image
 from advqa.study.build import MANIFEST_COLUMNS
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "annotate"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 # Three references of different (width, height) and their AEs' L∞ strengths (/255):
 # 7 items, of which "lake" at 24/255 is the most visible.
 SETS = {"lake": ((224, 224), (2, 8, 24)), "city": ((256, 192), (4, 16)),
@@ -41,22 +39,6 @@ TRAINING_SCORES = {"identical": 1, "strongest": 5, "practice": 3}
 SHOWN = ("#reference img", ".item img.test")
 VIEWPORTS = [(1366, 768, 1), (1920, 1080, 1), (1366, 768, 2)]
 
-
-@pytest.fixture(scope="module")
-def browser(chromium):
-    # Module scope, not session: an open sync_playwright() registers its event loop as
-    # running in this thread, and every later module's sync_playwright() would refuse to
-    # start (the Chromium tests of the report and the leaderboard).
-    if importlib.util.find_spec("playwright") is None:
-        pytest.fail("the Playwright Python client is missing: "
-                    "pip install 'playwright>=1.40' (it is in advqa's `test` extra); "
-                    "do not run `playwright install`, Debian's chromium is used")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=ARGS)
-        yield browser
-        browser.close()
 
 
 def css_string(text: str) -> str:

@@ -5,7 +5,6 @@ attack settings, some failed), so no attack runs here."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 from pathlib import Path
@@ -104,28 +103,19 @@ def test_every_table_scrolls_in_its_own_box(page):
     assert len(re.findall(r'<div class="wide"><table', page)) == tables
 
 
-def test_no_table_is_much_wider_than_the_page(run, chromium):
-    if importlib.util.find_spec("playwright") is None:
-        pytest.fail("the Playwright Python client is missing: pip install 'playwright>=1.40'")
-    from playwright.sync_api import sync_playwright
-
-    page_path = run[0]["html"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium),
-                                             args=["--headless", "--no-sandbox",
-                                                   "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            problems = []
-            page.on("console", lambda message: problems.append(message.text)
-                    if message.type in ("error", "warning") else None)
-            page.goto(page_path.resolve().as_uri())
-            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-            widths = page.evaluate(
-                "Array.from(document.querySelectorAll('table'), t => t.scrollWidth)")
-            assert max(widths) <= 1400, widths  # was 2,900 px for the score table
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "leaderboard-1366.png"), full_page=True)
-            assert problems == []
-        finally:
-            browser.close()
+def test_no_table_is_much_wider_than_the_page(run, browser):
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    try:
+        problems = []
+        page.on("console", lambda message: problems.append(message.text)
+                if message.type in ("error", "warning") else None)
+        page.goto(run[0]["html"].resolve().as_uri())
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        widths = page.evaluate(
+            "Array.from(document.querySelectorAll('table'), t => t.scrollWidth)")
+        assert max(widths) <= 1400, widths  # was 2,900 px for the score table
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "leaderboard-1366.png"), full_page=True)
+        assert problems == []
+    finally:
+        page.close()

@@ -20,29 +20,10 @@ import torch
 
 from advqa.models import MissingWeightsError
 from advqa.quality import learned
+from tests.conftest import network_used
 
 piq = pytest.importorskip("piq")
 
-
-def _network_used(*args, **kwargs):
-    raise AssertionError(f"network access attempted: {args!r}")
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """Empty weight folders and every download path booby-trapped."""
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    monkeypatch.setenv("ADVQA_WEIGHTS_DIR", str(weights))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _network_used)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", _network_used)
-    monkeypatch.setattr(torch.hub, "urlopen", _network_used)
-    monkeypatch.setattr(urllib.request, "urlopen", _network_used)
-    monkeypatch.setattr(socket.socket, "connect", _network_used)
-    learned._CACHE.clear()
-    yield weights
-    learned._CACHE.clear()
 
 
 def _vgg_features():
@@ -254,7 +235,7 @@ def fake_pyiqa(monkeypatch, tmp_path):
     download_util = types.ModuleType("pyiqa.utils.download_util")
     download_util.download_url_to_file = DOWNLOAD_URL_TO_FILE
     monkeypatch.setattr(torch.hub, "urlopen", URLOPEN)
-    monkeypatch.setattr(socket, "getaddrinfo", _network_used)
+    monkeypatch.setattr(socket, "getaddrinfo", network_used)
 
     def load_file_from_url(url, model_dir=None, progress=True, file_name=None):
         model_dir = model_dir or str(cache)

@@ -10,7 +10,6 @@ added so that every section of the report is there.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import shutil
@@ -24,24 +23,9 @@ from advqa.study import StudyDir
 from tests.test_report import LBFGS, report_study  # noqa: F401  (the shared study fixture)
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "report"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 SIZES = [(1366, 768), (1920, 1080)]
 TIMEOUT = 15_000  # ms, per wait
 
-
-@pytest.fixture(scope="module")
-def browser(chromium):
-    if importlib.util.find_spec("playwright") is None:
-        pytest.fail("the Playwright Python client is missing: "
-                    "pip install 'playwright>=1.40' (it is in advqa's `test` extra); "
-                    "do not run `playwright install`, Debian's chromium is used")
-    from playwright.sync_api import sync_playwright
-
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

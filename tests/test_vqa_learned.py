@@ -13,8 +13,6 @@ GRU written out gate by gate) and compared with the adapter on the same inputs.
 from __future__ import annotations
 
 import math
-import socket
-import urllib.request
 
 import pytest
 import torch
@@ -47,24 +45,6 @@ MDTVSFA_KEYS = {
 }
 TOLERANCE = 1e-5
 
-
-def _network_used(*args, **kwargs):
-    raise AssertionError(f"network access attempted: {args!r}")
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """Empty weight folders and the download paths booby-trapped."""
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    monkeypatch.setenv("ADVQA_WEIGHTS_DIR", str(weights))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # TORCH_HOME decides
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _network_used)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", _network_used)
-    monkeypatch.setattr(urllib.request, "urlopen", _network_used)
-    monkeypatch.setattr(socket.socket, "connect", _network_used)
-    return weights
 
 
 def _random_head(keys: dict, seed: int) -> dict[str, torch.Tensor]:
